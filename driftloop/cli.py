@@ -1,0 +1,136 @@
+"""The ``driftloop`` command.
+
+    driftloop stack up|down|status|install   the local Kafka broker, topics and MLflow server
+    driftloop run SERVICE                    run ingest, monitor, trainer or serve
+    driftloop settings [--markdown]          every setting, its variable and default
+    driftloop demo                           what `make demo` runs
+
+Errors driftloop raises on purpose print as one line and exit with their own code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from driftloop.errors import DriftloopError
+from driftloop.logs import configure_logging
+from driftloop.settings import Settings, settings_table
+
+SERVICES = ("ingest", "monitor", "trainer", "serve")
+
+
+def _stack(args: argparse.Namespace, settings: Settings) -> int:
+    from driftloop.stack import LocalStack
+
+    stack = LocalStack(settings)
+    if args.action == "install":
+        print(f"Kafka {settings.kafka_version} jars in {stack.kafka.install()}")
+        return 0
+    if args.action == "up":
+        outcome = stack.up()
+        topics = outcome.pop("topics")
+        new = sorted(name for name, state in topics.items() if state != "exists")
+        print(f"kafka: {outcome['kafka']} at {stack.kafka.address}")
+        print(f"topics: {len(topics)} ready" + (f" ({', '.join(new)} new)" if new else ""))
+        print(f"mlflow: {outcome['mlflow']} at {stack.mlflow.url}")
+        return 0
+    if args.action == "down":
+        for name, state in stack.down().items():
+            print(f"{name}: {state}")
+        return 0
+    status = stack.status()
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+    else:
+        for name, fields in status.items():
+            state = "up" if fields["answering"] else "down"
+            details = ", ".join(f"{k}={v}" for k, v in fields.items() if k != "answering")
+            print(f"{name}: {state} ({details})")
+    return 0 if all(fields["answering"] for fields in status.values()) else 1
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    module_name = f"services.{args.service}.main"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name != module_name:
+            raise
+        raise DriftloopError(f"the {args.service} service is not built yet") from None
+    return int(module.main() or 0)
+
+
+def _settings(args: argparse.Namespace, settings: Settings) -> int:
+    classes: list[type[Settings]] = [Settings]
+    for service in SERVICES:
+        try:
+            module = importlib.import_module(f"services.{service}.settings")
+        except ModuleNotFoundError:
+            continue
+        classes += [
+            value
+            for value in vars(module).values()
+            if isinstance(value, type) and issubclass(value, Settings) and value is not Settings
+        ]
+    if args.markdown:
+        print(settings_table(*classes))
+    else:
+        print(json.dumps(settings.model_dump(mode="json"), indent=2))
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from driftloop import demo
+
+    demo.run(settings, say=lambda line: print(f"[demo] {line}", flush=True))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="driftloop", description=__doc__.split("\n")[1].strip())
+    commands = root.add_subparsers(dest="command", required=True)
+
+    stack = commands.add_parser("stack", help="the local Kafka broker, topics and MLflow server")
+    stack.add_argument("action", choices=["up", "down", "status", "install"])
+    stack.add_argument("--json", action="store_true", help="status as JSON")
+    stack.set_defaults(handler=_stack)
+
+    run = commands.add_parser("run", help="run one service in the foreground")
+    run.add_argument("service", choices=SERVICES)
+    run.set_defaults(handler=_run)
+
+    settings = commands.add_parser("settings", help="show every setting")
+    settings.add_argument("--markdown", action="store_true", help="the README's table")
+    settings.set_defaults(handler=_settings)
+
+    demo = commands.add_parser("demo", help="what `make demo` runs")
+    demo.set_defaults(handler=_demo)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings()
+        configure_logging(settings.log_level, settings.log_format)
+        return int(args.handler(args, settings))
+    except DriftloopError as error:
+        print(f"driftloop: {error}", file=sys.stderr)
+        return error.exit_code
+    except ValidationError as error:
+        for problem in error.errors():
+            variable = "DRIFTLOOP_" + "_".join(map(str, problem["loc"])).upper()
+            print(f"driftloop: {variable}: {problem['msg']}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""The events that flow through driftloop's topics.
+
+The JSON Schemas under ``schemas/`` are the contract (apps in any language produce and consume
+them); the ``TypedDict`` classes here are their Python view, kept in step with the schemas by a
+test. Events travel as plain dicts: validation is the schema's job, not a class constructor's.
+
+Example:
+    >>> event = new_event(request_id="r-1", label=1)
+    >>> sorted(event)
+    ['event_id', 'event_time', 'label', 'request_id', 'schema_version']
+    >>> EventType.LABEL.key(event)
+    b'r-1'
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, Literal, NotRequired, TypedDict
+
+SCHEMA_VERSION = 1
+
+Scalar = float | int | str | bool | None
+
+
+class EventType(Enum):
+    """One event type: its schema file, the setting naming its topic, and its record key.
+
+    The key keeps ordering where it matters: everything about one request lands on one
+    partition, and so does everything about one model.
+    """
+
+    INFERENCE_REQUEST = ("inference_request", "inference_requests", "request_id")
+    PREDICTION = ("prediction", "predictions", "request_id")
+    LABEL = ("label", "labels", "request_id")
+    LABELLED_EXAMPLE = ("labelled_example", "examples", "request_id")
+    DRIFT = ("drift", "drift", "model_name")
+    TRIGGER = ("trigger", "triggers", "model_name")
+    MODEL_UPDATE = ("model_update", "model_updates", "model_name")
+    DEAD_LETTER = ("dead_letter", "dead_letters", None)
+
+    def __init__(self, schema_name: str, topic_setting: str, key_field: str | None) -> None:
+        self.schema_name = schema_name
+        self.topic_setting = topic_setting
+        self.key_field = key_field
+
+    def key(self, event: dict[str, Any]) -> bytes | None:
+        """The Kafka record key for ``event``, or None to spread records over partitions."""
+        if self.key_field is None or event.get(self.key_field) is None:
+            return None
+        return str(event[self.key_field]).encode()
+
+    @classmethod
+    def from_schema_name(cls, name: str) -> EventType:
+        for event_type in cls:
+            if event_type.schema_name == name:
+                return event_type
+        raise ValueError(f"unknown event type {name!r}")
+
+
+def now() -> str:
+    """The current time as the RFC 3339 string every ``event_time`` uses."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def new_event(**fields: Any) -> dict[str, Any]:
+    """An event with a fresh ``event_id`` and ``event_time`` around ``fields``.
+
+    Parameters:
+        fields: the type's own fields; ``event_time`` may be given to back-date an event.
+            Nothing is validated here: the producer checks the event against its schema.
+    """
+    envelope = {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": str(uuid.uuid4()),
+        "event_time": now(),
+    }
+    return envelope | fields
+
+
+class Envelope(TypedDict):
+    schema_version: int
+    event_id: str
+    event_time: str
+
+
+class InferenceRequest(Envelope):
+    request_id: str
+    model_name: str
+    features: dict[str, Scalar]
+    source: NotRequired[str]
+
+
+class Prediction(Envelope):
+    request_id: str
+    model_name: str
+    model_version: str
+    features: dict[str, Scalar]
+    prediction: Scalar
+    scores: NotRequired[dict[str, float]]
+    latency_ms: NotRequired[float]
+
+
+class Label(Envelope):
+    request_id: str
+    label: Scalar
+    source: NotRequired[str]
+
+
+class LabelledExample(Envelope):
+    request_id: str
+    model_name: str
+    model_version: str
+    features: dict[str, Scalar]
+    prediction: Scalar
+    label: Scalar
+    prediction_time: str
+    label_time: str
+
+
+class Window(TypedDict):
+    kind: Literal["count", "time"]
+    start: str
+    end: str
+    size: int
+
+
+class FeatureDrift(TypedDict):
+    feature: str
+    statistic: str
+    score: float
+    threshold: float
+    p_value: NotRequired[float | None]
+    drifted: bool
+
+
+class Drift(Envelope):
+    model_name: str
+    model_version: str
+    window: Window
+    features: list[FeatureDrift]
+    severity: Literal["none", "low", "medium", "high"]
+    report_uri: NotRequired[str]
+
+
+class Trigger(Envelope):
+    trigger_id: str
+    model_name: str
+    model_version: str | None
+    reason: Literal["drift", "data_arrival", "schedule", "manual"]
+    evidence: dict[str, Any]
+    window: NotRequired[Window]
+    drift_event_id: NotRequired[str]
+
+
+class ModelUpdate(Envelope):
+    model_name: str
+    model_version: str
+    run_id: str
+    trigger_id: str | None
+    alias: str
+    previous_version: str | None
+    metrics: dict[str, float]
+
+
+class RecordOrigin(TypedDict):
+    topic: str
+    partition: int
+    offset: int
+
+
+class ViolationDetail(TypedDict):
+    message: str
+    field: str
+    rule: str
+
+
+class DeadLetter(Envelope):
+    service: str
+    origin: RecordOrigin
+    key_b64: str | None
+    payload_b64: str
+    error: ViolationDetail
+
+
+EVENT_CLASSES: dict[EventType, type] = {
+    EventType.INFERENCE_REQUEST: InferenceRequest,
+    EventType.PREDICTION: Prediction,
+    EventType.LABEL: Label,
+    EventType.LABELLED_EXAMPLE: LabelledExample,
+    EventType.DRIFT: Drift,
+    EventType.TRIGGER: Trigger,
+    EventType.MODEL_UPDATE: ModelUpdate,
+    EventType.DEAD_LETTER: DeadLetter,
+}

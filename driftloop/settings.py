@@ -1,0 +1,193 @@
+"""Typed settings shared by every driftloop process.
+
+Every knob is an environment variable named ``DRIFTLOOP_<FIELD>``; a ``.env`` file in the
+working directory is read too. A service that needs more knobs subclasses :class:`Settings`, so
+one prefix and one table (``driftloop settings --markdown``, copied into the README) cover all.
+
+Example:
+    >>> import os
+    >>> os.environ["DRIFTLOOP_KAFKA_PORT"] = "19092"
+    >>> Settings().kafka_bootstrap_servers
+    '127.0.0.1:19092'
+    >>> del os.environ["DRIFTLOOP_KAFKA_PORT"]
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from driftloop.events import EventType
+
+ENV_PREFIX = "DRIFTLOOP_"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _user_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "driftloop"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+
+
+class Settings(BaseSettings):
+    """Settings for the local stack and the contracts every service shares."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # Paths
+    state_dir: Path = Field(
+        Path(".driftloop"),
+        description="Folder for the local stack's data, logs and pid files (git-ignored).",
+    )
+    cache_dir: Path = Field(
+        default_factory=_user_cache,
+        description="Folder for downloads kept across clones: the broker's jars.",
+        json_schema_extra={"shown_default": "~/.cache/driftloop"},
+    )
+    schemas_dir: Path = Field(
+        REPO_ROOT / "schemas",
+        description="Folder holding the event JSON Schemas.",
+        json_schema_extra={"shown_default": "<repo>/schemas"},
+    )
+
+    # Logging
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of every driftloop process."
+    )
+    log_format: LogFormat = Field(
+        LogFormat.JSON, description="`json` (one object per line) or `text`."
+    )
+
+    # Kafka
+    kafka_version: str = Field(
+        "3.9.1", description="Apache Kafka broker version the local stack resolves from Maven."
+    )
+    kafka_port: int = Field(9092, ge=1, le=65535, description="Local broker's client port.")
+    kafka_controller_port: int = Field(
+        9093, ge=1, le=65535, description="Local broker's KRaft controller port."
+    )
+    kafka_heap: str = Field("512m", description="Local broker's JVM heap (-Xmx).")
+    kafka_bootstrap_servers: str = Field(
+        "",
+        description="Brokers clients connect to; empty means the local broker "
+        "(`127.0.0.1:<KAFKA_PORT>`).",
+    )
+    kafka_client_timeout_ms: int = Field(
+        10_000, ge=100, description="How long a client waits for the first broker answer."
+    )
+    kafka_max_poll_records: int = Field(
+        500, ge=1, description="Most records a consumer takes in one batch."
+    )
+    kafka_linger_ms: int = Field(
+        5, ge=0, description="Producer batching delay; trades a little latency for throughput."
+    )
+
+    # Topics
+    topic_partitions: int = Field(3, ge=1, description="Partitions of each topic created.")
+    topic_replication_factor: int = Field(
+        1, ge=1, description="Replication factor of each topic created."
+    )
+    topic_inference_requests: str = Field(
+        "driftloop.inference-requests", description="Inference requests sent over Kafka."
+    )
+    topic_predictions: str = Field(
+        "driftloop.predictions", description="Every prediction serve made."
+    )
+    topic_labels: str = Field("driftloop.labels", description="True labels sent by apps.")
+    topic_examples: str = Field(
+        "driftloop.examples", description="Labelled examples (prediction joined with label)."
+    )
+    topic_drift: str = Field("driftloop.drift", description="Drift events, for alerting.")
+    topic_triggers: str = Field("driftloop.triggers", description="Retraining triggers.")
+    topic_model_updates: str = Field(
+        "driftloop.model-updates", description="Promotions that serving replicas swap to."
+    )
+    topic_dead_letters: str = Field(
+        "driftloop.dead-letters", description="Events that failed validation, with the reason."
+    )
+
+    # MLflow
+    mlflow_port: int = Field(5000, ge=1, le=65535, description="Local MLflow server's port.")
+    mlflow_tracking_uri: str = Field(
+        "",
+        description="MLflow tracking server; empty means the local one "
+        "(`http://127.0.0.1:<MLFLOW_PORT>`).",
+    )
+    mlflow_backend_store_uri: str = Field(
+        "",
+        description="Local server's backend store; empty means SQLite under the state folder.",
+    )
+    model_name: str = Field("driftloop-model", description="Registered model name.")
+
+    # S3 (artifacts and, later, the example store); credentials come from the usual AWS_* vars.
+    s3_endpoint_url: str = Field(
+        "", description="S3-compatible endpoint; empty means AWS's own when a bucket is set."
+    )
+    s3_bucket: str = Field(
+        "", description="Bucket for MLflow artifacts; empty keeps them on the local disk."
+    )
+    s3_prefix: str = Field("driftloop", description="Key prefix inside the bucket.")
+
+    @model_validator(mode="after")
+    def _derive_local_defaults(self) -> Self:
+        if not self.kafka_bootstrap_servers:
+            self.kafka_bootstrap_servers = f"127.0.0.1:{self.kafka_port}"
+        if not self.mlflow_tracking_uri:
+            self.mlflow_tracking_uri = f"http://127.0.0.1:{self.mlflow_port}"
+        if not self.mlflow_backend_store_uri:
+            db = (self.state_dir / "mlflow" / "mlflow.db").resolve()
+            self.mlflow_backend_store_uri = f"sqlite:///{db}"
+        if self.kafka_port == self.kafka_controller_port:
+            raise ValueError("kafka_port and kafka_controller_port must differ")
+        return self
+
+    def topic_for(self, event_type: EventType) -> str:
+        """The topic that carries ``event_type``."""
+        return str(getattr(self, f"topic_{event_type.topic_setting}"))
+
+    def topics(self) -> dict[EventType, str]:
+        """Every event type with its topic."""
+        return {event_type: self.topic_for(event_type) for event_type in EventType}
+
+    @property
+    def mlflow_artifacts_destination(self) -> str:
+        """Where the local MLflow server keeps artifacts: S3 when a bucket is set."""
+        if self.s3_bucket:
+            return f"s3://{self.s3_bucket}/{self.s3_prefix.strip('/')}/mlflow"
+        return str((self.state_dir / "mlflow" / "artifacts").resolve())
+
+
+def settings_table(*classes: type[BaseSettings]) -> str:
+    """A markdown table of every setting in ``classes`` (later classes add their own fields)."""
+    rows = ["| Variable | Type | Default | Meaning |", "| --- | --- | --- | --- |"]
+    seen: set[str] = set()
+    for cls in classes:
+        for name, field in cls.model_fields.items():
+            if name in seen:
+                continue
+            seen.add(name)
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            if "shown_default" in extra:
+                default = f"`{extra['shown_default']}`"
+            else:
+                value = field.default
+                value = value.value if isinstance(value, StrEnum) else value
+                default = f"`{value}`" if value not in ("", None) else "(derived)"
+            kind = getattr(field.annotation, "__name__", str(field.annotation))
+            kind = kind.replace("typing.", "").replace("|", "\\|")
+            env = f"`{ENV_PREFIX}{name.upper()}`"
+            rows.append(f"| {env} | {kind} | {default} | {field.description or ''} |")
+    return "\n".join(rows)
