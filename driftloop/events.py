@@ -12,8 +12,7 @@ Example:
     b'r-1'
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: TypedDict must see NotRequired[...] itself.
 import uuid
 from datetime import UTC, datetime
 from enum import Enum
@@ -50,13 +49,6 @@ class EventType(Enum):
         if self.key_field is None or event.get(self.key_field) is None:
             return None
         return str(event[self.key_field]).encode()
-
-    @classmethod
-    def from_schema_name(cls, name: str) -> EventType:
-        for event_type in cls:
-            if event_type.schema_name == name:
-                return event_type
-        raise ValueError(f"unknown event type {name!r}")
 
 
 def now() -> str:

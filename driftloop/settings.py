@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self, get_args, get_origin
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -185,9 +185,16 @@ def settings_table(*classes: type[BaseSettings]) -> str:
             else:
                 value = field.default
                 value = value.value if isinstance(value, StrEnum) else value
-                default = f"`{value}`" if value not in ("", None) else "(derived)"
-            kind = getattr(field.annotation, "__name__", str(field.annotation))
-            kind = kind.replace("typing.", "").replace("|", "\\|")
+                default = f"`{value}`" if value != "" else "(empty)"
+            kind = _type_name(field.annotation).replace("|", "\\|")
             env = f"`{ENV_PREFIX}{name.upper()}`"
             rows.append(f"| {env} | {kind} | {default} | {field.description or ''} |")
     return "\n".join(rows)
+
+
+def _type_name(annotation: Any) -> str:
+    if get_origin(annotation) is Literal:
+        return " | ".join(str(arg) for arg in get_args(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, StrEnum):
+        return " | ".join(member.value for member in annotation)
+    return getattr(annotation, "__name__", str(annotation))

@@ -1,0 +1,60 @@
+"""Shared fixtures. Integration fixtures start the real local stack on free ports in a temporary
+state folder; when it cannot start, every test that needs it fails with the reason."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from driftloop.errors import DriftloopError
+from driftloop.settings import Settings
+from driftloop.stack import LocalStack
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def local_settings(state_dir: Path, **overrides: object) -> Settings:
+    """Settings for a stack of our own: free ports, its own state, the shared jar cache."""
+    return Settings(
+        state_dir=state_dir,
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        mlflow_port=free_port(),
+        kafka_client_timeout_ms=5000,
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The real local stack (Kafka broker, topics, MLflow server) for the whole session."""
+    local = LocalStack(local_settings(tmp_path_factory.mktemp("stack")))
+    try:
+        local.up()
+    except DriftloopError as error:
+        local.down()
+        pytest.fail(f"the local stack could not start: {error}", pytrace=False)
+    yield local
+    local.down()
+
+
+@pytest.fixture(scope="session")
+def settings(stack: LocalStack) -> Settings:
+    return stack.settings
+
+
+@pytest.fixture(scope="session")
+def kcat() -> str:
+    """Debian's kcat: a Kafka client that is not ours, as an outside app would use."""
+    path = shutil.which("kcat") or shutil.which("kafkacat")
+    if path is None:
+        pytest.fail("kcat is not installed; `make test` installs it (apt-get install kcat)")
+    return path
