@@ -7,6 +7,7 @@ record, and the MLflow registry answering ``models:/<name>@champion`` with a Ker
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -71,10 +72,15 @@ def register_and_load(settings: Settings, say: Say) -> None:
     """Fit a tiny Keras model, register it, point `champion` at it, load it by alias."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     import keras
     import mlflow
     import numpy as np
     from mlflow.models import infer_signature
+
+    keras.utils.disable_interactive_logging()  # no progress bars between the demo's lines
+    for noisy in ("mlflow", "absl"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_experiment("driftloop-demo")

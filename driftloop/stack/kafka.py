@@ -21,7 +21,7 @@ from kafka import KafkaAdminClient
 
 from driftloop.errors import StackError
 from driftloop.settings import Settings
-from driftloop.stack.process import ManagedProcess, require_free_port
+from driftloop.stack.process import ManagedProcess, port_is_free, require_free_port
 
 MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
@@ -127,6 +127,8 @@ class KafkaBroker:
 
     def describe(self) -> dict[str, object] | None:
         """The cluster's metadata (cluster id, brokers), or None if nobody answers."""
+        if port_is_free(self.settings.kafka_port):
+            return None  # nobody listens yet; spare the client's connection-error logs
         try:
             admin = KafkaAdminClient(
                 bootstrap_servers=[self.address],
