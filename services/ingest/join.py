@@ -1,0 +1,267 @@
+"""LabelJoin: predictions and their later labels, matched by request_id, in either order.
+
+Labels arrive after their prediction, sometimes long after, sometimes twice, sometimes never,
+and sometimes before it (a producer's clock or a slow predictions partition). The join keeps one
+entry per request_id, bounded in time (a TTL on event time) and in count, and reports one
+outcome for every event it sees:
+
+=========================  =========================================================
+outcome                    meaning
+=========================  =========================================================
+``joined``                 a label met its waiting prediction: one labelled example
+``label_before_prediction``  a prediction met its waiting label: one labelled example
+``pending``                the event waits for its other half
+``duplicate_label``        a second label for a request already joined: dropped
+                           (the first label wins; a changed label is logged)
+``duplicate_prediction``   a prediction for a request already seen: dropped
+``late_label``             a label whose prediction expired before it came
+``late_prediction``        a prediction whose label expired (as an orphan) before it came
+``expired_prediction``     a prediction whose label did not come within the TTL
+``orphan_label``           a label whose prediction did not come within the TTL
+``evicted``                an entry dropped to stay under ``max_entries``
+=========================  =========================================================
+
+Time is event time: the join's clock (the watermark) is the latest ``event_time`` it has
+seen, so replaying a stream gives the same outcomes as living through it. Entries expire in
+the order they were last touched, so with out-of-order events an entry can outlive its TTL by
+the disorder of the stream, never expire early.
+
+Example:
+    >>> join = LabelJoin(ttl_s=3600)
+    >>> prediction = {"event_id": "p", "event_time": "2026-11-22T10:00:00Z", "request_id": "r",
+    ...               "model_name": "m", "model_version": "1", "features": {"x": 1.0},
+    ...               "prediction": 0}
+    >>> join.add_prediction(prediction).outcome
+    'pending'
+    >>> result = join.add_label({"event_id": "l", "event_time": "2026-11-22T10:05:00Z",
+    ...                          "request_id": "r", "label": 1})
+    >>> result.outcome, result.example["label"], result.example["prediction"]
+    ('joined', 1, 0)
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from driftloop.events import SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+
+# Example ids derive from the request id, so a re-processed join yields the same event_id and
+# the store and downstream consumers can drop the copy.
+EXAMPLE_NAMESPACE = uuid.UUID("5b0e8f7e-3c1d-4a55-9a7e-6f1d2c3b4a59")
+
+WAITING, JOINED, EXPIRED = "waiting", "joined", "expired"
+
+
+def example_id(request_id: str) -> str:
+    return str(uuid.uuid5(EXAMPLE_NAMESPACE, request_id))
+
+
+def epoch(event_time: str) -> float:
+    return datetime.fromisoformat(event_time).timestamp()
+
+
+@dataclass(slots=True)
+class Entry:
+    """What the join knows about one request_id."""
+
+    partition: int
+    deadline: float
+    status: str = WAITING
+    prediction: dict[str, Any] | None = None
+    label: dict[str, Any] | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        """The entry as the changelog stores it."""
+        return {
+            "partition": self.partition,
+            "deadline": self.deadline,
+            "status": self.status,
+            "prediction": self.prediction,
+            "label": self.label,
+        }
+
+
+class JoinResult(NamedTuple):
+    outcome: str
+    example: dict[str, Any] | None = None
+
+
+class LabelJoin:
+    """Match predictions with labels by ``request_id`` within ``ttl_s`` of event time.
+
+    Parameters:
+        ttl_s: how long, in event time, a prediction waits for its label (and a label for its
+            prediction); a finished request is remembered as long again, to recognise
+            duplicates and late labels.
+        max_entries: most request_ids held at once; past it the oldest are evicted.
+
+    The counts of every outcome so far are in :attr:`outcomes`. Changed entries since the last
+    :meth:`drain_changes` are what a changelog needs to rebuild the state after a restart.
+    """
+
+    def __init__(self, ttl_s: float, max_entries: int = 1_000_000) -> None:
+        if ttl_s <= 0 or max_entries <= 0:
+            raise ValueError("ttl_s and max_entries must be positive")
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self.watermark = float("-inf")
+        self.outcomes: Counter[str] = Counter()
+        self._entries: dict[str, Entry] = {}
+        self._changed: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def waiting(self) -> int:
+        """Requests with one half seen and the other still expected."""
+        return sum(1 for entry in self._entries.values() if entry.status == WAITING)
+
+    # --- the two inputs ------------------------------------------------------------------
+
+    def add_prediction(self, prediction: dict[str, Any], partition: int = 0) -> JoinResult:
+        request_id = prediction["request_id"]
+        time = self._advance(prediction["event_time"])
+        entry = self._entries.get(request_id)
+        if entry is None:
+            self._put(request_id, Entry(partition, time + self.ttl_s, prediction=prediction))
+            return self._count(JoinResult("pending"))
+        if entry.status == EXPIRED and entry.label is not None:
+            return self._count(JoinResult("late_prediction"))
+        if entry.status != WAITING or entry.prediction is not None:
+            return self._count(JoinResult("duplicate_prediction"))
+        label = entry.label
+        assert label is not None
+        return self._count(JoinResult("label_before_prediction", self._finish(request_id, entry,
+                                                                              prediction, label)))
+
+    def add_label(self, label: dict[str, Any], partition: int = 0) -> JoinResult:
+        request_id = label["request_id"]
+        time = self._advance(label["event_time"])
+        entry = self._entries.get(request_id)
+        if entry is None:
+            self._put(request_id, Entry(partition, time + self.ttl_s, label=label))
+            return self._count(JoinResult("pending"))
+        if entry.status == EXPIRED and entry.prediction is not None:
+            return self._count(JoinResult("late_label"))
+        if entry.status != WAITING or entry.label is not None:
+            first = (entry.label or {}).get("label", label["label"])
+            if first != label["label"]:
+                log.warning(
+                    "second label differs from the first; the first stands",
+                    extra={"request_id": request_id, "first": first, "second": label["label"]},
+                )
+            return self._count(JoinResult("duplicate_label"))
+        prediction = entry.prediction
+        assert prediction is not None
+        return self._count(JoinResult("joined", self._finish(request_id, entry, prediction,
+                                                             label)))
+
+    # --- time and space ------------------------------------------------------------------
+
+    def expire(self) -> Counter[str]:
+        """Apply the TTL at the current watermark; returns what expired, by outcome."""
+        expired: Counter[str] = Counter()
+        while self._entries:
+            request_id, entry = next(iter(self._entries.items()))
+            if entry.deadline > self.watermark:
+                break
+            del self._entries[request_id]
+            if entry.status == WAITING:
+                outcome = "expired_prediction" if entry.prediction is not None else "orphan_label"
+                expired[outcome] += 1
+                # Remember which half it had (not the payload), so that a late other half is
+                # recognised as late rather than as new.
+                had_prediction = entry.prediction is not None
+                marker = Entry(entry.partition, self.watermark + self.ttl_s, EXPIRED,
+                               prediction={} if had_prediction else None,
+                               label=None if had_prediction else {})
+                self._put(request_id, marker)
+            else:
+                self._changed[request_id] = entry.partition
+        self.outcomes.update(expired)
+        return expired
+
+    def drain_changes(self) -> dict[str, tuple[int, dict[str, Any] | None]]:
+        """Entries changed since the last call: ``{request_id: (partition, snapshot or None)}``.
+
+        None means forgotten (a changelog tombstone).
+        """
+        changes = {}
+        for request_id, partition in self._changed.items():
+            entry = self._entries.get(request_id)
+            changes[request_id] = (partition, entry.snapshot() if entry else None)
+        self._changed.clear()
+        return changes
+
+    def restore(self, request_id: str, snapshot: dict[str, Any] | None) -> None:
+        """Put back one entry read from the changelog (None forgets it)."""
+        self._entries.pop(request_id, None)
+        if snapshot is not None:
+            self._entries[request_id] = Entry(**snapshot)
+            self.watermark = max(self.watermark, snapshot["deadline"] - self.ttl_s)
+
+    def drop_partitions(self, partitions: Iterable[int]) -> int:
+        """Forget the entries of partitions this process no longer owns; returns how many."""
+        gone = set(partitions)
+        doomed = [rid for rid, entry in self._entries.items() if entry.partition in gone]
+        for request_id in doomed:
+            del self._entries[request_id]
+            self._changed.pop(request_id, None)
+        return len(doomed)
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _advance(self, event_time: str) -> float:
+        time = epoch(event_time)
+        if time > self.watermark:
+            self.watermark = time
+        return time
+
+    def _put(self, request_id: str, entry: Entry) -> None:
+        self._entries.pop(request_id, None)  # re-inserting moves it to the back: expiry order
+        self._entries[request_id] = entry
+        self._changed[request_id] = entry.partition
+        while len(self._entries) > self.max_entries:
+            oldest, evicted = next(iter(self._entries.items()))
+            del self._entries[oldest]
+            self._changed[oldest] = evicted.partition
+            if evicted.status == WAITING:
+                self.outcomes["evicted"] += 1
+
+    def _finish(
+        self, request_id: str, entry: Entry, prediction: dict[str, Any], label: dict[str, Any]
+    ) -> dict[str, Any]:
+        # Keep only a marker (and the label, to spot a conflicting duplicate) until it expires.
+        self._put(request_id, Entry(entry.partition, self.watermark + self.ttl_s, JOINED,
+                                    label={"label": label["label"]}))
+        return labelled_example(prediction, label)
+
+    def _count(self, result: JoinResult) -> JoinResult:
+        self.outcomes[result.outcome] += 1
+        return result
+
+
+def labelled_example(prediction: dict[str, Any], label: dict[str, Any]) -> dict[str, Any]:
+    """The labelled-example event for one prediction and its label."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": example_id(prediction["request_id"]),
+        "event_time": max(prediction["event_time"], label["event_time"], key=epoch),
+        "request_id": prediction["request_id"],
+        "model_name": prediction["model_name"],
+        "model_version": prediction["model_version"],
+        "features": prediction["features"],
+        "prediction": prediction["prediction"],
+        "label": label["label"],
+        "prediction_time": prediction["event_time"],
+        "label_time": label["event_time"],
+    }
