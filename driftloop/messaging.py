@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import TopicPartition
@@ -39,6 +39,10 @@ from driftloop.schemas import EventSchemas, dumps
 from driftloop.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# A dead letter carries the original record in base64 (4/3 of its size) plus the error, so its
+# topic and producer allow more than the broker's 1 MiB default.
+DEAD_LETTER_BYTES = 8 << 20
 
 EVENTS_PRODUCED = Counter(
     "driftloop_events_produced_total", "Events handed to the Kafka producer.", ["topic"]
@@ -130,9 +134,14 @@ def ensure_topics(settings: Settings) -> dict[str, str]:
                 "num_partitions": settings.topic_partitions,
                 "replication_factor": settings.topic_replication_factor,
             }
+            specs = {name: dict(spec) for name in missing}
+            if settings.topic_dead_letters in specs:
+                specs[settings.topic_dead_letters]["configs"] = {
+                    "max.message.bytes": str(DEAD_LETTER_BYTES)
+                }
             # Another process may create them between our describe and our create.
             with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics({name: spec for name in missing}, wait_for_metadata=True)
+                admin.create_topics(specs, wait_for_metadata=True)
             outcome |= {name: "created" for name in missing}
         grow = {
             name: settings.topic_partitions
@@ -218,6 +227,8 @@ class EventConsumer:
         event_types: the events to read; each comes from its configured topic.
         service: the reading service's name, written into its dead letters.
         schemas: the schemas to validate against; the repo's by default.
+        listener: told when partitions are assigned or revoked (a service with state per
+            partition saves and restores it there).
         overrides: extra ``KafkaConsumer`` settings.
     """
 
@@ -229,30 +240,38 @@ class EventConsumer:
         *,
         service: str,
         schemas: EventSchemas | None = None,
+        listener: ConsumerRebalanceListener | None = None,
         **overrides: Any,
     ) -> None:
         self.settings = settings
         self.service = service
         self.schemas = schemas or EventSchemas(settings.schemas_dir)
         self._type_of_topic = {settings.topic_for(t): t for t in event_types}
-        self._consumer = kafka_consumer(
-            settings, service, group_id, *self._type_of_topic, **overrides
+        self._consumer = kafka_consumer(settings, service, group_id, **overrides)
+        self._consumer.subscribe(list(self._type_of_topic), listener=listener)
+        self._dead_letters = EventProducer(
+            settings, service=service, schemas=self.schemas, max_request_size=DEAD_LETTER_BYTES
         )
-        self._dead_letters = EventProducer(settings, service=service, schemas=self.schemas)
         self._grouped = group_id is not None
+        self.uncommitted = 0  # records polled (valid or not) since the last commit
 
     def poll(self, timeout_ms: int = 1000) -> list[Received]:
         """The next batch of valid events; invalid records are dead-lettered on the way."""
         batch: list[Received] = []
         for partition, records in self._consumer.poll(timeout_ms=timeout_ms).items():
+            self.uncommitted += len(records)
             event_type = self._type_of_topic[partition.topic]
             for record in records:
                 origin = RecordOrigin(
                     topic=record.topic, partition=record.partition, offset=record.offset
                 )
                 try:
-                    event = self.schemas.decode(event_type, record.value or b"")
+                    event = self._decode(event_type, record.value or b"")
                 except SchemaViolation as violation:
+                    if event_type is EventType.DEAD_LETTER:
+                        # Never dead-letter a dead letter: that would loop on its own topic.
+                        log.error("skipped an invalid dead letter", extra={"origin": origin})
+                        continue
                     self._dead_letter(record.key, record.value or b"", origin, violation)
                     continue
                 EVENTS_CONSUMED.labels(record.topic, "valid").inc()
@@ -260,11 +279,26 @@ class EventConsumer:
             self._observe_lag(partition)
         return batch
 
+    def _decode(self, event_type: EventType, value: bytes) -> dict[str, Any]:
+        limit = self.settings.kafka_max_event_bytes
+        # Dead letters carry a whole record and more; the limit is for what apps send.
+        if len(value) > limit and event_type is not EventType.DEAD_LETTER:
+            raise SchemaViolation("$", "maxBytes", f"{len(value)} bytes, over the {limit} allowed")
+        return self.schemas.decode(event_type, value)
+
     def commit(self) -> None:
         """Commit everything :meth:`poll` returned, once its dead letters are on the broker."""
         self._dead_letters.flush()
         if self._grouped:
             self._consumer.commit()
+        self.uncommitted = 0
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        """Stop fetching ``partitions`` until :meth:`resume` (the group keeps them)."""
+        self._consumer.pause(*partitions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self._consumer.resume(*partitions)
 
     def run(
         self,

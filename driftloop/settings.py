@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     kafka_max_poll_records: int = Field(
         500, ge=1, description="Most records a consumer takes in one batch."
     )
+    kafka_max_event_bytes: int = Field(
+        1 << 20,
+        ge=1024,
+        description="Largest record a consumer accepts; larger ones are dead-lettered.",
+    )
     kafka_linger_ms: int = Field(
         5, ge=0, description="Producer batching delay; trades a little latency for throughput."
     )

@@ -22,9 +22,8 @@ outcome                    meaning
 =========================  =========================================================
 
 Time is event time: the join's clock (the watermark) is the latest ``event_time`` it has
-seen, so replaying a stream gives the same outcomes as living through it. Entries expire in
-the order they were last touched, so with out-of-order events an entry can outlive its TTL by
-the disorder of the stream, never expire early.
+seen, so replaying a stream gives the same outcomes as living through it. An entry expires
+once the watermark passes its deadline, whatever order the events came in.
 
 Example:
     >>> join = LabelJoin(ttl_s=3600)
@@ -41,6 +40,7 @@ Example:
 
 from __future__ import annotations
 
+import heapq
 import logging
 import uuid
 from collections import Counter
@@ -114,7 +114,8 @@ class LabelJoin:
         self.max_entries = max_entries
         self.watermark = float("-inf")
         self.outcomes: Counter[str] = Counter()
-        self._entries: dict[str, Entry] = {}
+        self._entries: dict[str, Entry] = {}  # least recently touched first: eviction order
+        self._deadlines: list[tuple[float, str]] = []  # a heap; stale items are skipped
         self._changed: dict[str, int] = {}
 
     def __len__(self) -> int:
@@ -140,8 +141,11 @@ class LabelJoin:
             return self._count(JoinResult("duplicate_prediction"))
         label = entry.label
         assert label is not None
-        return self._count(JoinResult("label_before_prediction", self._finish(request_id, entry,
-                                                                              prediction, label)))
+        return self._count(
+            JoinResult(
+                "label_before_prediction", self._finish(request_id, entry, prediction, label)
+            )
+        )
 
     def add_label(self, label: dict[str, Any], partition: int = 0) -> JoinResult:
         request_id = label["request_id"]
@@ -162,18 +166,18 @@ class LabelJoin:
             return self._count(JoinResult("duplicate_label"))
         prediction = entry.prediction
         assert prediction is not None
-        return self._count(JoinResult("joined", self._finish(request_id, entry, prediction,
-                                                             label)))
+        return self._count(JoinResult("joined", self._finish(request_id, entry, prediction, label)))
 
     # --- time and space ------------------------------------------------------------------
 
     def expire(self) -> Counter[str]:
         """Apply the TTL at the current watermark; returns what expired, by outcome."""
         expired: Counter[str] = Counter()
-        while self._entries:
-            request_id, entry = next(iter(self._entries.items()))
-            if entry.deadline > self.watermark:
-                break
+        while self._deadlines and self._deadlines[0][0] <= self.watermark:
+            deadline, request_id = heapq.heappop(self._deadlines)
+            entry = self._entries.get(request_id)
+            if entry is None or entry.deadline != deadline:
+                continue  # replaced or forgotten since this deadline was set
             del self._entries[request_id]
             if entry.status == WAITING:
                 outcome = "expired_prediction" if entry.prediction is not None else "orphan_label"
@@ -181,9 +185,13 @@ class LabelJoin:
                 # Remember which half it had (not the payload), so that a late other half is
                 # recognised as late rather than as new.
                 had_prediction = entry.prediction is not None
-                marker = Entry(entry.partition, self.watermark + self.ttl_s, EXPIRED,
-                               prediction={} if had_prediction else None,
-                               label=None if had_prediction else {})
+                marker = Entry(
+                    entry.partition,
+                    self.watermark + self.ttl_s,
+                    EXPIRED,
+                    prediction={} if had_prediction else None,
+                    label=None if had_prediction else {},
+                )
                 self._put(request_id, marker)
             else:
                 self._changed[request_id] = entry.partition
@@ -207,6 +215,7 @@ class LabelJoin:
         self._entries.pop(request_id, None)
         if snapshot is not None:
             self._entries[request_id] = Entry(**snapshot)
+            heapq.heappush(self._deadlines, (snapshot["deadline"], request_id))
             self.watermark = max(self.watermark, snapshot["deadline"] - self.ttl_s)
 
     def drop_partitions(self, partitions: Iterable[int]) -> int:
@@ -227,8 +236,9 @@ class LabelJoin:
         return time
 
     def _put(self, request_id: str, entry: Entry) -> None:
-        self._entries.pop(request_id, None)  # re-inserting moves it to the back: expiry order
+        self._entries.pop(request_id, None)  # re-inserting moves it to the back
         self._entries[request_id] = entry
+        heapq.heappush(self._deadlines, (entry.deadline, request_id))
         self._changed[request_id] = entry.partition
         while len(self._entries) > self.max_entries:
             oldest, evicted = next(iter(self._entries.items()))
@@ -241,8 +251,15 @@ class LabelJoin:
         self, request_id: str, entry: Entry, prediction: dict[str, Any], label: dict[str, Any]
     ) -> dict[str, Any]:
         # Keep only a marker (and the label, to spot a conflicting duplicate) until it expires.
-        self._put(request_id, Entry(entry.partition, self.watermark + self.ttl_s, JOINED,
-                                    label={"label": label["label"]}))
+        self._put(
+            request_id,
+            Entry(
+                entry.partition,
+                self.watermark + self.ttl_s,
+                JOINED,
+                label={"label": label["label"]},
+            ),
+        )
         return labelled_example(prediction, label)
 
     def _count(self, result: JoinResult) -> JoinResult:

@@ -169,8 +169,9 @@ class ExampleStore:
         for example in fresh.values():
             hour = _utc(example["event_time"]).strftime("date=%Y-%m-%d/hour=%H")
             by_hour.setdefault(hour, []).append(example)
-        manifests = [self._write_file(hour, rows, offsets or {}) for hour, rows in
-                     sorted(by_hour.items())]
+        manifests = [
+            self._write_file(hour, rows, offsets or {}) for hour, rows in sorted(by_hour.items())
+        ]
         self._ids.update(fresh)
         return manifests
 

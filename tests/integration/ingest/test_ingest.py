@@ -1,0 +1,260 @@
+"""ingest end to end on the real broker: the join, dead letters, crash and restart, HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+
+from driftloop.events import EventType, new_event
+from driftloop.messaging import EventConsumer, EventProducer
+from services.ingest.join import example_id
+from services.ingest.settings import IngestSettings
+from services.ingest.store import ExampleStore
+from services.ingest.worker import IngestWorker
+from tests.integration.ingest.conftest import IngestProcess, stored_rows
+
+pytestmark = pytest.mark.integration
+
+
+def prediction(request_id: str, **fields: Any) -> dict[str, Any]:
+    return (
+        new_event(
+            request_id=request_id,
+            model_name="m",
+            model_version="1",
+            features={"x": 1.0, "colour": "red"},
+            prediction=0,
+        )
+        | fields
+    )
+
+
+def label(request_id: str, value: Any = 1, **fields: Any) -> dict[str, Any]:
+    return new_event(request_id=request_id, label=value) | fields
+
+
+def kcat_labels(kcat: str, settings: IngestSettings, records: list[tuple[str, bytes]]) -> None:
+    """Labels from an outside app; murmur2, so they meet their predictions' partitions."""
+    lines = b"".join(key.encode() + b"\t" + value + b"\n" for key, value in records)
+    subprocess.run(
+        [
+            kcat,
+            "-b",
+            settings.kafka_bootstrap_servers,
+            "-P",
+            "-t",
+            settings.topic_labels,
+            "-K",
+            "\t",
+            "-X",
+            "partitioner=murmur2_random",
+        ],
+        input=lines,
+        check=True,
+        timeout=30,
+    )
+
+
+def run_until(worker: IngestWorker, done: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        worker.step(200)
+    worker.checkpoint()
+    assert done(), f"not done after {timeout} s; outcomes so far: {dict(worker.join.outcomes)}"
+
+
+def dead_letters(settings: IngestSettings, expected: int) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    with EventConsumer(settings, None, [EventType.DEAD_LETTER], service="test") as consumer:
+        deadline = time.monotonic() + 20
+        while len(found) < expected and time.monotonic() < deadline:
+            found += [r.event for r in consumer.poll(250)]
+    return found
+
+
+def test_the_join_in_either_order_with_duplicates_and_poison_around_it(
+    ingest_settings: IngestSettings, kcat: str
+) -> None:
+    s = ingest_settings
+    worker = IngestWorker(s, ExampleStore(s.ingest_store_uri))
+    huge = orjson.dumps(label("huge", value="x" * 10_000))
+    try:
+        with EventProducer(s, service="test") as producer:
+            for request_id in ("after", "twice", "alone"):
+                producer.send(EventType.PREDICTION, prediction(request_id))
+            producer.flush()
+            run_until(worker, lambda: worker.join.outcomes["pending"] == 3)
+            kcat_labels(
+                kcat,
+                s,
+                [
+                    ("before", orjson.dumps(label("before"))),
+                    ("poison", b"{not json"),
+                    ("after", orjson.dumps(label("after"))),
+                    ("poison", orjson.dumps({"label": 1})),
+                    ("twice", orjson.dumps(label("twice", 1))),
+                    ("poison", orjson.dumps(label("typed", value={"class": 1}))),
+                    ("twice", orjson.dumps(label("twice", 0))),
+                    ("huge", huge),
+                ],
+            )
+            run_until(worker, lambda: worker.join.outcomes["duplicate_label"] == 1)
+            producer.send(EventType.PREDICTION, prediction("before")).get(timeout=10)
+            run_until(worker, lambda: len(stored_rows(s)) == 3)
+    finally:
+        worker.close()
+
+    assert sorted(stored_rows(s)) == ["after", "before", "twice"]
+    outcomes = worker.join.outcomes
+    assert outcomes["joined"] == 2 and outcomes["label_before_prediction"] == 1
+    assert outcomes["duplicate_label"] == 1 and outcomes["pending"] == 4
+    store = ExampleStore(s.ingest_store_uri)
+    twice = [r for r in store.read(store.manifests()).to_pylist() if r["request_id"] == "twice"]
+    assert twice[0]["label"] == 1, "the first label stands"
+
+    letters = dead_letters(s, 4)
+    rules = sorted(letter["error"]["rule"] for letter in letters)
+    assert rules == sorted(["json", "required", "type", "maxBytes"])
+    payloads = {base64.b64decode(letter["payload_b64"]) for letter in letters}
+    assert b"{not json" in payloads and huge in payloads
+    assert all(letter["origin"]["topic"] == s.topic_labels for letter in letters)
+
+    examples: list[dict[str, Any]] = []
+    with EventConsumer(s, None, [EventType.LABELLED_EXAMPLE], service="test") as consumer:
+        deadline = time.monotonic() + 20
+        while len(examples) < 3 and time.monotonic() < deadline:
+            examples += [r.event for r in consumer.poll(250)]
+    assert sorted(e["request_id"] for e in examples) == ["after", "before", "twice"]
+    assert {e["event_id"] for e in examples} == {
+        example_id(r) for r in ("after", "before", "twice")
+    }
+
+
+def test_a_label_after_the_ttl_is_counted_late_and_stores_nothing(
+    ingest_settings: IngestSettings,
+) -> None:
+    s = ingest_settings.model_copy(update={"ingest_join_ttl_s": 60.0})
+    worker = IngestWorker(s, ExampleStore(s.ingest_store_uri))
+    try:
+        with EventProducer(s, service="test") as producer:
+            for request_id, minute in (("old", "00"), ("new", "05")):
+                event = prediction(request_id, event_time=f"2026-11-22T10:{minute}:00Z")
+                producer.send(EventType.PREDICTION, event)
+            producer.flush()
+            run_until(worker, lambda: worker.join.outcomes["pending"] == 2)
+            for request_id in ("old", "new"):
+                producer.send(EventType.LABEL, label(request_id, event_time="2026-11-22T10:06:00Z"))
+        run_until(worker, lambda: worker.join.outcomes["late_label"] == 1)
+        run_until(worker, lambda: worker.join.outcomes["joined"] == 1)
+    finally:
+        worker.close()
+    assert worker.join.outcomes["expired_prediction"] == 1
+    assert stored_rows(s) == ["new"]
+
+
+def test_kill_and_restart_stores_every_joined_request_exactly_once(
+    ingest: IngestProcess,
+) -> None:
+    s = ingest.settings.model_copy(
+        update={"ingest_flush_rows": 100, "kafka_max_poll_records": 50, "ingest_flush_s": 0.2}
+    )
+    ingest.settings = s
+    run = uuid.uuid4().hex[:6]
+    first = [f"{run}-a{i}" for i in range(1500)]
+    second = [f"{run}-b{i}" for i in range(1000)]
+    waiting = [f"{run}-w{i}" for i in range(50)]  # their labels come after the restart
+    with EventProducer(s, service="test") as producer:
+        for request_id in first:
+            producer.send(EventType.PREDICTION, prediction(request_id))
+            producer.send(EventType.LABEL, label(request_id))
+        for request_id in waiting:
+            producer.send(EventType.PREDICTION, prediction(request_id))
+        producer.flush()
+
+        ingest.start()
+        deadline = time.monotonic() + 30
+        while not ExampleStore(s.ingest_store_uri).manifests() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ingest.kill()  # SIGKILL: no final checkpoint, whatever it was doing
+        killed_with = len(stored_rows(s))
+
+        for request_id in second:
+            producer.send(EventType.PREDICTION, prediction(request_id))
+            producer.send(EventType.LABEL, label(request_id))
+        for request_id in waiting:
+            producer.send(EventType.LABEL, label(request_id))
+        producer.flush()
+
+    ingest.start()
+    expected = len(first) + len(second) + len(waiting)
+    deadline = time.monotonic() + 90
+    while len(stored_rows(s)) < expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(1.5)  # a few more checkpoints: nothing more may arrive
+    assert ingest.stop() == 0
+    rows = stored_rows(s)
+    assert 0 < killed_with < expected
+    assert len(rows) == expected, f"{len(rows)} rows for {expected} joined requests"
+    assert sorted(rows) == sorted(first + second + waiting)
+
+
+def post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_http_labels_are_accepted_once_on_kafka_and_bad_ones_are_refused(
+    ingest: IngestProcess,
+) -> None:
+    s = ingest.settings
+    ingest.start()
+    labels_url = f"{ingest.url}/v1/labels"
+
+    status, body = post(labels_url, orjson.dumps({"request_id": "h1", "label": 1}))
+    assert status == 202 and body["accepted"] == 1 and len(body["event_ids"]) == 1
+    status, body = post(
+        labels_url,
+        orjson.dumps(
+            {"labels": [{"request_id": "h2", "label": 0}, {"request_id": "h3", "label": "yes"}]}
+        ),
+    )
+    assert (status, body["accepted"]) == (202, 2)
+
+    status, body = post(labels_url, orjson.dumps([{"request_id": "h4", "label": 1}, {"label": 1}]))
+    assert status == 422
+    assert (body["index"], body["field"], body["rule"]) == (1, "request_id", "required")
+    assert post(labels_url, b"{oops")[0] == 400
+    assert post(labels_url, b"[]")[0] == 422
+    status, body = post(labels_url, orjson.dumps({"request_id": "big", "label": "x" * 5000}))
+    assert status == 413 and "4096" in body["error"]
+
+    status, _ = post(f"{ingest.url}/v1/predictions", orjson.dumps(prediction("h1")))
+    assert status == 202
+    with EventProducer(s, service="test") as producer:
+        for request_id in ("h2", "h3", "h4"):
+            producer.send(EventType.PREDICTION, prediction(request_id))
+    deadline = time.monotonic() + 30
+    while len(stored_rows(s)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert sorted(stored_rows(s)) == ["h1", "h2", "h3"], "h4 was in a refused batch"
+
+    with urllib.request.urlopen(f"{ingest.url}/metrics/", timeout=5) as response:
+        metrics = response.read().decode()
+    assert 'driftloop_ingest_join_outcomes_total{outcome="label_before_prediction"}' in metrics
+    assert "driftloop_ingest_store_rows_total" in metrics
+    assert ingest.stop() == 0

@@ -1,0 +1,170 @@
+"""LabelJoin: every outcome, the TTL on event time, the bound, and the changelog round trip."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from driftloop.events import EventType
+from driftloop.schemas import EventSchemas
+from services.ingest.join import LabelJoin, example_id
+
+T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> str:
+    return (T0 + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+def prediction(request_id: str, t: float, value: Any = 0) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "event_id": f"p-{request_id}-{t}",
+        "event_time": at(t),
+        "request_id": request_id,
+        "model_name": "m",
+        "model_version": "1",
+        "features": {"x": 1.5, "colour": "red"},
+        "prediction": value,
+    }
+
+
+def label(request_id: str, t: float, value: Any = 1) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "event_id": f"l-{request_id}-{t}",
+        "event_time": at(t),
+        "request_id": request_id,
+        "label": value,
+    }
+
+
+def test_label_after_prediction_joins() -> None:
+    join = LabelJoin(ttl_s=60)
+    assert join.add_prediction(prediction("r", 0)).outcome == "pending"
+    result = join.add_label(label("r", 30))
+    assert result.outcome == "joined"
+    example = result.example
+    assert example is not None
+    assert example["event_id"] == example_id("r")
+    assert (example["prediction"], example["label"]) == (0, 1)
+    assert (example["prediction_time"], example["label_time"]) == (at(0), at(30))
+    assert example["event_time"] == at(30)
+    EventSchemas().validate(EventType.LABELLED_EXAMPLE, example)
+
+
+def test_label_before_prediction_joins_when_the_prediction_comes() -> None:
+    join = LabelJoin(ttl_s=60)
+    assert join.add_label(label("r", 5)).outcome == "pending"
+    result = join.add_prediction(prediction("r", 0))
+    assert result.outcome == "label_before_prediction"
+    assert result.example is not None and result.example["label"] == 1
+    assert result.example["event_time"] == at(5)
+
+
+def test_a_label_after_the_ttl_is_late_and_the_prediction_expired() -> None:
+    join = LabelJoin(ttl_s=60)
+    join.add_prediction(prediction("r", 0))
+    join.add_prediction(prediction("other", 61))  # moves event time past r's deadline
+    assert join.expire() == {"expired_prediction": 1}
+    assert join.add_label(label("r", 62)).outcome == "late_label"
+
+
+def test_a_label_whose_prediction_never_comes_is_an_orphan() -> None:
+    join = LabelJoin(ttl_s=60)
+    join.add_label(label("r", 0))
+    join.add_label(label("other", 100))
+    assert join.expire()["orphan_label"] == 1
+    assert join.add_prediction(prediction("r", 101)).outcome == "late_prediction"
+
+
+def test_a_second_label_is_a_duplicate_and_the_first_stands(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    join = LabelJoin(ttl_s=60)
+    join.add_prediction(prediction("r", 0))
+    assert join.add_label(label("r", 1, value=1)).outcome == "joined"
+    assert join.add_label(label("r", 2, value=1)) == ("duplicate_label", None)
+    assert join.add_label(label("r", 3, value=0)) == ("duplicate_label", None)
+    assert "first stands" in caplog.text
+    # Two labels before the prediction: still one example, with the first label.
+    join.add_label(label("q", 4, value="a"))
+    assert join.add_label(label("q", 5, value="b")).outcome == "duplicate_label"
+    result = join.add_prediction(prediction("q", 6))
+    assert result.example is not None and result.example["label"] == "a"
+
+
+def test_a_redelivered_prediction_is_a_duplicate() -> None:
+    join = LabelJoin(ttl_s=60)
+    join.add_prediction(prediction("r", 0))
+    assert join.add_prediction(prediction("r", 0)).outcome == "duplicate_prediction"
+    join.add_label(label("r", 1))
+    assert join.add_prediction(prediction("r", 0)).outcome == "duplicate_prediction"
+
+
+def test_outcomes_are_counted() -> None:
+    join = LabelJoin(ttl_s=60)
+    join.add_prediction(prediction("a", 0))
+    join.add_label(label("a", 1))
+    join.add_label(label("a", 2))
+    join.add_label(label("b", 3))
+    join.add_prediction(prediction("b", 4))
+    assert join.outcomes == {
+        "pending": 2,
+        "joined": 1,
+        "duplicate_label": 1,
+        "label_before_prediction": 1,
+    }
+
+
+def test_finished_requests_are_forgotten_after_a_second_ttl() -> None:
+    join = LabelJoin(ttl_s=60)
+    join.add_prediction(prediction("a", 0))
+    join.add_label(label("a", 10))
+    assert len(join) == 1 and join.waiting == 0
+    join.add_label(label("z", 10 + 61))
+    join.expire()
+    assert join.drain_changes()["a"] == (0, None), "forgotten: a changelog tombstone"
+    assert len(join) == 1
+    assert join.add_label(label("a", 200)).outcome == "pending"  # a new request by then
+
+
+def test_the_join_is_bounded_and_evicts_the_oldest() -> None:
+    join = LabelJoin(ttl_s=3600, max_entries=3)
+    for i in range(5):
+        join.add_prediction(prediction(f"r{i}", i))
+    assert len(join) == 3
+    assert join.outcomes["evicted"] == 2
+    assert join.add_label(label("r0", 10)).outcome == "pending"  # r0 was evicted
+
+
+def test_state_survives_through_the_changelog() -> None:
+    first = LabelJoin(ttl_s=60)
+    first.add_prediction(prediction("waiting", 0), partition=2)
+    first.add_prediction(prediction("done", 1), partition=1)
+    first.add_label(label("done", 2), partition=1)
+    changes = first.drain_changes()
+    assert {rid: partition for rid, (partition, _) in changes.items()} == {"waiting": 2, "done": 1}
+    assert first.drain_changes() == {}
+
+    second = LabelJoin(ttl_s=60)
+    for request_id, (_, snapshot) in changes.items():
+        second.restore(request_id, snapshot)
+    assert second.add_label(label("waiting", 3)).outcome == "joined"
+    assert second.add_label(label("done", 3)).outcome == "duplicate_label"
+
+
+def test_revoked_partitions_are_dropped() -> None:
+    join = LabelJoin(ttl_s=60)
+    join.add_prediction(prediction("a", 0), partition=0)
+    join.add_prediction(prediction("b", 0), partition=1)
+    assert join.drop_partitions({1}) == 1
+    assert join.add_label(label("b", 1), partition=1).outcome == "pending"
+    assert join.add_label(label("a", 1), partition=0).outcome == "joined"
+
+
+def test_bad_bounds_are_refused() -> None:
+    with pytest.raises(ValueError):
+        LabelJoin(ttl_s=0)
