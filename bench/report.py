@@ -41,6 +41,7 @@ def write(
     ratios: dict[str, float],
     packages: tuple[str, ...] = (),
     notes: str = "",
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Print ``rows`` as a table and write them, with the context, to out/bench/<name>.json."""
     columns = list(rows[0])
@@ -51,6 +52,8 @@ def write(
         print("  ".join(_fmt(row[c]).ljust(widths[c]) for c in columns))
     for label, ratio in ratios.items():
         print(f"{label}: {ratio:.2f}x")
+    for label, value in (extra or {}).items():
+        print(f"{label}: {value}")
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{name}.json"
     document = {
@@ -59,6 +62,7 @@ def write(
         "rows": rows,
         "ratios": ratios,
         "notes": notes,
+        **(extra or {}),
         "versions": versions(*packages),
         "machine": machine(),
     }

@@ -261,6 +261,7 @@ class EventConsumer:
         for partition, records in self._consumer.poll(timeout_ms=timeout_ms).items():
             self.uncommitted += len(records)
             event_type = self._type_of_topic[partition.topic]
+            before = len(batch)
             for record in records:
                 origin = RecordOrigin(
                     topic=record.topic, partition=record.partition, offset=record.offset
@@ -274,8 +275,8 @@ class EventConsumer:
                         continue
                     self._dead_letter(record.key, record.value or b"", origin, violation)
                     continue
-                EVENTS_CONSUMED.labels(record.topic, "valid").inc()
                 batch.append(Received(event_type, event, origin))
+            EVENTS_CONSUMED.labels(partition.topic, "valid").inc(len(batch) - before)
             self._observe_lag(partition)
         return batch
 

@@ -4,7 +4,6 @@ state folder; when it cannot start, every test that needs it fails with the reas
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,12 +12,7 @@ import pytest
 from driftloop.errors import DriftloopError
 from driftloop.settings import Settings
 from driftloop.stack import LocalStack
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from driftloop.stack.process import free_port
 
 
 def local_settings(state_dir: Path, **overrides: object) -> Settings:

@@ -37,6 +37,15 @@ def require_tool(name: str) -> str:
     return path
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id, as Kafka makes them: never starting with "-", which the
+    storage tool would read as an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class KafkaBroker:
     """The local broker: :meth:`up`, :meth:`down`, :meth:`ready`, :meth:`describe`."""
 
@@ -191,7 +200,7 @@ class KafkaBroker:
         """Format the KRaft storage once; a formatted folder is kept as it is."""
         if (self.data / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         argv = [
             java,
             "-cp",

@@ -14,6 +14,13 @@ from pathlib import Path
 from driftloop.errors import StackError
 
 
+def free_port() -> int:
+    """A port nobody listens on now (for private stacks: tests, benchmarks)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

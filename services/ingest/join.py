@@ -117,6 +117,7 @@ class LabelJoin:
         self._entries: dict[str, Entry] = {}  # least recently touched first: eviction order
         self._deadlines: list[tuple[float, str]] = []  # a heap; stale items are skipped
         self._changed: dict[str, int] = {}
+        self._logged: set[str] = set()  # request ids with a live record in the changelog
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -199,22 +200,34 @@ class LabelJoin:
         return expired
 
     def drain_changes(self) -> dict[str, tuple[int, dict[str, Any] | None]]:
-        """Entries changed since the last call: ``{request_id: (partition, snapshot or None)}``.
+        """What a changelog needs since the last call: ``{request_id: (partition, snapshot)}``.
 
-        None means forgotten (a changelog tombstone).
+        A snapshot of None is a tombstone. Only what a restart needs to lose no example is
+        given: entries still waiting, and what became of entries given as waiting before. A
+        request that arrived and finished between two calls leaves no trace, which halves the
+        changelog's writes; the cost is that after a restart a duplicate label of such a
+        request counts as an orphan instead of a duplicate.
         """
-        changes = {}
+        changes: dict[str, tuple[int, dict[str, Any] | None]] = {}
         for request_id, partition in self._changed.items():
             entry = self._entries.get(request_id)
-            changes[request_id] = (partition, entry.snapshot() if entry else None)
+            if entry is not None and entry.status == WAITING:
+                changes[request_id] = (partition, entry.snapshot())
+                self._logged.add(request_id)
+            elif request_id in self._logged:
+                changes[request_id] = (partition, entry.snapshot() if entry else None)
+                if entry is None:
+                    self._logged.discard(request_id)
         self._changed.clear()
         return changes
 
     def restore(self, request_id: str, snapshot: dict[str, Any] | None) -> None:
         """Put back one entry read from the changelog (None forgets it)."""
         self._entries.pop(request_id, None)
+        self._logged.discard(request_id)
         if snapshot is not None:
             self._entries[request_id] = Entry(**snapshot)
+            self._logged.add(request_id)
             heapq.heappush(self._deadlines, (snapshot["deadline"], request_id))
             self.watermark = max(self.watermark, snapshot["deadline"] - self.ttl_s)
 
@@ -225,6 +238,7 @@ class LabelJoin:
         for request_id in doomed:
             del self._entries[request_id]
             self._changed.pop(request_id, None)
+            self._logged.discard(request_id)
         return len(doomed)
 
     # --- internals -----------------------------------------------------------------------

@@ -16,7 +16,8 @@ from moto.server import ThreadedMotoServer
 
 from driftloop.settings import Settings
 from driftloop.stack import MlflowServer
-from tests.conftest import free_port, local_settings
+from driftloop.stack.process import free_port
+from tests.conftest import local_settings
 
 pytestmark = pytest.mark.integration
 

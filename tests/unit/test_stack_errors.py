@@ -12,8 +12,9 @@ from driftloop.errors import BrokerUnavailable, StackError
 from driftloop.messaging import EventProducer
 from driftloop.settings import Settings
 from driftloop.stack import KafkaBroker, MlflowServer
-from driftloop.stack.kafka import require_tool
-from tests.conftest import free_port, local_settings
+from driftloop.stack.kafka import new_cluster_id, require_tool
+from driftloop.stack.process import free_port
+from tests.conftest import local_settings
 
 
 def test_a_taken_broker_port_is_named(tmp_path: Path) -> None:
@@ -69,3 +70,7 @@ def test_no_broker_is_a_clear_error_not_a_hang() -> None:
 def test_running_an_unbuilt_service_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "monitor"]) == 1
     assert "monitor service is not built yet" in capsys.readouterr().err
+
+
+def test_cluster_ids_never_look_like_an_option() -> None:
+    assert not any(new_cluster_id().startswith("-") for _ in range(2000))

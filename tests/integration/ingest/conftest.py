@@ -15,9 +15,9 @@ import pytest
 
 from driftloop.messaging import ensure_topics
 from driftloop.settings import Settings
+from driftloop.stack.process import free_port
 from services.ingest.settings import IngestSettings
 from services.ingest.store import ExampleStore
-from tests.conftest import free_port
 
 
 @pytest.fixture

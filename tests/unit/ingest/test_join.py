@@ -122,13 +122,23 @@ def test_outcomes_are_counted() -> None:
 def test_finished_requests_are_forgotten_after_a_second_ttl() -> None:
     join = LabelJoin(ttl_s=60)
     join.add_prediction(prediction("a", 0))
+    assert join.drain_changes()["a"][1]["status"] == "waiting"
     join.add_label(label("a", 10))
     assert len(join) == 1 and join.waiting == 0
+    assert join.drain_changes()["a"][1]["status"] == "joined"
     join.add_label(label("z", 10 + 61))
     join.expire()
     assert join.drain_changes()["a"] == (0, None), "forgotten: a changelog tombstone"
     assert len(join) == 1
     assert join.add_label(label("a", 200)).outcome == "pending"  # a new request by then
+
+
+def test_requests_that_start_and_finish_between_drains_leave_no_changelog_trace() -> None:
+    join = LabelJoin(ttl_s=60)
+    join.add_prediction(prediction("quick", 0))
+    join.add_label(label("quick", 1))
+    join.add_prediction(prediction("slow", 1))
+    assert set(join.drain_changes()) == {"slow"}
 
 
 def test_the_join_is_bounded_and_evicts_the_oldest() -> None:
@@ -144,13 +154,17 @@ def test_state_survives_through_the_changelog() -> None:
     first = LabelJoin(ttl_s=60)
     first.add_prediction(prediction("waiting", 0), partition=2)
     first.add_prediction(prediction("done", 1), partition=1)
+    changelog = dict(first.drain_changes())
     first.add_label(label("done", 2), partition=1)
-    changes = first.drain_changes()
-    assert {rid: partition for rid, (partition, _) in changes.items()} == {"waiting": 2, "done": 1}
+    changelog |= first.drain_changes()  # compaction keeps the latest per key
+    assert {rid: partition for rid, (partition, _) in changelog.items()} == {
+        "waiting": 2,
+        "done": 1,
+    }
     assert first.drain_changes() == {}
 
     second = LabelJoin(ttl_s=60)
-    for request_id, (_, snapshot) in changes.items():
+    for request_id, (_, snapshot) in changelog.items():
         second.restore(request_id, snapshot)
     assert second.add_label(label("waiting", 3)).outcome == "joined"
     assert second.add_label(label("done", 3)).outcome == "duplicate_label"
