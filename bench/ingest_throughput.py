@@ -12,6 +12,7 @@ per 100k pending predictions (tracemalloc, four features each).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import tempfile
 import time
@@ -77,15 +78,16 @@ def bare_read(settings: IngestSettings, expected: int) -> float:
     return seen / elapsed
 
 
-def ingest(settings: IngestSettings, pairs: int) -> float:
+async def ingest(settings: IngestSettings, pairs: int) -> float:
     worker = IngestWorker(settings, ExampleStore(settings.ingest_store_uri))
+    await worker.start()
     started = time.perf_counter()
     handled = 0
     while handled < 2 * pairs:
-        handled += worker.step(500)
-    worker.checkpoint()
+        handled += await worker.step(500)
+    await worker.checkpoint()
     elapsed = time.perf_counter() - started
-    worker.close()
+    await worker.close()
     return handled / elapsed
 
 
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
             ensure_topics(settings)
             produce(settings, args.pairs)
             baseline = bare_read(settings, 2 * args.pairs)
-            ours = ingest(settings, args.pairs)
+            ours = asyncio.run(ingest(settings, args.pairs))
             store = ExampleStore(settings.ingest_store_uri)
             stored = sum(m.rows for m in store.manifests())
         finally:

@@ -217,6 +217,74 @@ class Received:
     origin: RecordOrigin
 
 
+DeadLetter = tuple[bytes | None, dict[str, Any]]  # (the original key, the dead-letter event)
+
+
+class RecordCheck:
+    """Decodes and validates raw records of some event types; what fails becomes a dead letter.
+
+    Shared by the consumers of both Kafka clients (any record with ``topic``, ``partition``,
+    ``offset``, ``key`` and ``value`` will do).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        schemas: EventSchemas,
+        service: str,
+        event_types: Iterable[EventType],
+    ) -> None:
+        self.settings = settings
+        self.schemas = schemas
+        self.service = service
+        self._type_of_topic = {settings.topic_for(t): t for t in event_types}
+        self.topics = list(self._type_of_topic)
+
+    def __call__(
+        self, topic: str, records: Iterable[Any]
+    ) -> tuple[list[Received], list[DeadLetter]]:
+        event_type = self._type_of_topic[topic]
+        valid: list[Received] = []
+        letters: list[DeadLetter] = []
+        for record in records:
+            origin = RecordOrigin(topic=topic, partition=record.partition, offset=record.offset)
+            try:
+                event = self._decode(event_type, record.value or b"")
+            except SchemaViolation as violation:
+                if event_type is EventType.DEAD_LETTER:
+                    # Never dead-letter a dead letter: that would loop on its own topic.
+                    log.error("skipped an invalid dead letter", extra={"origin": origin})
+                    continue
+                letters.append((record.key, self._letter(record, origin, violation)))
+                continue
+            valid.append(Received(event_type, event, origin))
+        EVENTS_CONSUMED.labels(topic, "valid").inc(len(valid))
+        return valid, letters
+
+    def _decode(self, event_type: EventType, value: bytes) -> dict[str, Any]:
+        limit = self.settings.kafka_max_event_bytes
+        # Dead letters carry a whole record and more; the limit is for what apps send.
+        if len(value) > limit and event_type is not EventType.DEAD_LETTER:
+            raise SchemaViolation("$", "maxBytes", f"{len(value)} bytes, over the {limit} allowed")
+        return self.schemas.decode(event_type, value)
+
+    def _letter(self, record: Any, origin: RecordOrigin, violation: SchemaViolation) -> dict:
+        EVENTS_CONSUMED.labels(origin["topic"], "dead_lettered").inc()
+        DEAD_LETTERS.labels(origin["topic"], violation.rule).inc()
+        log.warning(
+            "dead-lettered a record",
+            extra={"origin": origin, "field": violation.field, "rule": violation.rule},
+        )
+        key, value = record.key, record.value or b""
+        return new_event(
+            service=self.service,
+            origin=origin,
+            key_b64=base64.b64encode(key).decode() if key is not None else None,
+            payload_b64=base64.b64encode(value).decode(),
+            error=violation.as_detail(),
+        )
+
+
 class EventConsumer:
     """Reads, validates and hands over events in batches; commits after the handler is done.
 
@@ -246,9 +314,9 @@ class EventConsumer:
         self.settings = settings
         self.service = service
         self.schemas = schemas or EventSchemas(settings.schemas_dir)
-        self._type_of_topic = {settings.topic_for(t): t for t in event_types}
+        self._check = RecordCheck(settings, self.schemas, service, event_types)
         self._consumer = kafka_consumer(settings, service, group_id, **overrides)
-        self._consumer.subscribe(list(self._type_of_topic), listener=listener)
+        self._consumer.subscribe(self._check.topics, listener=listener)
         self._dead_letters = EventProducer(
             settings, service=service, schemas=self.schemas, max_request_size=DEAD_LETTER_BYTES
         )
@@ -260,32 +328,12 @@ class EventConsumer:
         batch: list[Received] = []
         for partition, records in self._consumer.poll(timeout_ms=timeout_ms).items():
             self.uncommitted += len(records)
-            event_type = self._type_of_topic[partition.topic]
-            before = len(batch)
-            for record in records:
-                origin = RecordOrigin(
-                    topic=record.topic, partition=record.partition, offset=record.offset
-                )
-                try:
-                    event = self._decode(event_type, record.value or b"")
-                except SchemaViolation as violation:
-                    if event_type is EventType.DEAD_LETTER:
-                        # Never dead-letter a dead letter: that would loop on its own topic.
-                        log.error("skipped an invalid dead letter", extra={"origin": origin})
-                        continue
-                    self._dead_letter(record.key, record.value or b"", origin, violation)
-                    continue
-                batch.append(Received(event_type, event, origin))
-            EVENTS_CONSUMED.labels(partition.topic, "valid").inc(len(batch) - before)
+            valid, letters = self._check(partition.topic, records)
+            batch += valid
+            for key, letter in letters:
+                self._dead_letters.send(EventType.DEAD_LETTER, letter, key=key)
             self._observe_lag(partition)
         return batch
-
-    def _decode(self, event_type: EventType, value: bytes) -> dict[str, Any]:
-        limit = self.settings.kafka_max_event_bytes
-        # Dead letters carry a whole record and more; the limit is for what apps send.
-        if len(value) > limit and event_type is not EventType.DEAD_LETTER:
-            raise SchemaViolation("$", "maxBytes", f"{len(value)} bytes, over the {limit} allowed")
-        return self.schemas.decode(event_type, value)
 
     def commit(self) -> None:
         """Commit everything :meth:`poll` returned, once its dead letters are on the broker."""
@@ -338,25 +386,6 @@ class EventConsumer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def _dead_letter(
-        self, key: bytes | None, value: bytes, origin: RecordOrigin, violation: SchemaViolation
-    ) -> None:
-        letter = new_event(
-            service=self.service,
-            origin=origin,
-            key_b64=base64.b64encode(key).decode() if key is not None else None,
-            payload_b64=base64.b64encode(value).decode(),
-            error=violation.as_detail(),
-        )
-        # Keyed like the original so that one request's dead letters stay in order.
-        self._dead_letters.send(EventType.DEAD_LETTER, letter, key=key)
-        EVENTS_CONSUMED.labels(origin["topic"], "dead_lettered").inc()
-        DEAD_LETTERS.labels(origin["topic"], violation.rule).inc()
-        log.warning(
-            "dead-lettered a record",
-            extra={"origin": origin, "field": violation.field, "rule": violation.rule},
-        )
 
     def _observe_lag(self, partition: TopicPartition) -> None:
         highwater = self._consumer.highwater(partition)

@@ -7,29 +7,38 @@
 A request is answered 202 only once every event in it is on Kafka (``acks=all``); a batch is
 all or nothing. ``schema_version``, ``event_id`` and ``event_time`` are filled in when absent.
 Errors: 400 (not JSON), 413 (body too large), 422 (names the event's index, field and rule),
-503 (Kafka did not take the events; nothing was accepted, so the caller can retry).
+503 (Kafka did not take them all in time; the caller retries the request, and ingest drops
+the copies by event id only if the caller sent event ids).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import orjson
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from kafka.errors import KafkaError
 
-from driftloop.errors import BrokerUnavailable, SchemaViolation
+from driftloop.async_messaging import AsyncEventProducer
+from driftloop.errors import SchemaViolation
 from driftloop.events import EventType, new_event
-from driftloop.messaging import EventProducer
 from driftloop.metrics import metrics_app
 from services.ingest.settings import IngestSettings
 
 ACK_TIMEOUT_S = 15.0
 
 
-def create_app(settings: IngestSettings, producer: EventProducer) -> FastAPI:
-    app = FastAPI(title="driftloop ingest", docs_url=None, redoc_url=None)
+def create_app(
+    settings: IngestSettings,
+    producer: AsyncEventProducer,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    """The intake app; ``lifespan`` starts and stops what runs beside it (the worker)."""
+    app = FastAPI(title="driftloop ingest", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.mount("/metrics", metrics_app())
 
     async def intake(request: Request, event_type: EventType, plural: str) -> Response:
@@ -61,11 +70,11 @@ def create_app(settings: IngestSettings, producer: EventProducer) -> FastAPI:
                               field=violation.field, rule=violation.rule)  # fmt: skip
             events.append(event)
         try:
-            futures = [producer.send(event_type, event) for event in events]
-            for future in futures:
-                future.get(timeout=ACK_TIMEOUT_S)
-        except (KafkaError, BrokerUnavailable) as error:
-            return _error(503, f"Kafka did not take the {plural}, none accepted: {error}")
+            futures = [await producer.send(event_type, event) for event in events]
+            await asyncio.wait_for(asyncio.gather(*futures), ACK_TIMEOUT_S)
+        except (KafkaError, TimeoutError) as error:
+            reason = str(error) or type(error).__name__
+            return _error(503, f"Kafka did not take the {plural}; retry them: {reason}")
         ids = [event["event_id"] for event in events]
         return JSONResponse({"accepted": len(events), "event_ids": ids}, status_code=202)
 

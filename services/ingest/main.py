@@ -1,15 +1,18 @@
-"""`driftloop run ingest`: the consuming worker in a thread, the HTTP intake in the foreground."""
+"""`driftloop run ingest`: the HTTP intake and the consuming worker on one event loop."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import threading
+from collections.abc import AsyncIterator
 
 import boto3
+from fastapi import FastAPI
 
 from driftloop.asgi import ServiceServer
+from driftloop.async_messaging import AsyncEventProducer
 from driftloop.logs import configure_logging
-from driftloop.messaging import EventProducer
 from services.ingest.http import create_app
 from services.ingest.settings import IngestSettings
 from services.ingest.store import ExampleStore, S3Blobs
@@ -33,29 +36,37 @@ def main() -> int:
     settings = IngestSettings()
     configure_logging(settings.log_level, settings.log_format)
     worker = IngestWorker(settings, open_store(settings))
-    intake = EventProducer(settings, service="ingest-http")
-    app = create_app(settings, intake)
-    server = ServiceServer(app, settings.ingest_port)
-    stop = threading.Event()
-    failed = threading.Event()
+    intake = AsyncEventProducer(settings, service="ingest-http")
+    failed = False
+    server: ServiceServer
 
-    def consume() -> None:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await intake.start()
+        await worker.start()
+        stop = asyncio.Event()
+        consuming = asyncio.create_task(worker.run(stop), name="ingest-worker")
+
+        def stopped(task: asyncio.Task[None]) -> None:
+            nonlocal failed
+            if not task.cancelled() and task.exception() is not None:
+                # Exit rather than serve without consuming: a restart resumes from the last
+                # commit.
+                log.error("the ingest worker failed; stopping", exc_info=task.exception())
+                failed = True
+                server.should_exit = True
+
+        consuming.add_done_callback(stopped)
+        app.state.ready = lambda: not consuming.done()
         try:
-            worker.run(stop)
-        except Exception:
-            # Exit rather than serve without consuming: a restart resumes from the last commit.
-            log.exception("the ingest worker failed; stopping")
-            failed.set()
-            server.should_exit = True
+            yield
+        finally:
+            stop.set()  # the worker checkpoints once more before it returns
+            with contextlib.suppress(Exception):
+                await consuming
+            await worker.close()
+            await intake.stop()
 
-    consuming = threading.Thread(target=consume, name="ingest-worker")
-    consuming.start()
-    app.state.ready = consuming.is_alive
-    try:
-        server.run()
-    finally:
-        stop.set()  # the worker checkpoints once more before it returns
-        consuming.join()
-        worker.close()
-        intake.close()
-    return 1 if failed.is_set() else 0
+    server = ServiceServer(create_app(settings, intake, lifespan), settings.ingest_port)
+    server.run()
+    return 1 if failed else 0

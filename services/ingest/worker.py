@@ -8,45 +8,46 @@ Delivery is at-least-once with idempotent writes. The worker checkpoints every
 3. the examples topic, the changelog and the dead letters are flushed (``acks=all``);
 4. the consumed offsets are committed.
 
+It also checkpoints when partitions are revoked (a rebalance or a shutdown), then forgets
+their state; on assignment it rebuilds a partition's state from the changelog before reading
+any of its records.
+
 A crash anywhere re-reads the records since the last commit on top of the state of the last
 checkpoint (or a newer one): re-made examples carry the same ``event_id`` and the store drops
-them, so every joined request is stored exactly once. On assignment, a partition is paused until
-its join state is rebuilt from the changelog; on revocation, its state and unwritten examples
-are dropped, for the new owner re-reads them from the committed offsets.
+them, so every joined request is stored exactly once.
 
 The join needs predictions and labels of one request on the same partition number: topics
 with equal partition counts and producers that share the key partitioner (the Java client's
-murmur2, which kafka-python, serve and ingest's HTTP intake use; kcat needs
+murmur2, which kafka-python, aiokafka and ingest's HTTP intake use; kcat needs
 ``-X partitioner=murmur2_random``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-import threading
 import time
 from collections import Counter as CounterOf
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
-from kafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka.errors import TopicAlreadyExistsError
 from prometheus_client import Counter, Gauge
 
-from driftloop.events import EventType
-from driftloop.messaging import (
-    EventConsumer,
-    EventProducer,
-    Received,
-    kafka_admin,
-    kafka_consumer,
-    kafka_producer,
+from driftloop.async_messaging import (
+    AsyncEventConsumer,
+    AsyncEventProducer,
+    ConsumerRebalanceListener,
 )
+from driftloop.events import EventType
+from driftloop.messaging import Received, kafka_admin
 from services.ingest.join import LabelJoin
 from services.ingest.settings import IngestSettings
-from services.ingest.store import ExampleStore
+from services.ingest.store import ExampleStore, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -65,135 +66,203 @@ CHECKPOINTS = Counter(
     "driftloop_ingest_checkpoints_total", "Checkpoints (store, changelog, commit)."
 )
 
+# Nothing waits on a single record here (each checkpoint flushes), so batch generously: fewer,
+# larger produce requests leave more of the process to the join.
+BATCHING = {"linger_ms": 20, "max_batch_size": 1 << 20}
+IN_FLIGHT = 3
+
 
 class IngestWorker(ConsumerRebalanceListener):
-    """The consuming half of ingest. :meth:`step` once per poll; :meth:`run` until stopped."""
+    """The consuming half of ingest: ``await start()``, then :meth:`step` or :meth:`run`."""
 
     def __init__(self, settings: IngestSettings, store: ExampleStore) -> None:
         self.settings = settings
         self.store = store
         self.join = LabelJoin(settings.ingest_join_ttl_s, settings.ingest_join_max_entries)
-        self._buffer: list[tuple[int, dict[str, Any]]] = []  # (partition, example)
+        self._buffer: list[dict[str, Any]] = []
         self._offsets: dict[str, list[int]] = {}
         self._last_checkpoint = time.monotonic()
-        self._paused: set[TopicPartition] = set()  # assigned, state not yet restored
-        self._owned: set[int] = set()
         self._published: CounterOf[str] = CounterOf()
-        ensure_changelog(settings)
-        # Nothing waits on single records here (each checkpoint flushes), so batch generously:
-        # fewer, larger produce requests leave more of the GIL to the join.
-        batching = {"linger_ms": 200, "batch_size": 512 * 1024}
-        self.examples = EventProducer(settings, service="ingest", **batching)
-        self.changelog = kafka_producer(settings, "ingest", **batching)
-        self.consumer = EventConsumer(
+        self._sent: list[asyncio.Future[Any]] = []  # example batches not yet checkpointed
+        self._in_flight: list[asyncio.Task[None]] = []  # checkpoints, oldest first
+        # One writer thread: the store's files are written in checkpoint order.
+        self._store_writer = ThreadPoolExecutor(1, thread_name_prefix="ingest-store")
+        self.examples = AsyncEventProducer(settings, service="ingest", **BATCHING)
+        self.changelog: AIOKafkaProducer
+        self.consumer = AsyncEventConsumer(
             settings,
             settings.ingest_group_id,
             [EventType.PREDICTION, EventType.LABEL],
             service="ingest",
             listener=self,
+            # Large fetches: fewer round trips to the broker for a worker that reads in bulk.
+            max_partition_fetch_bytes=8 << 20,
+            max_poll_records=max(settings.kafka_max_poll_records, 5000),
         )
+
+    async def start(self) -> None:
+        ensure_changelog(self.settings)
+        await self.examples.start()
+        self.changelog = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers.split(","),
+            client_id="driftloop-ingest",
+            acks="all",
+            enable_idempotence=True,
+            **BATCHING,
+        )
+        await self.changelog.start()
+        await self.consumer.start()
 
     # --- the loop ------------------------------------------------------------------------
 
-    def step(self, timeout_ms: int = 500) -> int:
+    async def step(self, timeout_ms: int = 500) -> int:
         """One poll: join what came, checkpoint when due; returns the events handled."""
-        batch = self.consumer.poll(timeout_ms)
-        if self._paused:
-            self._restore()
-        for received in batch:
-            self._handle(received)
+        batch = await self.consumer.poll(timeout_ms)
+        examples = [example for received in batch if (example := self._handle(received))]
+        if examples:
+            # Built from two validated events; tests check the result against its schema.
+            self._sent += await self.examples.send_many(
+                EventType.LABELLED_EXAMPLE, examples, validate=False
+            )
+            self._buffer += examples
         self.join.expire()
         due = time.monotonic() - self._last_checkpoint >= self.settings.ingest_flush_s
         if len(self._buffer) >= self.settings.ingest_flush_rows or (
             due and self.consumer.uncommitted
         ):
-            self.checkpoint()
+            await self._begin_checkpoint()
         return len(batch)
 
-    def run(self, stop: threading.Event) -> None:
+    async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            self.step()
-        self.checkpoint()
+            await self.step()
+        await self.checkpoint()
 
-    def checkpoint(self) -> None:
-        """Store, changelog, flush, commit: in that order (see the module's docstring)."""
-        if self._buffer:
-            manifests = self.store.write([example for _, example in self._buffer], self._offsets)
-            for manifest in manifests or []:
-                STORE_FILES.inc()
-                STORE_ROWS.inc(manifest.rows)
-                STORE_BYTES.inc(manifest.bytes)
-        topic = self.settings.topic_ingest_changelog
-        for request_id, (partition, snapshot) in self.join.drain_changes().items():
-            value = orjson.dumps(snapshot) if snapshot is not None else None
-            self.changelog.send(topic, key=request_id.encode(), value=value, partition=partition)
-        self.changelog.flush()
-        self.examples.flush()
-        self.consumer.commit()
-        self._buffer.clear()
-        self._offsets.clear()
+    async def checkpoint(self) -> None:
+        """Checkpoint everything handled so far and wait until every checkpoint is done."""
+        await self._begin_checkpoint()
+        pending, self._in_flight = self._in_flight, []
+        await asyncio.gather(*pending)
+
+    async def _begin_checkpoint(self) -> None:
+        """Start a checkpoint of everything handled so far; the worker goes on joining.
+
+        What it writes (examples, changelog entries, offsets) is taken now. Checkpoints overlap
+        (the next one's Parquet file is written while this one commits) but finish in order,
+        and at most ``IN_FLIGHT`` run at once, which bounds the memory they hold.
+        """
+        while True:
+            for done in [task for task in self._in_flight if task.done()]:
+                self._in_flight.remove(done)
+                done.result()  # a failed checkpoint fails the worker
+            if len(self._in_flight) < IN_FLIGHT:
+                break
+            await asyncio.wait(self._in_flight[:1])
+        examples, offsets, sent = self._buffer, self._offsets, self._sent
+        self._buffer, self._offsets, self._sent = [], {}, []
+        changes = self.join.drain_changes()
+        positions = self.consumer.take_positions()
         self._last_checkpoint = time.monotonic()
-        CHECKPOINTS.inc()
-        self._publish_outcomes()
-        waiting = self.join.waiting
-        JOIN_ENTRIES.labels("waiting").set(waiting)
-        JOIN_ENTRIES.labels("finished").set(len(self.join) - waiting)
+        stored = asyncio.get_running_loop().run_in_executor(
+            self._store_writer, self.store.write, examples, offsets
+        )
+        previous = self._in_flight[-1] if self._in_flight else None
+        task = asyncio.create_task(self._finish(stored, changes, sent, positions, previous))
+        self._in_flight.append(task)
 
-    def _publish_outcomes(self) -> None:
+    async def _finish(
+        self,
+        stored: asyncio.Future[list[Manifest] | None],
+        changes: dict[str, tuple[int, dict[str, Any] | None]],
+        sent: list[asyncio.Future[Any]],
+        positions: dict[TopicPartition, int],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        """Store, changelog, examples, commit: in that order (see the module's docstring)."""
+        for manifest in await stored or []:
+            STORE_FILES.inc()
+            STORE_ROWS.inc(manifest.rows)
+            STORE_BYTES.inc(manifest.bytes)
+        if previous is not None:
+            await previous  # changelog writes and commits go in checkpoint order
+        await self._write_changelog(changes)
+        await asyncio.gather(*sent)
+        await self.consumer.commit(positions)
+        CHECKPOINTS.inc()
+        self._publish_metrics()
+
+    async def _write_changelog(self, changes: dict[str, tuple[int, dict[str, Any] | None]]) -> None:
+        # One batch per partition: a record at a time would cost as much as the join itself.
+        batches: dict[int, Any] = {}
+        sends = []
+        topic = self.settings.topic_ingest_changelog
+        for request_id, (partition, snapshot) in changes.items():
+            key = request_id.encode()
+            value = orjson.dumps(snapshot) if snapshot is not None else None
+            batch = batches.get(partition) or batches.setdefault(
+                partition, self.changelog.create_batch()
+            )
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                sends.append(await self.changelog.send_batch(batch, topic, partition=partition))
+                batch = batches[partition] = self.changelog.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+        for partition, batch in batches.items():
+            if batch.record_count():
+                sends.append(await self.changelog.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*sends)
+
+    async def close(self) -> None:
+        await self.checkpoint()
+        await self.consumer.stop()
+        await self.examples.stop()
+        await self.changelog.stop()
+        self._store_writer.shutdown()
+
+    def _handle(self, received: Received) -> dict[str, Any] | None:
+        """Join one event; returns the labelled example it completes, if it does."""
+        origin = received.origin
+        span = self._offsets.setdefault(
+            f"{origin['topic']}:{origin['partition']}", [origin["offset"], origin["offset"]]
+        )
+        span[0], span[1] = min(span[0], origin["offset"]), max(span[1], origin["offset"])
+        if received.event_type is EventType.PREDICTION:
+            return self.join.add_prediction(received.event, origin["partition"]).example
+        return self.join.add_label(received.event, origin["partition"]).example
+
+    def _publish_metrics(self) -> None:
         # Counted by the join, published per checkpoint: cheaper than per event.
         for outcome, total in self.join.outcomes.items():
             new = total - self._published[outcome]
             if new:
                 JOIN_OUTCOMES.labels(outcome).inc(new)
                 self._published[outcome] = total
-
-    def close(self) -> None:
-        self.consumer.close()
-        self.examples.close()
-        self.changelog.close()
-
-    def _handle(self, received: Received) -> None:
-        origin = received.origin
-        span = self._offsets.setdefault(f"{origin['topic']}:{origin['partition']}",
-                                        [origin["offset"], origin["offset"]])  # fmt: skip
-        span[0], span[1] = min(span[0], origin["offset"]), max(span[1], origin["offset"])
-        if received.event_type is EventType.PREDICTION:
-            result = self.join.add_prediction(received.event, origin["partition"])
-        else:
-            result = self.join.add_label(received.event, origin["partition"])
-        if result.example is not None:
-            self.examples.send(EventType.LABELLED_EXAMPLE, result.example)
-            self._buffer.append((origin["partition"], result.example))
+        waiting = self.join.waiting
+        JOIN_ENTRIES.labels("waiting").set(waiting)
+        JOIN_ENTRIES.labels("finished").set(len(self.join) - waiting)
 
     # --- partitions come and go ----------------------------------------------------------
 
-    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        # Runs on the consumer's I/O loop: no blocking I/O here. Pause the new partitions and
-        # rebuild their state from the changelog in the next step, before any record of them.
-        new = {tp for tp in assigned if tp.partition not in self._owned}
-        if new:
-            self.consumer.pause(*new)
-            self._paused |= new
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        try:
+            await self.checkpoint()
+        except Exception:
+            # Whoever gets these partitions re-reads them from the last commit; the state they
+            # rebuild from the changelog is never behind that commit.
+            log.exception("checkpoint on revocation failed")
+        finally:
+            self.join.drop_partitions({tp.partition for tp in revoked})
 
-    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        gone = {tp.partition for tp in revoked}
-        self._owned -= gone
-        self._paused = {tp for tp in self._paused if tp.partition not in gone}
-        self.join.drop_partitions(gone)
-        # The new owner re-reads these from the committed offsets; writing them here too
-        # would store them twice.
-        self._buffer = [(p, example) for p, example in self._buffer if p not in gone]
-
-    def _restore(self) -> None:
-        paused, self._paused = self._paused, set()
-        partitions = {tp.partition for tp in paused}
-        restored = read_changelog(self.settings, partitions)
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        partitions = {tp.partition for tp in assigned}
+        # The changelog is the truth for a partition being taken on, even one held before.
+        self.join.drop_partitions(partitions)
+        restored = await read_changelog(self.settings, partitions)
         for request_id, snapshot in restored.items():
             self.join.restore(request_id, snapshot)
-        self._owned |= partitions
-        self.consumer.resume(*paused)
-        log.info("join state restored", extra={"partitions": sorted(partitions),
-                                               "entries": len(restored)})  # fmt: skip
+        log.info(
+            "join state restored",
+            extra={"partitions": sorted(partitions), "entries": len(restored)},
+        )
 
 
 def ensure_changelog(settings: IngestSettings) -> None:
@@ -213,24 +282,31 @@ def ensure_changelog(settings: IngestSettings) -> None:
         admin.close()
 
 
-def read_changelog(
+async def read_changelog(
     settings: IngestSettings, partitions: Iterable[int]
 ) -> dict[str, dict[str, Any] | None]:
     """The latest snapshot of every request_id in the changelog's ``partitions``."""
     topic = settings.topic_ingest_changelog
-    consumer = kafka_consumer(settings, "ingest-restore", None)
+    assigned = [TopicPartition(topic, p) for p in partitions]
+    if not assigned:
+        return {}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+        client_id="driftloop-ingest-restore",
+        group_id=None,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
     try:
-        assigned = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(assigned)
-        consumer.seek_to_beginning(*assigned)
-        end = consumer.end_offsets(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        end = await consumer.end_offsets(assigned)
         latest: dict[str, dict[str, Any] | None] = {}
-        while any(consumer.position(tp) < end[tp] for tp in assigned):
-            for records in consumer.poll(timeout_ms=1000).values():
+        while any([await consumer.position(tp) < end[tp] for tp in assigned]):
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
                 for record in records:
-                    latest[record.key.decode()] = (
-                        orjson.loads(record.value) if record.value else None
-                    )
+                    value = orjson.loads(record.value) if record.value else None
+                    latest[record.key.decode()] = value
         return latest
     finally:
-        consumer.close()
+        await consumer.stop()

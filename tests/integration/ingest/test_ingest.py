@@ -64,11 +64,11 @@ def kcat_labels(kcat: str, settings: IngestSettings, records: list[tuple[str, by
     )
 
 
-def run_until(worker: IngestWorker, done: Any, timeout: float = 30.0) -> None:
+async def run_until(worker: IngestWorker, done: Any, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not done() and time.monotonic() < deadline:
-        worker.step(200)
-    worker.checkpoint()
+        await worker.step(200)
+    await worker.checkpoint()
     assert done(), f"not done after {timeout} s; outcomes so far: {dict(worker.join.outcomes)}"
 
 
@@ -81,18 +81,19 @@ def dead_letters(settings: IngestSettings, expected: int) -> list[dict[str, Any]
     return found
 
 
-def test_the_join_in_either_order_with_duplicates_and_poison_around_it(
+async def test_the_join_in_either_order_with_duplicates_and_poison_around_it(
     ingest_settings: IngestSettings, kcat: str
 ) -> None:
     s = ingest_settings
     worker = IngestWorker(s, ExampleStore(s.ingest_store_uri))
+    await worker.start()
     huge = orjson.dumps(label("huge", value="x" * 10_000))
     try:
         with EventProducer(s, service="test") as producer:
             for request_id in ("after", "twice", "alone"):
                 producer.send(EventType.PREDICTION, prediction(request_id))
             producer.flush()
-            run_until(worker, lambda: worker.join.outcomes["pending"] == 3)
+            await run_until(worker, lambda: worker.join.outcomes["pending"] == 3)
             kcat_labels(
                 kcat,
                 s,
@@ -107,11 +108,11 @@ def test_the_join_in_either_order_with_duplicates_and_poison_around_it(
                     ("huge", huge),
                 ],
             )
-            run_until(worker, lambda: worker.join.outcomes["duplicate_label"] == 1)
+            await run_until(worker, lambda: worker.join.outcomes["duplicate_label"] == 1)
             producer.send(EventType.PREDICTION, prediction("before")).get(timeout=10)
-            run_until(worker, lambda: len(stored_rows(s)) == 3)
+            await run_until(worker, lambda: len(stored_rows(s)) == 3)
     finally:
-        worker.close()
+        await worker.close()
 
     assert sorted(stored_rows(s)) == ["after", "before", "twice"]
     outcomes = worker.join.outcomes
@@ -139,24 +140,25 @@ def test_the_join_in_either_order_with_duplicates_and_poison_around_it(
     }
 
 
-def test_a_label_after_the_ttl_is_counted_late_and_stores_nothing(
+async def test_a_label_after_the_ttl_is_counted_late_and_stores_nothing(
     ingest_settings: IngestSettings,
 ) -> None:
     s = ingest_settings.model_copy(update={"ingest_join_ttl_s": 60.0})
     worker = IngestWorker(s, ExampleStore(s.ingest_store_uri))
+    await worker.start()
     try:
         with EventProducer(s, service="test") as producer:
             for request_id, minute in (("old", "00"), ("new", "05")):
                 event = prediction(request_id, event_time=f"2026-11-22T10:{minute}:00Z")
                 producer.send(EventType.PREDICTION, event)
             producer.flush()
-            run_until(worker, lambda: worker.join.outcomes["pending"] == 2)
+            await run_until(worker, lambda: worker.join.outcomes["pending"] == 2)
             for request_id in ("old", "new"):
                 producer.send(EventType.LABEL, label(request_id, event_time="2026-11-22T10:06:00Z"))
-        run_until(worker, lambda: worker.join.outcomes["late_label"] == 1)
-        run_until(worker, lambda: worker.join.outcomes["joined"] == 1)
+        await run_until(worker, lambda: worker.join.outcomes["late_label"] == 1)
+        await run_until(worker, lambda: worker.join.outcomes["joined"] == 1)
     finally:
-        worker.close()
+        await worker.close()
     assert worker.join.outcomes["expired_prediction"] == 1
     assert stored_rows(s) == ["new"]
 

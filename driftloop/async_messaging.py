@@ -1,0 +1,275 @@
+"""The event producer and consumer on asyncio (aiokafka), for services on an event loop.
+
+Same contract as :mod:`driftloop.messaging` (schema-checked events, ``acks=all`` and
+idempotence, dead letters, commits only when the caller says), on aiokafka, the client that
+faust runs on. Its record handling is compiled, which makes it several times faster than
+kafka-python on a hot path: measured here, 430k records/s read against 66k, and 81k sends/s
+against 43k (``python -m bench.ingest_throughput`` shows what that buys a service).
+
+Example:
+    >>> async def labels(settings: Settings) -> None:
+    ...     async with AsyncEventProducer(settings, service="docs") as producer:
+    ...         await producer.send(EventType.LABEL, new_event(request_id="r-1", label=1))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaConnectionError
+from aiokafka.partitioner import murmur2
+
+from driftloop.errors import BrokerUnavailable
+from driftloop.events import EventType
+from driftloop.messaging import (
+    CONSUMER_LAG,
+    DEAD_LETTER_BYTES,
+    EVENTS_PRODUCED,
+    Received,
+    RecordCheck,
+)
+from driftloop.schemas import EventSchemas, dumps
+from driftloop.settings import Settings
+
+__all__ = ["AsyncEventConsumer", "AsyncEventProducer", "ConsumerRebalanceListener"]
+
+
+def _client_config(settings: Settings, service: str) -> dict[str, Any]:
+    return {
+        "bootstrap_servers": settings.kafka_bootstrap_servers.split(","),
+        "client_id": f"driftloop-{service}",
+        "request_timeout_ms": max(settings.kafka_client_timeout_ms, 1000),
+    }
+
+
+def _unavailable(settings: Settings, error: Exception) -> BrokerUnavailable:
+    return BrokerUnavailable(
+        f"no Kafka broker answered at {settings.kafka_bootstrap_servers} ({error}); "
+        "start one with `driftloop stack up`"
+    )
+
+
+class AsyncEventProducer:
+    """Validates events and writes them to their topic, keyed for ordering (aiokafka).
+
+    Parameters:
+        settings: where the brokers and topics are.
+        service: the writing service's name (client id).
+        schemas: the schemas to validate against; the repo's by default.
+        overrides: extra ``AIOKafkaProducer`` settings.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        service: str,
+        schemas: EventSchemas | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.settings = settings
+        self.schemas = schemas or EventSchemas(settings.schemas_dir)
+        config = _client_config(settings, service) | {
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": settings.kafka_linger_ms,
+        }
+        self._config = config | overrides
+        self.client: AIOKafkaProducer
+
+    async def start(self) -> None:
+        # aiokafka clients belong to the loop that makes them: made here, not in __init__.
+        self.client = AIOKafkaProducer(**self._config)
+        try:
+            await self.client.start()
+        except KafkaConnectionError as error:
+            await self.client.stop()
+            raise _unavailable(self.settings, error) from None
+
+    async def send(
+        self,
+        event_type: EventType,
+        event: dict[str, Any],
+        *,
+        key: bytes | None = None,
+        validate: bool = True,
+    ) -> Any:
+        """Validate ``event`` and queue it; returns a future that resolves once it is stored.
+
+        Awaiting this call only waits for room in the send buffer, not for the broker.
+        ``validate=False`` is for events the caller built from validated parts and checks in
+        its own tests (a hot path's second check would cost as much as the send).
+        """
+        if validate:
+            self.schemas.validate(event_type, event)
+        topic = self.settings.topic_for(event_type)
+        EVENTS_PRODUCED.labels(topic).inc()
+        return await self.client.send(topic, dumps(event), key=key or event_type.key(event))
+
+    async def send_many(
+        self, event_type: EventType, events: list[dict[str, Any]], *, validate: bool = True
+    ) -> list[Any]:
+        """Queue many events of one type as one batch per partition; returns their futures.
+
+        Partitions are chosen as :meth:`send` chooses them (murmur2 of the key, as the Java
+        client does), so per-key order holds across both; the cost per event is a fraction
+        of :meth:`send`'s.
+        """
+        if validate:
+            for event in events:
+                self.schemas.validate(event_type, event)
+        topic = self.settings.topic_for(event_type)
+        await self.client.client._wait_on_metadata(topic)
+        partitions = sorted(self.client.client.cluster.partitions_for_topic(topic) or ())
+        if not partitions:
+            raise BrokerUnavailable(f"no partitions known for topic {topic}")
+        batches: dict[int, Any] = {}
+        futures = []
+        for event in events:
+            key = event_type.key(event)
+            if key is None:
+                partition = partitions[len(futures) % len(partitions)]
+            else:
+                partition = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+            value = dumps(event)
+            batch = batches.get(partition)
+            if batch is None or batch.append(key=key, value=value, timestamp=None) is None:
+                if batch is not None:
+                    futures.append(await self.client.send_batch(batch, topic, partition=partition))
+                batch = batches[partition] = self.client.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+        for partition, batch in batches.items():
+            futures.append(await self.client.send_batch(batch, topic, partition=partition))
+        EVENTS_PRODUCED.labels(topic).inc(len(events))
+        return futures
+
+    async def flush(self) -> None:
+        await self.client.flush()
+
+    async def stop(self) -> None:
+        await self.client.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class AsyncEventConsumer:
+    """Reads and validates events in batches; commits only when :meth:`commit` is awaited.
+
+    Parameters are those of :class:`driftloop.messaging.EventConsumer`; ``listener`` is an
+    aiokafka :class:`ConsumerRebalanceListener`, whose methods may be coroutines (a service
+    saves state on revocation and restores it on assignment there).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        group_id: str | None,
+        event_types: Iterable[EventType],
+        *,
+        service: str,
+        schemas: EventSchemas | None = None,
+        listener: ConsumerRebalanceListener | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.settings = settings
+        self.schemas = schemas or EventSchemas(settings.schemas_dir)
+        self._check = RecordCheck(settings, self.schemas, service, event_types)
+        config = _client_config(settings, service) | {
+            "group_id": group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "isolation_level": "read_committed",
+            "max_poll_records": settings.kafka_max_poll_records,
+        }
+        self._config = config | overrides
+        self._listener = listener
+        self.client: AIOKafkaConsumer
+        self._dead_letters = AsyncEventProducer(
+            settings, service=service, schemas=self.schemas, max_request_size=DEAD_LETTER_BYTES
+        )
+        self._grouped = group_id is not None
+        self._positions: dict[TopicPartition, int] = {}  # next offsets, not yet committed
+
+    async def start(self) -> None:
+        await self._dead_letters.start()
+        self.client = AIOKafkaConsumer(**self._config)
+        self.client.subscribe(self._check.topics, listener=self._listener)
+        try:
+            await self.client.start()
+        except KafkaConnectionError as error:
+            await self._dead_letters.stop()
+            raise _unavailable(self.settings, error) from None
+
+    async def poll(self, timeout_ms: int = 1000) -> list[Received]:
+        """The next batch of valid events; invalid records are dead-lettered on the way."""
+        batch: list[Received] = []
+        fetched = await self.client.getmany(timeout_ms=timeout_ms)
+        for partition, records in fetched.items():
+            if records:
+                self._positions[partition] = records[-1].offset + 1
+            valid, letters = self._check(partition.topic, records)
+            batch += valid
+            for key, letter in letters:
+                await self._dead_letters.send(EventType.DEAD_LETTER, letter, key=key)
+            highwater = self.client.highwater(partition)
+            if highwater is not None and records:
+                lag = highwater - records[-1].offset - 1
+                CONSUMER_LAG.labels(partition.topic, str(partition.partition)).set(lag)
+        return batch
+
+    @property
+    def uncommitted(self) -> bool:
+        """Whether :meth:`poll` returned records (valid or not) not yet committed."""
+        return bool(self._positions)
+
+    def take_positions(self) -> dict[TopicPartition, int]:
+        """The offsets to commit for everything polled so far; later polls start afresh.
+
+        For a caller that commits in the background while it goes on polling.
+        """
+        positions, self._positions = self._positions, {}
+        return positions
+
+    async def commit(self, positions: dict[TopicPartition, int] | None = None) -> None:
+        """Commit ``positions`` (by default, everything polled), once dead letters are stored."""
+        if positions is None:
+            positions = self.take_positions()
+        await self._dead_letters.flush()
+        if self._grouped and positions:
+            await self.client.commit(positions)
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self.client.pause(*partitions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self.client.resume(*partitions)
+
+    async def stop(self) -> None:
+        await self.client.stop()
+        await self._dead_letters.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
