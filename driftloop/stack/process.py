@@ -74,9 +74,13 @@ class ManagedProcess:
         self.pidfile = run_dir / f"{name}.pid"
         self.logfile = run_dir / f"{name}.log"
         self.marker = marker
+        self._child: subprocess.Popen[bytes] | None = None
 
     def pid(self) -> int | None:
         """The pid of the running process, or None."""
+        if self._child is not None:
+            # Our own child: ask it directly (its command line is the parent's until exec).
+            return self._child.pid if self._child.poll() is None else None
         try:
             pid = int(self.pidfile.read_text().strip())
         except (FileNotFoundError, ValueError):
@@ -101,6 +105,7 @@ class ManagedProcess:
                 start_new_session=True,  # outlives the CLI that started it; ^C does not reach it
             )
         self.pidfile.write_text(f"{process.pid}\n")
+        self._child = process
         return process.pid
 
     def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
@@ -126,6 +131,9 @@ class ManagedProcess:
             time.sleep(0.1)
         if _alive(pid):
             os.killpg(pid, signal.SIGKILL)
+        if self._child is not None:
+            self._child.wait()
+            self._child = None
         self.pidfile.unlink(missing_ok=True)
         return True
 

@@ -7,8 +7,8 @@
 A request is answered 202 only once every event in it is on Kafka (``acks=all``); a batch is
 all or nothing. ``schema_version``, ``event_id`` and ``event_time`` are filled in when absent.
 Errors: 400 (not JSON), 413 (body too large), 422 (names the event's index, field and rule),
-503 (Kafka did not take them all in time; the caller retries the request, and ingest drops
-the copies by event id only if the caller sent event ids).
+503 (Kafka did not take them all in time: the caller retries; a label that did get through
+the first time then counts as a duplicate and changes nothing).
 """
 
 from __future__ import annotations
