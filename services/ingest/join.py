@@ -23,7 +23,7 @@ outcome                    meaning
 
 Time is event time: the join's clock (the watermark) is the latest ``event_time`` it has
 seen, so replaying a stream gives the same outcomes as living through it. An entry expires
-once the watermark passes its deadline, whatever order the events came in.
+once the watermark is past its deadline (not at it), whatever order the events came in.
 
 Example:
     >>> join = LabelJoin(ttl_s=3600)
@@ -178,7 +178,7 @@ class LabelJoin:
     def expire(self) -> Counter[str]:
         """Apply the TTL at the current watermark; returns what expired, by outcome."""
         expired: Counter[str] = Counter()
-        while self._deadlines and self._deadlines[0][0] <= self.watermark:
+        while self._deadlines and self._deadlines[0][0] < self.watermark:
             deadline, request_id = heapq.heappop(self._deadlines)
             entry = self._entries.get(request_id)
             if entry is None or entry.deadline != deadline:

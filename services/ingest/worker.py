@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import TopicAlreadyExistsError
 from prometheus_client import Counter, Gauge
 
@@ -95,6 +96,10 @@ class IngestWorker(ConsumerRebalanceListener):
             [EventType.PREDICTION, EventType.LABEL],
             service="ingest",
             listener=self,
+            # Range assignment gives one replica partition p of both topics: the join needs
+            # a request's prediction and label in one process (aiokafka's default is
+            # round-robin, which would split them).
+            partition_assignment_strategy=(RangePartitionAssignor,),
             # Large fetches: fewer round trips to the broker for a worker that reads in bulk.
             max_partition_fetch_bytes=8 << 20,
             max_poll_records=max(settings.kafka_max_poll_records, 5000),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -12,11 +11,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlflow.pyfunc import PythonModel
-from moto.server import ThreadedMotoServer
 
 from driftloop.settings import Settings
 from driftloop.stack import MlflowServer
-from driftloop.stack.process import free_port
 from tests.conftest import local_settings
 
 pytestmark = pytest.mark.integration
@@ -60,24 +57,6 @@ def test_register_alias_and_load_by_alias(settings: Settings) -> None:
     assert client.get_model_version_by_alias(name, "champion").version == second
     assert mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(probe) == [0]
     assert mlflow.pyfunc.load_model(f"models:/{name}@previous").predict(probe) == [1]
-
-
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A real S3 API on loopback (moto's server), with a bucket; yields its endpoint."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    for variable, value in {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(variable, value)
-    endpoint = f"http://127.0.0.1:{port}"
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="driftloop-test")
-    yield endpoint
-    server.stop()
 
 
 def test_artifacts_go_to_s3_when_a_bucket_is_configured(s3: str, tmp_path: Path) -> None:

@@ -159,7 +159,7 @@ async def test_a_label_after_the_ttl_is_counted_late_and_stores_nothing(
         await run_until(worker, lambda: worker.join.outcomes["joined"] == 1)
     finally:
         await worker.close()
-    assert worker.join.outcomes["expired_prediction"] == 1
+    assert worker.join.outcomes["expired_prediction"] == 1, dict(worker.join.outcomes)
     assert stored_rows(s) == ["new"]
 
 

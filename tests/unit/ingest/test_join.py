@@ -182,3 +182,25 @@ def test_revoked_partitions_are_dropped() -> None:
 def test_bad_bounds_are_refused() -> None:
     with pytest.raises(ValueError):
         LabelJoin(ttl_s=0)
+
+
+def test_outcomes_do_not_depend_on_arrival_order_or_batching() -> None:
+    """Every order and every split into batches of two predictions, then their labels."""
+    predictions = [prediction("old", 0), prediction("new", 300)]
+    labels = [label("old", 360), label("new", 360)]
+
+    def splits(events: list[dict[str, Any]]) -> list[list[list[dict[str, Any]]]]:
+        return [[events], [events[:1], events[1:]]]
+
+    seen = set()
+    for ps in (predictions, predictions[::-1]):
+        for ls in (labels, labels[::-1]):
+            for batches in (a + b for a in splits(ps) for b in splits(ls)):
+                join = LabelJoin(ttl_s=60)
+                for batch in batches:
+                    for event in batch:
+                        add = join.add_label if "label" in event else join.add_prediction
+                        add(event)
+                    join.expire()
+                seen.add(tuple(sorted(join.outcomes.items())))
+    assert seen == {(("expired_prediction", 1), ("joined", 1), ("late_label", 1), ("pending", 2))}
