@@ -53,7 +53,29 @@ def _unavailable(settings: Settings, error: Exception) -> BrokerUnavailable:
     )
 
 
-class AsyncEventProducer:
+class StartsAndStops:
+    """``async with`` support for a client with ``start()`` and ``stop()``."""
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class AsyncEventProducer(StartsAndStops):
     """Validates events and writes them to their topic, keyed for ordering (aiokafka).
 
     Parameters:
@@ -153,20 +175,8 @@ class AsyncEventProducer:
     async def stop(self) -> None:
         await self.client.stop()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
 
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-
-class AsyncEventConsumer:
+class AsyncEventConsumer(StartsAndStops):
     """Reads and validates events in batches; commits only when :meth:`commit` is awaited.
 
     Parameters are those of :class:`driftloop.messaging.EventConsumer`; ``listener`` is an
@@ -261,15 +271,3 @@ class AsyncEventConsumer:
     async def stop(self) -> None:
         await self.client.stop()
         await self._dead_letters.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

@@ -156,7 +156,25 @@ def ensure_topics(settings: Settings) -> dict[str, str]:
         admin.close()
 
 
-class EventProducer:
+class ClosesOnExit:
+    """``with`` support for a client with a ``close()``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class EventProducer(ClosesOnExit):
     """Validates events and writes them to their topic, keyed for ordering.
 
     Parameters:
@@ -193,19 +211,8 @@ class EventProducer:
     def flush(self, timeout: float | None = None) -> None:
         self._producer.flush(timeout=timeout)
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, timeout: float | None = None) -> None:  # type: ignore[override]
         self._producer.close(timeout=timeout)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +292,7 @@ class RecordCheck:
         )
 
 
-class EventConsumer:
+class EventConsumer(ClosesOnExit):
     """Reads, validates and hands over events in batches; commits after the handler is done.
 
     Parameters:
@@ -375,17 +382,6 @@ class EventConsumer:
     def close(self) -> None:
         self._dead_letters.close()
         self._consumer.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _observe_lag(self, partition: TopicPartition) -> None:
         highwater = self._consumer.highwater(partition)
