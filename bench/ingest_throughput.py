@@ -27,9 +27,9 @@ from driftloop.events import EventType, new_event
 from driftloop.messaging import EventProducer, ensure_topics
 from driftloop.stack import KafkaBroker
 from driftloop.stack.process import free_port
+from driftloop.store import ExampleStore
 from services.ingest.join import LabelJoin
 from services.ingest.settings import IngestSettings
-from services.ingest.store import ExampleStore
 from services.ingest.worker import IngestWorker
 
 
@@ -79,7 +79,7 @@ def bare_read(settings: IngestSettings, expected: int) -> float:
 
 
 async def ingest(settings: IngestSettings, pairs: int) -> float:
-    worker = IngestWorker(settings, ExampleStore(settings.ingest_store_uri))
+    worker = IngestWorker(settings, ExampleStore(settings.store_uri))
     await worker.start()
     started = time.perf_counter()
     outcomes = worker.join.outcomes
@@ -145,11 +145,11 @@ def main(argv: list[str] | None = None) -> None:
                 run = settings.model_copy(
                     update={
                         "ingest_group_id": f"bench-{round_}-{uuid.uuid4().hex[:6]}",
-                        "ingest_store_uri": str(Path(state) / f"store-{round_}"),
+                        "store_uri": str(Path(state) / f"store-{round_}"),
                     }
                 )
                 ours.append(asyncio.run(ingest(run, args.pairs)))
-                store = ExampleStore(run.ingest_store_uri)
+                store = ExampleStore(run.store_uri)
                 stored = sum(m.rows for m in store.manifests())
                 assert stored == args.pairs, f"{stored} examples stored for {args.pairs} pairs"
         finally:

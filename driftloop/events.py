@@ -37,6 +37,8 @@ class EventType(Enum):
     DRIFT = ("drift", "drift", "model_name")
     TRIGGER = ("trigger", "triggers", "model_name")
     MODEL_UPDATE = ("model_update", "model_updates", "model_name")
+    TRAINING_RESULT = ("training_result", "training_results", "model_name")
+    SWAP = ("swap", "swaps", "model_name")
     DEAD_LETTER = ("dead_letter", "dead_letters", None)
 
     def __init__(self, schema_name: str, topic_setting: str, key_field: str | None) -> None:
@@ -54,6 +56,11 @@ class EventType(Enum):
 def now() -> str:
     """The current time as the RFC 3339 string every ``event_time`` uses."""
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def epoch(event_time: str) -> float:
+    """Seconds since the epoch of an RFC 3339 ``event_time``."""
+    return datetime.fromisoformat(event_time).timestamp()
 
 
 def new_event(**fields: Any) -> dict[str, Any]:
@@ -156,6 +163,29 @@ class ModelUpdate(Envelope):
     metrics: dict[str, float]
 
 
+class TrainingResult(Envelope):
+    model_name: str
+    trigger_id: str | None
+    outcome: Literal["promoted", "rejected", "failed", "skipped"]
+    reason: str
+    run_id: str | None
+    model_version: str | None
+    champion_version: str | None
+    metrics: dict[str, float]
+    champion_metrics: dict[str, float]
+    duration_s: NotRequired[float]
+
+
+class Swap(Envelope):
+    model_name: str
+    model_version: str
+    previous_version: str | None
+    replica: str
+    outcome: Literal["swapped", "failed"]
+    error: NotRequired[str]
+    duration_s: NotRequired[float]
+
+
 class RecordOrigin(TypedDict):
     topic: str
     partition: int
@@ -184,5 +214,7 @@ EVENT_CLASSES: dict[EventType, type] = {
     EventType.DRIFT: Drift,
     EventType.TRIGGER: Trigger,
     EventType.MODEL_UPDATE: ModelUpdate,
+    EventType.TRAINING_RESULT: TrainingResult,
+    EventType.SWAP: Swap,
     EventType.DEAD_LETTER: DeadLetter,
 }

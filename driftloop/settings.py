@@ -120,6 +120,13 @@ class Settings(BaseSettings):
     topic_model_updates: str = Field(
         "driftloop.model-updates", description="Promotions that serving replicas swap to."
     )
+    topic_training_results: str = Field(
+        "driftloop.training-results",
+        description="Every fit's outcome: promoted, rejected by the gate, failed.",
+    )
+    topic_swaps: str = Field(
+        "driftloop.swaps", description="Each serving replica's swaps and failed loads."
+    )
     topic_dead_letters: str = Field(
         "driftloop.dead-letters", description="Events that failed validation, with the reason."
     )
@@ -145,6 +152,14 @@ class Settings(BaseSettings):
         "", description="Bucket for MLflow artifacts; empty keeps them on the local disk."
     )
     s3_prefix: str = Field("driftloop", description="Key prefix inside the bucket.")
+
+    # The example store: ingest writes it, the trainer reads windows from it, the monitor keeps
+    # its reports there.
+    store_uri: str = Field(
+        "",
+        description="Example store: a folder, or `s3://bucket/prefix`; empty means "
+        "`<STATE_DIR>/example-store`, or the S3 bucket when `S3_BUCKET` is set.",
+    )
 
     @model_validator(mode="after")
     def _derive_local_defaults(self) -> Self:

@@ -4,6 +4,7 @@ state folder; when it cannot start, every test that needs it fails with the reas
 from __future__ import annotations
 
 import shutil
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,6 +61,8 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     }.items():
         monkeypatch.setenv(variable, value)
     endpoint = f"http://127.0.0.1:{port}"
+    # moto keeps its buckets per process, not per server: start every test from an empty S3.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="driftloop-test")
     yield endpoint
     server.stop()

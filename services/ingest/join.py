@@ -46,12 +46,11 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
 
-from driftloop.events import SCHEMA_VERSION
+from driftloop.events import SCHEMA_VERSION, epoch
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +63,6 @@ WAITING, JOINED, EXPIRED = "waiting", "joined", "expired"
 
 def example_id(request_id: str) -> str:
     return str(uuid.uuid5(EXAMPLE_NAMESPACE, request_id))
-
-
-def epoch(event_time: str) -> float:
-    return datetime.fromisoformat(event_time).timestamp()
 
 
 @dataclass(slots=True)

@@ -7,35 +7,23 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import boto3
 from fastapi import FastAPI
 
 from driftloop.asgi import ServiceServer
 from driftloop.async_messaging import AsyncEventProducer
 from driftloop.logs import configure_logging
+from driftloop.store import open_store
 from services.ingest.http import create_app
 from services.ingest.settings import IngestSettings
-from services.ingest.store import ExampleStore, S3Blobs
 from services.ingest.worker import IngestWorker
 
 log = logging.getLogger(__name__)
 
 
-def open_store(settings: IngestSettings) -> ExampleStore:
-    uri = settings.ingest_store_uri
-    if not uri and settings.s3_bucket:
-        uri = f"s3://{settings.s3_bucket}/{settings.s3_prefix.strip('/')}"
-    if uri.startswith("s3://"):
-        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-        client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url or None)
-        return ExampleStore(S3Blobs(bucket, prefix, client), settings.ingest_join_ttl_s)
-    return ExampleStore(uri or settings.state_dir / "example-store", settings.ingest_join_ttl_s)
-
-
 def main() -> int:
     settings = IngestSettings()
     configure_logging(settings.log_level, settings.log_format)
-    worker = IngestWorker(settings, open_store(settings))
+    worker = IngestWorker(settings, open_store(settings, settings.ingest_join_ttl_s))
     intake = AsyncEventProducer(settings, service="ingest-http")
     failed = False
     server: ServiceServer

@@ -16,11 +16,6 @@ class IngestSettings(Settings):
     ingest_join_max_entries: int = Field(
         2_000_000, ge=1, description="Most requests the join holds; past it the oldest go."
     )
-    ingest_store_uri: str = Field(
-        "",
-        description="Example store: a folder, or `s3://bucket/prefix`; empty means "
-        "`<STATE_DIR>/example-store`, or the S3 bucket when `S3_BUCKET` is set.",
-    )
     ingest_flush_rows: int = Field(
         5000, ge=1, description="Examples per store write (a checkpoint: offsets commit after)."
     )

@@ -46,9 +46,9 @@ from driftloop.async_messaging import (
 )
 from driftloop.events import EventType
 from driftloop.messaging import Received, kafka_admin
+from driftloop.store import ExampleStore, Manifest
 from services.ingest.join import LabelJoin
 from services.ingest.settings import IngestSettings
-from services.ingest.store import ExampleStore, Manifest
 
 log = logging.getLogger(__name__)
 

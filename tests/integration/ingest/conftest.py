@@ -16,8 +16,8 @@ import pytest
 from driftloop.messaging import ensure_topics
 from driftloop.settings import Settings
 from driftloop.stack.process import free_port
+from driftloop.store import ExampleStore
 from services.ingest.settings import IngestSettings
-from services.ingest.store import ExampleStore
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def ingest_settings(settings: Settings, tmp_path: Path) -> IngestSettings:
         }
         | {
             "ingest_group_id": f"ingest-{tag}",
-            "ingest_store_uri": str(tmp_path / "store"),
+            "store_uri": str(tmp_path / "store"),
             "ingest_port": free_port(),
             "ingest_flush_s": 0.5,
             "ingest_join_ttl_s": 3600,
@@ -99,6 +99,6 @@ def ingest(ingest_settings: IngestSettings, tmp_path: Path) -> Iterator[IngestPr
 
 
 def stored_rows(settings: IngestSettings) -> list[str]:
-    store = ExampleStore(settings.ingest_store_uri)
+    store = ExampleStore(settings.store_uri)
     table = store.read(store.manifests())
     return table.column("request_id").to_pylist() if table.num_rows else []

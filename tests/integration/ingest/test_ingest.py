@@ -16,9 +16,9 @@ import pytest
 
 from driftloop.events import EventType, new_event
 from driftloop.messaging import EventConsumer, EventProducer
+from driftloop.store import ExampleStore
 from services.ingest.join import example_id
 from services.ingest.settings import IngestSettings
-from services.ingest.store import ExampleStore
 from services.ingest.worker import IngestWorker
 from tests.integration.ingest.conftest import IngestProcess, stored_rows
 
@@ -85,7 +85,7 @@ async def test_the_join_in_either_order_with_duplicates_and_poison_around_it(
     ingest_settings: IngestSettings, kcat: str
 ) -> None:
     s = ingest_settings
-    worker = IngestWorker(s, ExampleStore(s.ingest_store_uri))
+    worker = IngestWorker(s, ExampleStore(s.store_uri))
     await worker.start()
     huge = orjson.dumps(label("huge", value="x" * 10_000))
     try:
@@ -118,7 +118,7 @@ async def test_the_join_in_either_order_with_duplicates_and_poison_around_it(
     outcomes = worker.join.outcomes
     assert outcomes["joined"] == 2 and outcomes["label_before_prediction"] == 1
     assert outcomes["duplicate_label"] == 1 and outcomes["pending"] == 4
-    store = ExampleStore(s.ingest_store_uri)
+    store = ExampleStore(s.store_uri)
     twice = [r for r in store.read(store.manifests()).to_pylist() if r["request_id"] == "twice"]
     assert twice[0]["label"] == 1, "the first label stands"
 
@@ -144,7 +144,7 @@ async def test_a_label_after_the_ttl_is_counted_late_and_stores_nothing(
     ingest_settings: IngestSettings,
 ) -> None:
     s = ingest_settings.model_copy(update={"ingest_join_ttl_s": 60.0})
-    worker = IngestWorker(s, ExampleStore(s.ingest_store_uri))
+    worker = IngestWorker(s, ExampleStore(s.store_uri))
     await worker.start()
     try:
         with EventProducer(s, service="test") as producer:
@@ -184,7 +184,7 @@ def test_kill_and_restart_stores_every_joined_request_exactly_once(
 
         ingest.start()
         deadline = time.monotonic() + 30
-        while not ExampleStore(s.ingest_store_uri).manifests() and time.monotonic() < deadline:
+        while not ExampleStore(s.store_uri).manifests() and time.monotonic() < deadline:
             time.sleep(0.05)
         ingest.kill()  # SIGKILL: no final checkpoint, whatever it was doing
         killed_with = len(stored_rows(s))

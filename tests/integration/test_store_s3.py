@@ -5,8 +5,8 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from services.ingest.store import ExampleStore, S3Blobs
-from tests.unit.ingest.test_store import example
+from driftloop.store import ExampleStore, S3Blobs
+from tests.unit.test_store import example
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from driftloop.store import CorruptWindow, ExampleStore
 from services.ingest.join import example_id
-from services.ingest.store import CorruptWindow, ExampleStore
 
 
 def example(i: int, hour: int = 10, **features: Any) -> dict[str, Any]:

@@ -31,11 +31,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import boto3
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from services.ingest.join import epoch
+from driftloop.events import epoch
+from driftloop.settings import Settings
 
 PREFIX = "examples"
 # Offsets of the source records a file was built from: {"topic:partition": [first, last]}.
@@ -292,3 +294,17 @@ def _utc(event_time: str) -> datetime:
 
 def _manifest_key(file: str) -> str:
     return file.removesuffix(".parquet") + ".manifest.json"
+
+
+def open_store(settings: Settings, dedupe_horizon_s: float | None = None) -> ExampleStore:
+    """The example store ``settings`` name: ``store_uri``, else the S3 bucket, else a folder
+    under the state folder."""
+    uri = settings.store_uri
+    if not uri and settings.s3_bucket:
+        uri = f"s3://{settings.s3_bucket}/{settings.s3_prefix.strip('/')}"
+    extra = {} if dedupe_horizon_s is None else {"dedupe_horizon_s": dedupe_horizon_s}
+    if uri.startswith("s3://"):
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url or None)
+        return ExampleStore(S3Blobs(bucket, prefix, client), **extra)
+    return ExampleStore(uri or settings.state_dir / "example-store", **extra)

@@ -1,0 +1,275 @@
+"""Labelled streams with drift at known points, for the demo, the end-to-end test and the bench.
+
+A :class:`DriftingStream` yields ``(features, label)`` pairs, river style, and knows where its
+concept changes (:attr:`DriftingStream.drifts`), so that whoever replays it can measure how
+long the loop took to notice and recover. Everything is generated in-process: river's
+synthetic generators, and one real dataset that ships inside river's wheel (no download).
+
+- :func:`abrupt`: Agrawal's generator switching classification function at each drift point
+  (the concept changes from one event to the next; the features' distribution does not).
+- :func:`gradual`: river's ``ConceptDriftStream``, the new concept's share growing along a
+  sigmoid of ``width`` events around each point.
+- :func:`recurring`: two Agrawal concepts alternating, so an old concept comes back.
+- :func:`stationary`: the Statlog Shuttle data (49,097 real rows, bundled with river) in a
+  random order, so nothing drifts: a loop that triggers there is raising false alarms.
+
+References:
+    R. Agrawal, T. Imielinski, A. Swami (1993). Database mining: a performance perspective.
+    IEEE TKDE 5(6). (the Agrawal generator and its ten classification functions)
+    A. Bifet et al. (2009). New ensemble methods for evolving data streams. KDD.
+    (the sigmoid mixture behind ``ConceptDriftStream``)
+
+Example:
+    >>> stream = abrupt(n_events=6, drift_at=(3,), functions=(0, 2), seed=1)
+    >>> [d.position for d in stream.drifts]
+    [3]
+    >>> len(list(stream))
+    6
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from river.datasets import Shuttle, synth
+
+Features = dict[str, Any]
+DriftKind = Literal["abrupt", "gradual", "recurring"]
+
+AGRAWAL_FEATURES = (
+    "salary",
+    "commission",
+    "age",
+    "elevel",
+    "car",
+    "zipcode",
+    "hvalue",
+    "hyears",
+    "loan",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DriftPoint:
+    """Where a stream's concept changes.
+
+    Parameters:
+        position: index of the first event drawn (wholly or partly) from the new concept.
+        kind: ``abrupt``, ``gradual`` or ``recurring`` (an earlier concept coming back).
+        width: events over which the change happens (1 for an abrupt switch).
+    """
+
+    position: int
+    kind: DriftKind
+    width: int = 1
+
+
+@dataclass(frozen=True)
+class DriftingStream:
+    """A finite labelled stream and the points where its concept changes.
+
+    Parameters:
+        name: short name for tables and reports.
+        n_events: how many events iterating it yields.
+        drifts: the drift points, in order.
+        classes: the label values it can yield.
+        features: feature names, in a stable order.
+        seed: the seed every generator is built from; iterating twice yields the same events.
+        description: one line for reports.
+    """
+
+    name: str
+    n_events: int
+    drifts: tuple[DriftPoint, ...]
+    classes: tuple[Any, ...]
+    features: tuple[str, ...]
+    seed: int
+    description: str
+    _source: Any = field(repr=False, compare=False, default=None)
+
+    def __iter__(self) -> Iterator[tuple[Features, Any]]:
+        return itertools.islice(self._source(), self.n_events)
+
+    def __len__(self) -> int:
+        return self.n_events
+
+    def concept_at(self, index: int) -> int:
+        """How many drift points lie at or before ``index`` (0 before the first drift)."""
+        return sum(1 for drift in self.drifts if drift.position <= index)
+
+
+def _agrawal(function: int, seed: int) -> Iterator[tuple[Features, int]]:
+    # Features are drawn the same way for every function: only the concept changes.
+    for x, y in synth.Agrawal(classification_function=function, seed=seed, balance_classes=True):
+        yield {name: _plain(x[name]) for name in AGRAWAL_FEATURES}, int(y)
+
+
+def _plain(value: Any) -> float | int:
+    # JSON-friendly Python numbers (river yields numpy scalars for some features).
+    return int(value) if isinstance(value, int) else float(value)
+
+
+def _segments(
+    functions: Sequence[int], bounds: Sequence[int], seed: int
+) -> Iterator[tuple[Features, int]]:
+    """``functions[i]`` from ``bounds[i]`` to ``bounds[i + 1]``; the last runs on."""
+    for i, function in enumerate(functions):
+        source = _agrawal(function, seed + i)
+        if i + 1 < len(functions):
+            yield from itertools.islice(source, bounds[i + 1] - bounds[i])
+        else:
+            yield from source
+
+
+def abrupt(
+    n_events: int = 60_000,
+    drift_at: Sequence[int] = (15_000, 30_000, 45_000),
+    functions: Sequence[int] = (0, 2, 5, 3),
+    seed: int = 42,
+) -> DriftingStream:
+    """Agrawal with its classification function switched at each of ``drift_at``.
+
+    Parameters:
+        n_events: stream length.
+        drift_at: the switch points, increasing.
+        functions: Agrawal classification functions (0-9), one more than ``drift_at``.
+        seed: generator seed.
+    """
+    if len(functions) != len(drift_at) + 1:
+        raise ValueError("abrupt needs one more function than drift points")
+    bounds = [0, *drift_at]
+    return DriftingStream(
+        name="agrawal-abrupt",
+        n_events=n_events,
+        drifts=tuple(DriftPoint(p, "abrupt") for p in drift_at),
+        classes=(0, 1),
+        features=AGRAWAL_FEATURES,
+        seed=seed,
+        description=f"Agrawal, functions {'→'.join(map(str, functions))} switched at "
+        f"{', '.join(map(str, drift_at))}",
+        _source=lambda: _segments(functions, bounds, seed),
+    )
+
+
+def recurring(
+    n_events: int = 60_000,
+    period: int = 15_000,
+    functions: tuple[int, int] = (0, 2),
+    seed: int = 43,
+) -> DriftingStream:
+    """Two Agrawal concepts alternating every ``period`` events (A, B, A, B, ...)."""
+    bounds = list(range(0, n_events, period))
+    sequence = [functions[i % 2] for i in range(len(bounds))]
+    return DriftingStream(
+        name="agrawal-recurring",
+        n_events=n_events,
+        drifts=tuple(DriftPoint(p, "recurring") for p in bounds[1:]),
+        classes=(0, 1),
+        features=AGRAWAL_FEATURES,
+        seed=seed,
+        description=f"Agrawal, functions {functions[0]} and {functions[1]} alternating "
+        f"every {period} events",
+        _source=lambda: _segments(sequence, bounds, seed),
+    )
+
+
+def gradual(
+    n_events: int = 60_000,
+    drift_at: Sequence[int] = (20_000, 40_000),
+    functions: Sequence[int] = (0, 2, 5),
+    width: int = 4_000,
+    seed: int = 44,
+) -> DriftingStream:
+    """River's ``ConceptDriftStream`` nested: Agrawal concepts blending over ``width`` events.
+
+    The drift point is the centre of the blend (half the new concept there); ``DriftPoint``
+    records its start, ``position - width // 2``, where the first new-concept events appear.
+    """
+    if len(functions) != len(drift_at) + 1:
+        raise ValueError("gradual needs one more function than drift points")
+
+    def build() -> Iterator[tuple[Features, int]]:
+        def agrawal(function: int, offset: int) -> synth.Agrawal:
+            return synth.Agrawal(
+                classification_function=function, seed=seed + offset, balance_classes=True
+            )
+
+        # Innermost first: the last concept, then each earlier one drifting into it.
+        stream: Any = agrawal(functions[-1], len(functions))
+        for i in range(len(drift_at) - 1, -1, -1):
+            previous = drift_at[i - 1] if i else 0
+            stream = synth.ConceptDriftStream(
+                stream=agrawal(functions[i], i),
+                drift_stream=stream,
+                position=drift_at[i] - previous,
+                width=width,
+                seed=seed + 100 + i,
+            )
+        for x, y in stream:
+            yield {name: _plain(x[name]) for name in AGRAWAL_FEATURES}, int(y)
+
+    return DriftingStream(
+        name="agrawal-gradual",
+        n_events=n_events,
+        drifts=tuple(DriftPoint(max(0, p - width // 2), "gradual", width) for p in drift_at),
+        classes=(0, 1),
+        features=AGRAWAL_FEATURES,
+        seed=seed,
+        description=f"Agrawal, functions {'→'.join(map(str, functions))} blending over "
+        f"{width} events around {', '.join(map(str, drift_at))}",
+        _source=build,
+    )
+
+
+SHUTTLE_FEATURES = tuple(f"f{i}" for i in range(1, 10))
+
+
+def stationary(n_events: int | None = None, seed: int = 45) -> DriftingStream:
+    """The Statlog Shuttle dataset (real, bundled with river) shuffled: no drift at all.
+
+    Parameters:
+        n_events: how many rows to use (all 49,097 when None; more repeats them reshuffled).
+    """
+    rows = [({k: float(v) for k, v in x.items()}, int(y)) for x, y in Shuttle()]
+    total = n_events or len(rows)
+
+    def shuffled() -> Iterator[tuple[Features, int]]:
+        rng = random.Random(seed)
+        while True:
+            order = list(range(len(rows)))
+            rng.shuffle(order)
+            for i in order:
+                yield rows[i]
+
+    return DriftingStream(
+        name="shuttle-stationary",
+        n_events=total,
+        drifts=(),
+        classes=tuple(sorted({y for _, y in rows})),
+        features=SHUTTLE_FEATURES,
+        seed=seed,
+        description="Statlog Shuttle (NASA, 49k real rows, bundled with river), shuffled",
+        _source=shuffled,
+    )
+
+
+def demo(n_before: int = 3_000, n_after: int = 4_000, seed: int = 7) -> DriftingStream:
+    """The demo's stream: one concept long enough to train on, then one abrupt switch."""
+    stream = abrupt(n_events=n_before + n_after, drift_at=(n_before,), functions=(0, 2), seed=seed)
+    return DriftingStream(
+        name="demo",
+        n_events=stream.n_events,
+        drifts=stream.drifts,
+        classes=stream.classes,
+        features=stream.features,
+        seed=seed,
+        description=stream.description,
+        _source=stream._source,
+    )
+
+
+STREAMS = {"abrupt": abrupt, "gradual": gradual, "recurring": recurring, "stationary": stationary}
