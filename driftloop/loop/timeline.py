@@ -1,0 +1,270 @@
+"""What a run of the loop looked like, as recorded by the producing app: a pure data structure.
+
+A :class:`Timeline` holds every answered request (when, which model version answered, whether
+the served prediction was right once the label was known) and every loop event read from the
+topics (drift, trigger, training result, model update, swap). :func:`summarize` turns it into
+the figures the demo prints and the report tabulates; nothing here does I/O, so the report can
+be rebuilt, and tested, from a saved recording.
+
+Example:
+    >>> timeline = Timeline(started=0.0)
+    >>> for i in range(4):
+    ...     timeline.serve(t=float(i), version="1", correct=i < 2)
+    >>> timeline.observe("swap", {"event_time": "1970-01-01T00:00:03Z", "model_version": "2",
+    ...                           "outcome": "swapped", "previous_version": "1"})
+    >>> [e.kind for e in timeline.events]
+    ['swap']
+    >>> rolling_accuracy(timeline.served, window=2)[-1]
+    0.0
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from driftloop.events import epoch
+
+EventKind = Literal["drift", "trigger", "fit", "promotion", "swap"]
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One answered request.
+
+    Parameters:
+        t: seconds since the epoch when the answer came.
+        index: position of the request in the stream.
+        version: the model version that answered.
+        correct: whether the answer matched the true label.
+    """
+
+    t: float
+    index: int
+    version: str
+    correct: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LoopEvent:
+    """One event of the loop, read from its topic.
+
+    Parameters:
+        t: its ``event_time`` in seconds since the epoch.
+        kind: ``drift``, ``trigger``, ``fit`` (a training result), ``promotion`` (a model
+            update) or ``swap``.
+        version: the model version it names (the candidate, the promoted or swapped one).
+        detail: one line for tables.
+    """
+
+    t: float
+    kind: EventKind
+    version: str | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class InjectedDrift:
+    """A drift point of the stream, placed on the clock when its first event was sent."""
+
+    index: int
+    t: float
+    kind: str
+
+
+@dataclass
+class Timeline:
+    """Everything recorded in one run; built up as the run goes, or loaded from JSON."""
+
+    started: float
+    served: list[Served] = field(default_factory=list)
+    events: list[LoopEvent] = field(default_factory=list)
+    drifts: list[InjectedDrift] = field(default_factory=list)
+    failed: int = 0
+    labels_sent: int = 0
+    ended: float | None = None
+    stream: str = ""
+
+    def serve(self, t: float, version: str, correct: bool, index: int | None = None) -> None:
+        """Record one answered request."""
+        position = len(self.served) if index is None else index
+        self.served.append(Served(t, position, version, correct))
+
+    def inject(self, index: int, t: float, kind: str) -> None:
+        """Record that the stream's drift at ``index`` reached serve at ``t``."""
+        self.drifts.append(InjectedDrift(index, t, kind))
+
+    def observe(self, kind: str, event: dict[str, Any]) -> LoopEvent | None:
+        """Record a loop event by its schema name; returns it, or None when it is not shown.
+
+        Drift events of severity ``none`` (a window that closed clean) are not shown.
+        """
+        recorded = _loop_event(kind, event)
+        if recorded is not None:
+            self.events.append(recorded)
+        return recorded
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Timeline:
+        document = json.loads(text)
+        return cls(
+            started=document["started"],
+            served=[Served(**row) for row in document["served"]],
+            events=[LoopEvent(**row) for row in document["events"]],
+            drifts=[InjectedDrift(**row) for row in document["drifts"]],
+            failed=document.get("failed", 0),
+            labels_sent=document.get("labels_sent", 0),
+            ended=document.get("ended"),
+            stream=document.get("stream", ""),
+        )
+
+
+def _loop_event(kind: str, event: dict[str, Any]) -> LoopEvent | None:
+    t = epoch(event["event_time"])
+    if kind == "drift":
+        if event.get("severity", "none") == "none":
+            return None
+        drifted = [f["feature"] for f in event.get("features", []) if f.get("drifted")]
+        shown = ", ".join(drifted[:4]) + (" …" if len(drifted) > 4 else "")
+        return LoopEvent(
+            t, "drift", event.get("model_version"), f"{event['severity']}: {shown or '-'}"
+        )
+    if kind == "trigger":
+        return LoopEvent(t, "trigger", event.get("model_version"), str(event.get("reason")))
+    if kind == "training_result":
+        metrics = _metrics(event.get("metrics", {}))
+        champion = _metrics(event.get("champion_metrics", {}))
+        detail = f"{event.get('outcome')}: {metrics}" + (f" vs {champion}" if champion else "")
+        return LoopEvent(t, "fit", event.get("model_version"), detail)
+    if kind == "model_update":
+        previous = event.get("previous_version")
+        return LoopEvent(
+            t, "promotion", event.get("model_version"), f"v{previous} → v{event['model_version']}"
+        )
+    if kind == "swap":
+        if event.get("outcome") != "swapped":
+            return LoopEvent(
+                t, "swap", event.get("model_version"), f"failed: {event.get('error', '')}"[:120]
+            )
+        return LoopEvent(
+            t,
+            "swap",
+            event.get("model_version"),
+            f"{event.get('replica', 'serve')}: v{event.get('previous_version')} → "
+            f"v{event['model_version']}",
+        )
+    return None
+
+
+def _metrics(metrics: dict[str, float]) -> str:
+    shown = [f"{name} {value:.3f}" for name, value in sorted(metrics.items())[:2]]
+    return ", ".join(shown)
+
+
+def rolling_accuracy(served: Sequence[Served], window: int = 200) -> list[float]:
+    """The share of correct answers over the last ``window`` answers, at each answer."""
+    recent: deque[bool] = deque(maxlen=window)
+    hits = 0
+    out = []
+    for row in served:
+        if len(recent) == window:
+            hits -= recent[0]
+        recent.append(row.correct)
+        hits += row.correct
+        out.append(hits / len(recent))
+    return out
+
+
+def version_spans(served: Sequence[Served]) -> list[tuple[str, float, float]]:
+    """``(version, first answer, last answer)`` for each run of answers by one version."""
+    spans: list[tuple[str, float, float]] = []
+    for row in served:
+        if spans and spans[-1][0] == row.version:
+            spans[-1] = (row.version, spans[-1][1], row.t)
+        else:
+            spans.append((row.version, row.t, row.t))
+    return spans
+
+
+def _mean(values: Sequence[bool]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def summarize(timeline: Timeline, window: int = 500) -> dict[str, Any]:
+    """The run's figures: accuracy before the drift, at its worst, after the swap; delays.
+
+    Parameters:
+        timeline: the recording.
+        window: answers averaged on each side of an event (before the drift, after the swap).
+
+    Returns a dict with ``requests``, ``failed``, ``versions`` (in serving order),
+    ``accuracy_before`` (the last ``window`` answers before the first injected drift),
+    ``accuracy_worst`` (lowest rolling accuracy after it), ``accuracy_after`` (the ``window``
+    answers after the first swap that followed the drift, or the answers left), ``recovered``
+    (after beats the worst by 0.1), and seconds from the drift to the first drift event,
+    trigger, promotion and swap after it (None when there was none).
+    """
+    served = timeline.served
+    versions: list[str] = []
+    for row in served:
+        if not versions or versions[-1] != row.version:
+            versions.append(row.version)
+    figures: dict[str, Any] = {
+        "stream": timeline.stream,
+        "requests": len(served),
+        "failed": timeline.failed,
+        "labels_sent": timeline.labels_sent,
+        "versions": versions,
+        "accuracy": _mean([row.correct for row in served]),
+        "drifts_injected": len(timeline.drifts),
+        "drift_events": sum(1 for e in timeline.events if e.kind == "drift"),
+        "triggers": sum(1 for e in timeline.events if e.kind == "trigger"),
+        "fits": sum(1 for e in timeline.events if e.kind == "fit"),
+        "promotions": sum(1 for e in timeline.events if e.kind == "promotion"),
+        "swaps": sum(1 for e in timeline.events if e.kind == "swap"),
+        "duration_s": (timeline.ended or (served[-1].t if served else timeline.started))
+        - timeline.started,
+    }
+    if not timeline.drifts:
+        return figures
+    onset = timeline.drifts[0]
+    before = [row.correct for row in served if row.index < onset.index][-window:]
+    after_onset = [row for row in served if row.index >= onset.index]
+    rolling = rolling_accuracy(after_onset, window=min(window, 200))
+    figures["accuracy_before"] = _mean(before)
+    figures["accuracy_worst"] = min(rolling) if rolling else None
+
+    def first(kind: EventKind) -> LoopEvent | None:
+        return next((e for e in timeline.events if e.kind == kind and e.t >= onset.t), None)
+
+    for kind, name in (
+        ("drift", "to_drift_event_s"),
+        ("trigger", "to_trigger_s"),
+        ("promotion", "to_promotion_s"),
+        ("swap", "to_swap_s"),
+    ):
+        event = first(kind)  # type: ignore[arg-type]
+        figures[name] = None if event is None else round(event.t - onset.t, 2)
+    swap = first("swap")
+    onset_version = next((row.version for row in after_onset), None)
+    # Recovery is judged on answers by a version newer than the one serving at the drift.
+    newer = [row for row in after_onset if row.version != onset_version]
+    if swap is not None and newer:
+        figures["accuracy_after"] = _mean([row.correct for row in newer][:window])
+        figures["version_after"] = newer[0].version
+    else:
+        figures["accuracy_after"] = None
+        figures["version_after"] = None
+    worst = figures["accuracy_worst"]
+    figures["recovered"] = (
+        figures["accuracy_after"] is not None
+        and worst is not None
+        and figures["accuracy_after"] >= worst + 0.1
+    )
+    return figures

@@ -1,0 +1,116 @@
+"""The report is a pure function of a recorded timeline."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import UTC, datetime
+
+from driftloop.loop.report import render
+from driftloop.loop.timeline import Timeline, rolling_accuracy, summarize, version_spans
+
+
+def stamp(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
+def recorded_run() -> Timeline:
+    """v1 right 90% before the drift at event 1000, 40% after; v2 right 95% after the swap."""
+    timeline = Timeline(started=1000.0, stream="demo")
+    for i in range(2000):
+        t = 1000.0 + i * 0.05
+        if i == 1000:
+            timeline.inject(index=i, t=t, kind="abrupt")
+        if i < 1000:
+            version, correct = "1", i % 10 != 0
+        elif i < 1400:
+            version, correct = "1", i % 10 < 4
+        else:
+            version, correct = "2", i % 20 != 0
+        timeline.serve(t=t, version=version, correct=correct, index=i)
+    timeline.observe(
+        "drift",
+        {
+            "event_time": stamp(1000.0 + 1100 * 0.05),
+            "severity": "high",
+            "model_version": "1",
+            "features": [{"feature": "error_rate", "drifted": True}],
+        },
+    )
+    timeline.observe("drift", {"event_time": stamp(1001.0), "severity": "none", "features": []})
+    timeline.observe(
+        "trigger",
+        {"event_time": stamp(1000.0 + 1110 * 0.05), "reason": "drift", "model_version": "1"},
+    )
+    timeline.observe(
+        "training_result",
+        {
+            "event_time": stamp(1000.0 + 1300 * 0.05),
+            "outcome": "promoted",
+            "model_version": "2",
+            "metrics": {"accuracy": 0.95},
+            "champion_metrics": {"accuracy": 0.41},
+        },
+    )
+    timeline.observe(
+        "model_update",
+        {"event_time": stamp(1000.0 + 1301 * 0.05), "model_version": "2", "previous_version": "1"},
+    )
+    timeline.observe(
+        "swap",
+        {
+            "event_time": stamp(1000.0 + 1399 * 0.05),
+            "model_version": "2",
+            "previous_version": "1",
+            "outcome": "swapped",
+            "replica": "serve-0",
+        },
+    )
+    timeline.failed = 0
+    timeline.labels_sent = 2000
+    return timeline
+
+
+def test_summary_shows_fall_and_recovery_with_delays() -> None:
+    figures = summarize(recorded_run())
+    assert figures["requests"] == 2000 and figures["failed"] == 0
+    assert figures["versions"] == ["1", "2"]
+    assert figures["drift_events"] == 1  # the clean window is not an event
+    assert figures["triggers"] == figures["promotions"] == figures["swaps"] == 1
+    assert abs(figures["accuracy_before"] - 0.9) < 1e-9
+    assert figures["accuracy_worst"] <= 0.45
+    assert abs(figures["accuracy_after"] - 0.95) < 1e-9
+    assert figures["version_after"] == "2"
+    assert figures["recovered"] is True
+    assert abs(figures["to_trigger_s"] - 110 * 0.05) < 1e-6
+    assert abs(figures["to_swap_s"] - 399 * 0.05) < 1e-6
+
+
+def test_no_recovery_without_a_swap() -> None:
+    timeline = Timeline(started=0.0)
+    timeline.inject(index=0, t=0.0, kind="abrupt")
+    for i in range(100):
+        timeline.serve(t=float(i), version="1", correct=False, index=i)
+    figures = summarize(timeline)
+    assert figures["recovered"] is False and figures["accuracy_after"] is None
+    assert figures["to_trigger_s"] is None
+
+
+def test_rolling_accuracy_and_version_spans() -> None:
+    timeline = recorded_run()
+    rolling = rolling_accuracy(timeline.served, window=100)
+    assert abs(rolling[999] - 0.9) < 1e-9 and abs(rolling[1399] - 0.4) < 1e-9
+    spans = version_spans(timeline.served)
+    assert [s[0] for s in spans] == ["1", "2"]
+    assert spans[1][1] == 1000.0 + 1400 * 0.05
+
+
+def test_report_embeds_the_plot_and_the_table_and_survives_json() -> None:
+    timeline = Timeline.from_json(recorded_run().to_json())
+    page = render(timeline)
+    image = re.search(r'src="data:image/png;base64,([^"]+)"', page)
+    assert image is not None
+    assert base64.b64decode(image.group(1)).startswith(b"\x89PNG")
+    assert "recovered after the drift with no human step" in page
+    assert "v1 → v2" in page
+    assert page.count("<tr>") >= 6 + 10
