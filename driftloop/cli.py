@@ -4,6 +4,7 @@
     driftloop run SERVICE                    run ingest, monitor, trainer or serve
     driftloop settings [--markdown]          every setting, its variable and default
     driftloop demo                           what `make demo` runs
+    driftloop up|down|status                 the stack and the four services, left running
 
 Errors driftloop raises on purpose print as one line and exit with their own code.
 """
@@ -92,6 +93,21 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _loop(args: argparse.Namespace, settings: Settings) -> int:
+    from driftloop.loop import control, status
+
+    if args.command == "up":
+        control.up(settings)
+    elif args.command == "down":
+        control.down(settings)
+    else:
+        state = status.loop_status(settings)
+        print(json.dumps(state, indent=2, default=str) if args.json else "\n".join(
+            status.describe(state)))  # fmt: skip
+        return 0 if all(f["answering"] for f in state["stack"].values()) else 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="driftloop", description=__doc__.split("\n")[1].strip())
     commands = root.add_subparsers(dest="command", required=True)
@@ -111,6 +127,16 @@ def parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="what `make demo` runs")
     demo.set_defaults(handler=_demo)
+
+    for name, what in (
+        ("up", "start the stack and the four services, and leave them running"),
+        ("down", "stop the four services and the stack"),
+        ("status", "the loop: services, champion, last drift/trigger/fit, consumer lag"),
+    ):
+        loop = commands.add_parser(name, help=what)
+        if name == "status":
+            loop.add_argument("--json", action="store_true", help="status as JSON")
+        loop.set_defaults(handler=_loop)
     return root
 
 
