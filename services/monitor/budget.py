@@ -1,0 +1,101 @@
+"""FalseAlarmBudget: from "at most r false triggers per N events" to per-test levels.
+
+The monitor fires a drift trigger when ``k`` windows in a row drift (hysteresis). On a
+stationary stream each window is called drifted with probability ``alpha`` (the family-wise
+level of its feature tests, held by Holm's or Bonferroni's correction over features). Windows
+that share no event are independent, so a run of ``k`` drifted windows starts at a given
+window with probability at most ``alpha ** k``; with ``W`` windows closing per ``N`` events
+the expected false triggers per ``N`` events are at most ``W * alpha ** k``. Setting that to
+the data-drift share of the budget gives
+
+    alpha = (share * rate * step) ** (1 / k_independent)
+
+where ``step`` is the events between two verdicts and ``k_independent`` the number of
+non-overlapping windows inside ``k`` consecutive sliding ones (``k`` for tumbling windows: a
+conservative count, since overlapping windows are positively correlated).
+
+The concept-drift detectors get the rest of the budget: ADWIN's ``delta`` bounds its chance
+of a false cut at each step [1], so ``delta = share * rate`` bounds its false alarms per
+event; KSWIN tests at every step, so its ``alpha`` is the same; the rolling-accuracy check
+tests once per ``size`` labelled examples, at ``share * rate * size``.
+
+This is analytic, not calibrated: it assumes the reference describes the stationary stream
+(a reference from a few hundred rows is itself noisy: the two-sample effective size in the
+KS test accounts for that) and a 1% resolution of the quantile CDF, which matters only for
+windows of many thousands of events. :mod:`bench.drift_detection` measures the rate.
+
+References:
+    [1] Bifet, Gavalda (2007), Learning from time-changing data with adaptive windowing, SDM.
+
+Example:
+    >>> budget = FalseAlarmBudget(rate=1e-5)
+    >>> round(budget.window_alpha(step=500, size=500, consecutive=2), 4)
+    0.05
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+MAX_ALPHA = 0.25  # beyond this a "drifted" window would mean little
+
+
+@dataclass(frozen=True)
+class FalseAlarmBudget:
+    """Allowed false triggers per event on a stationary stream, split between detectors.
+
+    Parameters:
+        rate: false triggers per event allowed in all (1e-5: one per 100,000 events).
+        data_share: the part of ``rate`` given to data drift; the rest goes to the
+            concept-drift detectors on the error stream, split evenly between the error-stream
+            detector and the rolling-accuracy check.
+    """
+
+    rate: float = 1e-5
+    data_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0 < self.rate < 1:
+            raise ValueError(f"the false-alarm rate must be in (0, 1), not {self.rate}")
+        if not 0 < self.data_share <= 1:
+            raise ValueError(f"data_share must be in (0, 1], not {self.data_share}")
+
+    @property
+    def concept_rate(self) -> float:
+        """False alarms per labelled example allowed to each of the two concept checks."""
+        return self.rate * (1 - self.data_share) / 2 or self.rate * 1e-3
+
+    @staticmethod
+    def independent_windows(step: float, size: float, consecutive: int) -> int:
+        """Non-overlapping windows inside ``consecutive`` windows ``step`` apart."""
+        span = size + (consecutive - 1) * step
+        return max(1, min(consecutive, math.floor(span / size)))
+
+    def window_alpha(self, step: float, size: float, consecutive: int) -> float:
+        """Family-wise level of one window's tests.
+
+        Parameters:
+            step: events between two verdicts (for time windows, the expected events per step).
+            size: events in a window.
+            consecutive: drifted windows in a row that open an episode.
+        """
+        per_window = self.rate * self.data_share * step
+        k = self.independent_windows(step, size, consecutive)
+        return min(MAX_ALPHA, per_window ** (1 / k))
+
+    def expected_false_triggers(
+        self, alpha: float, step: float, size: float, consecutive: int, events: float = 1e5
+    ) -> float:
+        """Upper bound on false drift triggers in ``events`` events for a window level."""
+        k = self.independent_windows(step, size, consecutive)
+        return events / step * alpha**k
+
+    @property
+    def detector_delta(self) -> float:
+        """ADWIN's ``delta`` (and KSWIN's ``alpha``): false alarms per labelled example."""
+        return self.concept_rate
+
+    def accuracy_alpha(self, size: int) -> float:
+        """Level of the rolling-accuracy test, run once per ``size`` labelled examples."""
+        return min(MAX_ALPHA, self.concept_rate * size)

@@ -1,0 +1,97 @@
+"""monitor's HTTP side: what it concluded, for people and for scripts.
+
+GET /                  recent windows: bounds, model version, verdict, top features, report
+GET /v1/windows        the same as JSON (newest first)
+GET /reports/{name}    a window's Evidently report (``<window_id>.html`` or ``.json``)
+GET /health/live, /health/ready, /metrics
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from driftloop.metrics import metrics_app
+from services.monitor.report import WindowReports
+
+
+def create_app(
+    windows: Callable[[], list[dict[str, Any]]],
+    reports: WindowReports,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    """The monitor's app; ``windows()`` lists recent windows, newest first."""
+    app = FastAPI(title="driftloop monitor", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.mount("/metrics", metrics_app())
+
+    @app.get("/v1/windows")
+    async def recent() -> dict[str, Any]:
+        return {"windows": windows()}
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        return render(windows())
+
+    @app.get("/reports/{name}")
+    async def report(name: str) -> Response:
+        try:
+            body = reports.read(name)
+        except KeyError:
+            return JSONResponse({"error": f"no report named {name}"}, status_code=404)
+        kind = "text/html" if name.endswith(".html") else "application/json"
+        return Response(body, media_type=kind)
+
+    @app.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "live"}
+
+    @app.get("/health/ready")
+    async def ready() -> Response:
+        if app.state.ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"error": "the consumer is not running"}, status_code=503)
+
+    app.state.ready = lambda: True
+    return app
+
+
+def render(windows: list[dict[str, Any]]) -> str:
+    """The HTML page: one table row per window."""
+    rows = []
+    for window in windows:
+        bounds = window["window"]
+        if window["verdict"] == "no_verdict":
+            detail = f"no verdict: {window['reason']}"
+        else:
+            detail = ", ".join(
+                f"{f['feature']} {f['statistic']}={f['score']:.3g} p={f['p_value']:.2g}"
+                + (" (drift)" if f["drifted"] else "")
+                for f in window["top_features"]
+            )
+        link = f'<a href="{html.escape(window["report"])}">report</a>' if window["report"] else ""
+        cells = [
+            f"{bounds['start']} .. {bounds['end']} ({bounds['kind']}, {bounds['size']})",
+            f"{window['model_name']} v{window['model_version']}",
+            f"{window['verdict']} ({window['severity']})"
+            if window["verdict"] == "drift"
+            else window["verdict"],
+            detail,
+        ]
+        row = "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + f"<td>{link}</td>"
+        rows.append(f'<tr class="{window["verdict"]}">{row}</tr>')
+    body = "\n".join(rows) or '<tr><td colspan="5">no window has closed yet</td></tr>'
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>driftloop monitor</title>
+<style>body{{font-family:sans-serif}} td,th{{padding:2px 8px;text-align:left}}
+tr.drift{{background:#fdd}} tr.no_verdict{{color:#888}}</style></head>
+<body><h1>driftloop monitor: recent windows</h1>
+<p>JSON: <a href="/v1/windows">/v1/windows</a> &middot; <a href="/metrics">/metrics</a></p>
+<table><tr><th>window</th><th>model</th><th>verdict</th><th>top features</th><th></th></tr>
+{body}
+</table></body></html>
+"""

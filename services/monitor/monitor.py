@@ -1,0 +1,452 @@
+"""DriftMonitor: predictions, labelled examples and promotions in; verdicts and triggers out.
+
+The pure core of the monitor service, with no I/O: the worker feeds it events and turns what
+it returns into drift and trigger events, reports and metrics. Per model version it keeps a
+:class:`~services.monitor.windows.DriftWindow` of predictions and an
+:class:`~services.monitor.concept.ErrorStreamDetector` of labelled examples; per model a
+:class:`~services.monitor.triggers.TriggerPolicy`.
+
+Each closed window is compared with the reference of the version that made its predictions
+(``references(model_name, version)``, which the worker fills from the registry). A version
+with no reference gets no verdict: the window is returned with the reason, and counts for
+nothing in the trigger policy. When serve swaps, predictions carry the new version, so they
+land in the new version's window and meet the new reference.
+
+Example:
+    >>> from driftloop.model_card import FeatureSpec, ModelCard
+    >>> card = ModelCard(task="regression", features=[FeatureSpec(name="x")])
+    >>> sketch = ReferenceSketch.build(card, [{"x": i / 1000} for i in range(1000)])
+    >>> monitor = DriftMonitor(lambda name, version: ModelReference(card, sketch),
+    ...                        window_size=200, open_after=1)
+    >>> def prediction(x, t):
+    ...     return {"model_name": "m", "model_version": "1", "features": {"x": x},
+    ...             "prediction": 0.0, "event_time": f"2026-01-01T00:00:{t % 60:02d}Z"}
+    >>> outcomes = [o for i in range(400) for o in monitor.observe_prediction(
+    ...     prediction(5.0 if i >= 200 else i * 0.618034 % 1, i))]
+    >>> [type(o).__name__ for o in outcomes]
+    ['WindowVerdict', 'WindowVerdict', 'TriggerDecision']
+    >>> outcomes[0].drifted, outcomes[1].drifted
+    (False, True)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from driftloop.events import epoch, new_event
+from driftloop.model_card import ModelCard
+from driftloop.reference import ReferenceSketch
+from services.monitor.budget import FalseAlarmBudget
+from services.monitor.concept import ConceptAlarm, DetectorName, ErrorStreamDetector, is_error
+from services.monitor.statistics import PREDICTION, Correction, FeatureTest, compare_window
+from services.monitor.triggers import TriggerPolicy
+from services.monitor.windows import ClosedWindow, DriftWindow, WindowKind
+
+Severity = Literal["none", "low", "medium", "high"]
+MAX_VERSIONS = 4  # versions kept per model: during a swap two serve side by side
+
+
+@dataclass(frozen=True)
+class ModelReference:
+    """What the registry holds for one version: its card and its reference sketch.
+
+    ``sketch`` is None when the version has none (``reason`` says why, e.g. the registry
+    could not be read, or the trainer saved no reference).
+    """
+
+    card: ModelCard | None
+    sketch: ReferenceSketch | None
+    reason: str = ""
+
+
+ReferenceLookup = Callable[[str, str], ModelReference | None]
+
+
+@dataclass
+class WindowVerdict:
+    """A closed window and what the monitor concluded about it.
+
+    Parameters:
+        window_id: unique id, also the report's file name.
+        model_name, model_version: the version whose predictions filled the window.
+        window: the rows and bounds.
+        predictions: the model's outputs for the rows.
+        tests: one test per feature (and the prediction), empty when there is no verdict.
+        alpha: the family-wise level the window was tested at.
+        reason: why there is no verdict (no reference, too few events), else None.
+        reason_code: the same as a metric label: ``not_loaded``, ``no_reference``,
+            ``too_few_events``.
+    """
+
+    window_id: str
+    model_name: str
+    model_version: str
+    window: ClosedWindow
+    predictions: list[Any] = field(repr=False)
+    tests: list[FeatureTest] = field(default_factory=list)
+    alpha: float = 0.0
+    reason: str | None = None
+    reason_code: str | None = None
+    drift_event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def has_verdict(self) -> bool:
+        return self.reason is None
+
+    @property
+    def drifted(self) -> bool:
+        return any(test.drifted for test in self.tests)
+
+    @property
+    def verdict(self) -> str:
+        if not self.has_verdict:
+            return "no_verdict"
+        return "drift" if self.drifted else "clean"
+
+    @property
+    def severity(self) -> Severity:
+        """How much moved: the share of tests that drifted and the size of the largest move."""
+        drifted = [test for test in self.tests if test.drifted]
+        if not drifted:
+            return "none"
+        share = len(drifted) / len(self.tests)
+        effect = max(t.scores.get("ks", t.scores.get("js", 0.0)) for t in drifted)
+        if share >= 0.5 or effect >= 0.3:
+            return "high"
+        if share >= 0.25 or effect >= 0.1:
+            return "medium"
+        return "low"
+
+    def top_features(self, count: int = 3) -> list[FeatureTest]:
+        return sorted(self.tests, key=lambda t: (not t.drifted, t.p_value))[:count]
+
+    def window_field(self) -> dict[str, Any]:
+        return window_field(self.window)
+
+    def drift_event(self, report_uri: str | None = None) -> dict[str, Any]:
+        """The drift event of this window (schemas/drift.schema.json)."""
+        event = new_event(
+            event_id=self.drift_event_id,
+            model_name=self.model_name,
+            model_version=self.model_version,
+            window=self.window_field(),
+            features=[test.as_event() for test in self.tests],
+            severity=self.severity,
+        )
+        if report_uri:
+            event["report_uri"] = report_uri
+        return event
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready line for the HTTP page."""
+        return {
+            "window_id": self.window_id,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "window": self.window_field(),
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "severity": self.severity,
+            "alpha": self.alpha,
+            "top_features": [test.as_event() | test.scores for test in self.top_features()],
+        }
+
+
+@dataclass(frozen=True)
+class TriggerDecision:
+    """A trigger to send (schemas/trigger.schema.json)."""
+
+    model_name: str
+    model_version: str | None
+    reason: Literal["drift", "data_arrival"]
+    evidence: dict[str, Any]
+    window: ClosedWindow | None = None
+    drift_event_id: str | None = None
+    trigger_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def trigger_event(self) -> dict[str, Any]:
+        event = new_event(
+            trigger_id=self.trigger_id,
+            model_name=self.model_name,
+            model_version=self.model_version,
+            reason=self.reason,
+            evidence=self.evidence,
+        )
+        if self.window is not None:
+            event["window"] = window_field(self.window)
+        if self.drift_event_id is not None:
+            event["drift_event_id"] = self.drift_event_id
+        return event
+
+
+Outcome = WindowVerdict | TriggerDecision
+
+
+def rfc3339(seconds: float) -> str:
+    return (
+        datetime.fromtimestamp(seconds, UTC)
+        .isoformat(timespec="microseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def window_field(window: ClosedWindow) -> dict[str, Any]:
+    return {
+        "kind": window.kind,
+        "start": rfc3339(window.start),
+        "end": rfc3339(window.end),
+        "size": window.size,
+    }
+
+
+class _Version:
+    """One model version's live state."""
+
+    def __init__(self, window: DriftWindow, detector: ErrorStreamDetector | None) -> None:
+        self.window = window
+        self.detector = detector
+        self.predictions: dict[int, Any] = {}  # id(row) -> prediction, for the window's rows
+
+
+class DriftMonitor:
+    """Windows, tests, concept detectors and trigger policy for every model it sees.
+
+    Parameters:
+        references: ``(model_name, version) -> ModelReference``, or None while not loaded.
+        window_kind, window_size, window_step: see :class:`DriftWindow` (step None: tumbling).
+        min_window_events: fewer events than this in a closed window give no verdict.
+        budget: the false-alarm budget the test levels and detector settings come from.
+        correction: ``holm`` or ``bonferroni`` over a window's features.
+        open_after, close_after, cooldown_s, data_arrival_examples: see :class:`TriggerPolicy`.
+        detector: ``adwin``, ``page_hinkley`` or ``kswin`` on the error stream.
+        accuracy_window: labelled examples per rolling-accuracy test.
+        holdout_metric: the ModelCard metric the rolling accuracy is compared with.
+    """
+
+    def __init__(
+        self,
+        references: ReferenceLookup,
+        *,
+        window_kind: WindowKind = "count",
+        window_size: float = 500,
+        window_step: float | None = None,
+        min_window_events: int = 30,
+        budget: FalseAlarmBudget | None = None,
+        correction: Correction = "holm",
+        open_after: int = 2,
+        close_after: int = 3,
+        cooldown_s: float = 600.0,
+        data_arrival_examples: int = 0,
+        detector: DetectorName = "adwin",
+        accuracy_window: int = 500,
+        holdout_metric: str = "accuracy",
+    ) -> None:
+        self.references = references
+        self.window_kind: WindowKind = window_kind
+        self.window_size = window_size
+        self.window_step = window_step or window_size
+        self.min_window_events = min_window_events
+        self.budget = budget or FalseAlarmBudget()
+        self.correction: Correction = correction
+        self.open_after = open_after
+        self.close_after = close_after
+        self.cooldown_s = cooldown_s
+        self.data_arrival_examples = data_arrival_examples
+        self.detector = detector
+        self.accuracy_window = accuracy_window
+        self.holdout_metric = holdout_metric
+        self.policies: dict[str, TriggerPolicy] = {}
+        self.champions: dict[str, str] = {}
+        self._versions: dict[str, OrderedDict[str, _Version]] = {}
+        self._last_verdict: dict[str, WindowVerdict] = {}
+        self.events = {"predictions": 0, "examples": 0, "promotions": 0}
+
+    # --- inputs ---------------------------------------------------------------------------
+
+    def observe_prediction(self, event: Mapping[str, Any]) -> list[Outcome]:
+        """One prediction event; returns the windows it closed and any trigger."""
+        self.events["predictions"] += 1
+        name, version = event["model_name"], str(event["model_version"])
+        state = self._version(name, version)
+        row = event["features"]
+        state.predictions[id(row)] = event.get("prediction")
+        closed = state.window.update(row, epoch(event["event_time"]))
+        return self._judge(name, version, state, closed)
+
+    def observe_example(self, event: Mapping[str, Any]) -> list[Outcome]:
+        """One labelled example; returns any trigger (concept drift or data arrival)."""
+        self.events["examples"] += 1
+        name, version = event["model_name"], str(event["model_version"])
+        state = self._version(name, version)
+        policy = self.policy(name)
+        time = epoch(event["event_time"])
+        outcomes: list[Outcome] = []
+        if state.detector is not None:
+            task = self._card_task(name, version)
+            alarm = state.detector.update(is_error(event["prediction"], event["label"], task))
+            if alarm is not None and policy.concept_alarm(time):
+                outcomes.append(self._concept_trigger(name, version, alarm))
+        if policy.labelled():
+            outcomes.append(
+                TriggerDecision(
+                    name,
+                    self.champions.get(name, version),
+                    "data_arrival",
+                    {"new_examples": self.data_arrival_examples},
+                )
+            )
+        return outcomes
+
+    def observe_model_update(self, event: Mapping[str, Any]) -> None:
+        """A promotion: the new champion's data-arrival count and episode start afresh."""
+        self.events["promotions"] += 1
+        name, version = event["model_name"], str(event["model_version"])
+        self.champions[name] = version
+        self.policy(name).promoted()
+
+    def advance(self, time: float) -> list[Outcome]:
+        """Close the time windows that ended by ``time`` (a quiet stream's last windows)."""
+        outcomes: list[Outcome] = []
+        for name, versions in self._versions.items():
+            for version, state in list(versions.items()):
+                outcomes += self._judge(name, version, state, state.window.advance(time))
+        return outcomes
+
+    # --- state ----------------------------------------------------------------------------
+
+    def policy(self, name: str) -> TriggerPolicy:
+        if name not in self.policies:
+            self.policies[name] = TriggerPolicy(
+                self.open_after, self.close_after, self.cooldown_s, self.data_arrival_examples
+            )
+        return self.policies[name]
+
+    def detectors(self) -> dict[tuple[str, str], ErrorStreamDetector]:
+        """Every version's error-stream detector (for /metrics)."""
+        return {
+            (name, version): state.detector
+            for name, versions in self._versions.items()
+            for version, state in versions.items()
+            if state.detector is not None
+        }
+
+    def _version(self, name: str, version: str) -> _Version:
+        versions = self._versions.setdefault(name, OrderedDict())
+        state = versions.get(version)
+        if state is None:
+            reference = self.references(name, version)
+            detector = None
+            if reference is not None:
+                detector = self._error_detector(reference.card)
+            state = _Version(
+                DriftWindow(self.window_kind, self.window_size, self.window_step), detector
+            )
+            versions[version] = state
+            while len(versions) > MAX_VERSIONS:
+                versions.popitem(last=False)
+        elif state.detector is None and (reference := self.references(name, version)):
+            state.detector = self._error_detector(reference.card)
+        versions.move_to_end(version)
+        return state
+
+    def _error_detector(self, card: ModelCard | None) -> ErrorStreamDetector:
+        holdout = None
+        if card is not None and card.task == "classification":
+            holdout = card.metrics.get(self.holdout_metric)
+        return ErrorStreamDetector(
+            self.detector,
+            delta=self.budget.detector_delta,
+            holdout_accuracy=holdout,
+            size=self.accuracy_window,
+            accuracy_alpha=self.budget.accuracy_alpha(self.accuracy_window),
+        )
+
+    def _card_task(self, name: str, version: str) -> str:
+        reference = self.references(name, version)
+        if reference is not None and reference.card is not None:
+            return reference.card.task
+        return "classification"
+
+    # --- verdicts -------------------------------------------------------------------------
+
+    def _judge(
+        self, name: str, version: str, state: _Version, closed: list[ClosedWindow]
+    ) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for window in closed:
+            predictions = [state.predictions.get(id(row)) for row in window.rows]
+            verdict = self._verdict(name, version, window, predictions)
+            outcomes.append(verdict)
+            if verdict.has_verdict:
+                self._last_verdict[name] = verdict
+                policy = self.policy(name)
+                if policy.window(verdict.drifted, window.end):
+                    outcomes.append(self._drift_trigger(verdict, policy))
+        if closed:
+            # Forget predictions of rows no open window holds any more.
+            kept = {id(row) for row in state.window.rows()}
+            state.predictions = {k: v for k, v in state.predictions.items() if k in kept}
+        return outcomes
+
+    def _verdict(
+        self, name: str, version: str, window: ClosedWindow, predictions: list[Any]
+    ) -> WindowVerdict:
+        window_id = f"{name}-v{version}-{window.kind}-{int(window.start)}-{window.index}"
+        verdict = WindowVerdict(window_id, name, version, window, predictions)
+        reference = self.references(name, version)
+        if reference is None:
+            verdict.reason_code = "not_loaded"
+            verdict.reason = "the version's reference is not loaded yet"
+        elif reference.sketch is None:
+            verdict.reason_code = "no_reference"
+            verdict.reason = reference.reason or "the version has no reference sketch"
+        elif window.size < self.min_window_events:
+            verdict.reason_code = "too_few_events"
+            verdict.reason = f"{window.size} events, fewer than {self.min_window_events}"
+        if verdict.reason is not None:
+            return verdict
+        assert reference is not None and reference.sketch is not None
+        # For time windows the events per step are only known now: take this window's.
+        step = window.size * self.window_step / self.window_size
+        verdict.alpha = self.budget.window_alpha(step, window.size, self.open_after)
+        verdict.tests = compare_window(
+            reference.sketch, window.rows, predictions, verdict.alpha, self.correction
+        )
+        return verdict
+
+    def _drift_trigger(self, verdict: WindowVerdict, policy: TriggerPolicy) -> TriggerDecision:
+        drifted = [test for test in verdict.tests if test.drifted]
+        evidence = {
+            "source": "data",
+            "drifted_features": [test.feature for test in drifted if test.feature != PREDICTION],
+            "prediction_drift": any(test.feature == PREDICTION for test in drifted),
+            "statistics": [test.as_event() | {"scores": test.scores} for test in drifted],
+            "consecutive_windows": self.open_after,
+            "window_alpha": verdict.alpha,
+            "severity": verdict.severity,
+            "episode": policy.episodes,
+        }
+        return TriggerDecision(
+            verdict.model_name,
+            self.champions.get(verdict.model_name, verdict.model_version),
+            "drift",
+            evidence,
+            verdict.window,
+            verdict.drift_event_id,
+        )
+
+    def _concept_trigger(self, name: str, version: str, alarm: ConceptAlarm) -> TriggerDecision:
+        evidence = {
+            "source": "concept",
+            "detector": alarm.source,
+            "model_version": version,
+            "examples": alarm.examples,
+            **alarm.evidence,
+            "episode": self.policy(name).episodes,
+        }
+        return TriggerDecision(name, self.champions.get(name, version), "drift", evidence)

@@ -1,0 +1,79 @@
+"""monitor's settings: the shared ones plus its own, all from ``DRIFTLOOP_*`` variables."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from driftloop.settings import Settings
+
+
+class MonitorSettings(Settings):
+    monitor_port: int = Field(8083, ge=1, le=65535, description="monitor's HTTP port.")
+    monitor_group_id: str = Field(
+        "driftloop-monitor",
+        description="monitor's consumer group (predictions, examples, model updates).",
+    )
+    monitor_window_kind: Literal["count", "time"] = Field(
+        "count", description="Windows by `count` of events or by `time` (event time)."
+    )
+    monitor_window_size: float = Field(
+        500, gt=0, description="Window length: events (count) or seconds (time)."
+    )
+    monitor_window_step: float = Field(
+        0,
+        ge=0,
+        description="Distance between window starts; 0 means the size (tumbling), less "
+        "means sliding windows.",
+    )
+    monitor_min_window_events: int = Field(
+        30, ge=1, description="A closed window with fewer events gets no verdict."
+    )
+    monitor_false_alarm_rate: float = Field(
+        1e-5,
+        gt=0,
+        lt=1,
+        description="False triggers per event allowed on a stationary stream (1e-5: one per "
+        "100,000 events); per-window test levels and detector settings derive from it.",
+    )
+    monitor_correction: Literal["holm", "bonferroni"] = Field(
+        "holm", description="Correction for testing a window's features together."
+    )
+    monitor_open_after: int = Field(
+        2, ge=1, description="Drifted windows in a row that open a drift episode."
+    )
+    monitor_close_after: int = Field(
+        3, ge=1, description="Clean windows in a row that close a drift episode."
+    )
+    monitor_cooldown_s: float = Field(
+        600, ge=0, description="Least event time between two drift triggers of one model."
+    )
+    monitor_data_arrival_examples: int = Field(
+        0,
+        ge=0,
+        description="Labelled examples since the last promotion that fire a `data_arrival` "
+        "trigger; 0 turns it off.",
+    )
+    monitor_detector: Literal["adwin", "page_hinkley", "kswin"] = Field(
+        "adwin", description="River detector on the error stream of labelled examples."
+    )
+    monitor_accuracy_window: int = Field(
+        500, ge=10, description="Labelled examples per rolling-accuracy test."
+    )
+    monitor_holdout_metric: str = Field(
+        "accuracy",
+        description="ModelCard metric (higher is better) the rolling accuracy is compared with.",
+    )
+    monitor_reports: bool = Field(
+        True, description="Write an Evidently report (HTML and JSON) for each judged window."
+    )
+    monitor_report_backlog: int = Field(
+        2,
+        ge=0,
+        description="Reports waiting to be built past which a window's report is skipped "
+        "(the drift event goes out without a link).",
+    )
+    monitor_recent_windows: int = Field(
+        100, ge=1, description="Windows listed on the HTTP page and /v1/windows."
+    )

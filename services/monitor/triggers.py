@@ -1,0 +1,105 @@
+"""TriggerPolicy: when drift verdicts and data arrival become a retraining trigger.
+
+Windows are noisy and drift lasts: without care, one shift in the data would fire a trigger
+per window. The policy turns verdicts into *episodes*:
+
+- **hysteresis**: ``open_after`` drifted windows in a row open an episode, ``close_after``
+  clean windows in a row close it (a concept alarm from the error stream opens one at once:
+  its detector has already accumulated the evidence); a promotion closes it too;
+- **one trigger per episode**, and none within ``cooldown_s`` (event time) of the last
+  trigger: an episode that opens during the cooldown fires when it ends, if still open;
+- **data arrival**: a trigger after ``data_arrival_examples`` labelled examples since the
+  last promotion (or the last data-arrival trigger), whatever the drift.
+
+Example:
+    >>> policy = TriggerPolicy(open_after=2, close_after=2, cooldown_s=0)
+    >>> [policy.window(drifted, t) for t, drifted in enumerate([1, 1, 1, 0, 0, 1, 1])]
+    [False, True, False, False, False, False, True]
+"""
+
+from __future__ import annotations
+
+
+class TriggerPolicy:
+    """Hysteresis, cooldown and data arrival for one model.
+
+    Parameters:
+        open_after: drifted windows in a row that open an episode.
+        close_after: clean windows in a row that close it.
+        cooldown_s: least event time between two drift triggers.
+        data_arrival_examples: labelled examples since the last promotion that fire a
+            ``data_arrival`` trigger; 0 turns it off.
+    """
+
+    def __init__(
+        self,
+        open_after: int = 2,
+        close_after: int = 3,
+        cooldown_s: float = 600.0,
+        data_arrival_examples: int = 0,
+    ) -> None:
+        if open_after < 1 or close_after < 1:
+            raise ValueError("open_after and close_after must be at least 1")
+        self.open_after = open_after
+        self.close_after = close_after
+        self.cooldown_s = cooldown_s
+        self.data_arrival_examples = data_arrival_examples
+        self.episode_open = False
+        self.episodes = 0
+        self._fired = False  # this episode's trigger went out
+        self._drifted_run = 0
+        self._clean_run = 0
+        self._last_trigger: float | None = None
+        self.examples_since_promotion = 0
+
+    def cooling(self, time: float) -> bool:
+        return self._last_trigger is not None and time - self._last_trigger < self.cooldown_s
+
+    def window(self, drifted: bool, time: float) -> bool:
+        """One window's verdict at event time ``time``; True when a drift trigger fires now."""
+        if drifted:
+            self._drifted_run += 1
+            self._clean_run = 0
+            if not self.episode_open and self._drifted_run >= self.open_after:
+                self._open()
+        else:
+            self._clean_run += 1
+            self._drifted_run = 0
+            if self.episode_open and self._clean_run >= self.close_after:
+                self.episode_open = False
+        return self._fire(time)
+
+    def concept_alarm(self, time: float) -> bool:
+        """The error stream's detector fired; True when a drift trigger fires now."""
+        self._clean_run = 0
+        if not self.episode_open:
+            self._open()
+        return self._fire(time)
+
+    def labelled(self, examples: int = 1) -> bool:
+        """``examples`` more labelled examples arrived; True when a data-arrival trigger fires."""
+        self.examples_since_promotion += examples
+        if self.data_arrival_examples and (
+            self.examples_since_promotion >= self.data_arrival_examples
+        ):
+            self.examples_since_promotion = 0
+            return True
+        return False
+
+    def promoted(self) -> None:
+        """A new version serves: the episode that asked for it is over, the count restarts."""
+        self.examples_since_promotion = 0
+        self.episode_open = False
+        self._drifted_run = self._clean_run = 0
+
+    def _open(self) -> None:
+        self.episode_open = True
+        self._fired = False
+        self.episodes += 1
+
+    def _fire(self, time: float) -> bool:
+        if self.episode_open and not self._fired and not self.cooling(time):
+            self._fired = True
+            self._last_trigger = time
+            return True
+        return False

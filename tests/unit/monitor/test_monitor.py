@@ -1,0 +1,196 @@
+"""The monitor's core on synthetic streams: the behaviours the issue asks for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from driftloop.events import EventType
+from driftloop.schemas import EventSchemas
+from services.monitor.budget import FalseAlarmBudget
+from services.monitor.monitor import (
+    DriftMonitor,
+    ModelReference,
+    Outcome,
+    TriggerDecision,
+    WindowVerdict,
+)
+from tests.unit.monitor.streams import examples, predictions, reference
+
+REFERENCES = {("m", "1"): reference(seed=1), ("m", "2"): reference(seed=2, age_shift=8)}
+
+
+def lookup(name: str, version: str) -> ModelReference | None:
+    return REFERENCES.get((name, version))
+
+
+def make(**overrides: Any) -> DriftMonitor:
+    options: dict[str, Any] = {"window_size": 500, "cooldown_s": 3600}
+    return DriftMonitor(lookup, **(options | overrides))
+
+
+def feed(monitor: DriftMonitor, events: Any, kind: str = "prediction") -> list[tuple[int, Outcome]]:
+    observe = monitor.observe_prediction if kind == "prediction" else monitor.observe_example
+    return [(i, outcome) for i, event in enumerate(events) for outcome in observe(event)]
+
+
+def triggers(outcomes: list[tuple[int, Outcome]]) -> list[tuple[int, TriggerDecision]]:
+    return [(i, o) for i, o in outcomes if isinstance(o, TriggerDecision)]
+
+
+def verdicts(outcomes: list[tuple[int, Outcome]]) -> list[WindowVerdict]:
+    return [o for _, o in outcomes if isinstance(o, WindowVerdict)]
+
+
+def test_a_stationary_stream_gives_no_trigger() -> None:
+    # A budget of one false trigger per million events: 100k stationary events fire none.
+    outcomes = feed(make(budget=FalseAlarmBudget(rate=1e-6)), predictions(100_000))
+    assert len(verdicts(outcomes)) == 200
+    assert triggers(outcomes) == []
+
+
+def test_a_stationary_stream_stays_inside_the_default_budget() -> None:
+    # Default budget (one per 100k, half of it for data drift): windows drift at about
+    # their level, and 100k events fire at most one trigger.
+    outcomes = feed(make(), predictions(100_000, seed=11))
+    windows = verdicts(outcomes)
+    alpha = windows[0].alpha
+    assert sum(v.drifted for v in windows) <= 2 * alpha * len(windows)
+    assert len(triggers(outcomes)) <= 1
+
+
+def test_an_abrupt_shift_in_one_feature_triggers_within_two_windows() -> None:
+    onset = 10_000
+    outcomes = feed(make(), predictions(20_000, shift=lambda i: 6.0 if i >= onset else 0.0))
+    fired = triggers(outcomes)
+    assert len(fired) == 1
+    at, trigger = fired[0]
+    # Two drifted tumbling windows of 500 open the episode: at most 2 windows after onset.
+    assert onset <= at < onset + 2 * 500
+    assert trigger.reason == "drift"
+    assert trigger.evidence["drifted_features"] == ["age"]
+    assert trigger.drift_event_id is not None
+
+
+def test_gradual_drift_triggers() -> None:
+    onset, width = 5_000, 20_000
+
+    def shift(i: int) -> float:
+        return 8.0 * min(max((i - onset) / width, 0.0), 1.0)
+
+    fired = triggers(feed(make(), predictions(30_000, shift=shift)))
+    assert len(fired) == 1
+    assert onset < fired[0][0] < onset + width
+
+
+def test_repeated_drifted_windows_of_one_episode_give_one_trigger() -> None:
+    outcomes = feed(make(cooldown_s=0), predictions(30_000, shift=lambda i: 6.0))
+    assert sum(v.drifted for v in verdicts(outcomes)) == 60
+    assert len(triggers(outcomes)) == 1
+
+
+def test_a_label_only_change_is_caught_on_the_error_stream() -> None:
+    onset = 5_000
+    monitor = make()
+    stream = examples(15_000, error_rate=lambda i: 0.1 if i < onset else 0.3)
+    fired = triggers(feed(monitor, stream, kind="example"))
+    assert len(fired) == 1
+    at, trigger = fired[0]
+    assert onset < at < onset + 1_000
+    assert trigger.evidence["source"] == "concept"
+    assert trigger.evidence["detector"] in {"adwin", "accuracy"}
+
+
+@pytest.mark.parametrize(("detector", "count"), [("adwin", 8_000), ("page_hinkley", 8_000),
+                                                 ("kswin", 3_000)])  # fmt: skip
+def test_every_detector_is_quiet_on_a_steady_error_and_sees_a_rise(
+    detector: str, count: int
+) -> None:
+    monitor = make(detector=detector, accuracy_window=10**6)  # the detector alone
+    quiet = feed(monitor, examples(count, error_rate=lambda i: 0.1), kind="example")
+    assert triggers(quiet) == []
+    onset = count // 2
+    rising = feed(make(detector=detector, accuracy_window=10**6),
+                  examples(count, error_rate=lambda i: 0.1 if i < onset else 0.5),
+                  kind="example")  # fmt: skip
+    assert [i for i, _ in triggers(rising)] and triggers(rising)[0][0] > onset
+
+
+def test_an_error_rate_that_falls_is_no_trigger() -> None:
+    # The error stream's detector alone (the accuracy check would rightly say 0.3 error is
+    # worse than the 0.9 holdout accuracy).
+    stream = examples(20_000, error_rate=lambda i: 0.3 if i < 10_000 else 0.05)
+    assert triggers(feed(make(accuracy_window=10**6), stream, kind="example")) == []
+
+
+def test_the_rolling_accuracy_check_compares_with_the_holdout_metric() -> None:
+    # 0.85 accuracy where the card says 0.9: ADWIN sees no change, the accuracy check does.
+    stream = examples(3_000, error_rate=lambda i: 0.15)
+    fired = triggers(feed(make(), stream, kind="example"))
+    assert len(fired) == 1
+    evidence = fired[0][1].evidence
+    assert evidence["detector"] == "accuracy" and evidence["holdout_accuracy"] == 0.9
+    assert evidence["rolling_accuracy"] < evidence["threshold"] < 0.9
+
+
+def test_a_model_swap_switches_the_reference() -> None:
+    # Version 2 was trained on older people: its own data is no drift against its reference,
+    # though against version 1's it is.
+    monitor = make()
+    before = feed(monitor, predictions(2_000, version="1"))
+    after = feed(monitor, predictions(3_000, version="2", shift=lambda i: 8.0, first=2_000))
+    assert [v.model_version for v in verdicts(before)] == ["1"] * 4
+    assert [v.model_version for v in verdicts(after)] == ["2"] * 6
+    assert all(v.has_verdict for v in verdicts(before) + verdicts(after))
+    assert triggers(before + after) == []
+    assert sum(v.drifted for v in verdicts(after)) <= 1
+    # The same data under version 1 is drift in every window.
+    shifted = feed(make(), predictions(3_000, version="1", shift=lambda i: 8.0))
+    assert all(v.drifted for v in verdicts(shifted))
+    assert len(triggers(shifted)) == 1
+
+
+def test_without_a_reference_there_is_no_verdict_and_a_reason() -> None:
+    monitor = make()
+    outcomes = feed(monitor, predictions(1_000, version="9", shift=lambda i: 20.0))
+    assert [v.verdict for v in verdicts(outcomes)] == ["no_verdict", "no_verdict"]
+    assert verdicts(outcomes)[0].reason_code == "not_loaded"
+    assert triggers(outcomes) == []
+    REFERENCES[("m", "8")] = ModelReference(None, None, "no reference artifact")
+    try:
+        later = verdicts(feed(make(), predictions(500, version="8")))
+        assert later[0].reason == "no reference artifact"
+    finally:
+        del REFERENCES[("m", "8")]
+
+
+def test_data_arrival_trigger_after_n_examples_and_restarts_on_promotion() -> None:
+    monitor = make(data_arrival_examples=1_000)
+    outcomes = feed(monitor, examples(1_500, error_rate=lambda i: 0.1), kind="example")
+    assert [(i, t.reason) for i, t in triggers(outcomes)] == [(999, "data_arrival")]
+    monitor.observe_model_update({"model_name": "m", "model_version": "2"})
+    again = triggers(feed(monitor, examples(999, error_rate=lambda i: 0.1), kind="example"))
+    assert again == []
+
+
+def test_events_match_their_schemas() -> None:
+    schemas = EventSchemas()
+    monitor = make(data_arrival_examples=100)
+    outcomes = feed(monitor, predictions(2_000, shift=lambda i: 6.0))
+    outcomes += feed(monitor, examples(100, error_rate=lambda i: 0.1), kind="example")
+    drifted = [v for v in verdicts(outcomes) if v.drifted]
+    assert drifted
+    for verdict in drifted:
+        schemas.validate(EventType.DRIFT, verdict.drift_event("file:///tmp/r.html"))
+    fired = triggers(outcomes)
+    assert {t.reason for _, t in fired} == {"drift", "data_arrival"}
+    for _, trigger in fired:
+        schemas.validate(EventType.TRIGGER, trigger.trigger_event())
+    assert fired[0][1].trigger_event()["drift_event_id"] == drifted[1].drift_event_id
+
+
+def test_budget_sets_the_window_level() -> None:
+    monitor = make(budget=FalseAlarmBudget(rate=1e-5), open_after=2)
+    outcomes = feed(monitor, predictions(500))
+    assert verdicts(outcomes)[0].alpha == pytest.approx(0.05)
