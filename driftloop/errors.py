@@ -49,3 +49,73 @@ class BrokerUnavailable(DriftloopError):
 
     exit_code = 3
     http_status = 503
+
+
+class InvalidInput(DriftloopError):
+    """An inference request that does not fit the model's features (serve answers 422).
+
+    Parameters:
+        field: where the problem is (``inputs.age``, ``records[3].region``), or ``$``.
+        message: a sentence for a person; it names the field.
+    """
+
+    http_status = 422
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class MalformedRequest(DriftloopError):
+    """A request body that is not JSON, or not the shape the endpoint takes."""
+
+    http_status = 400
+
+
+class PayloadTooLarge(DriftloopError):
+    """A request body over the configured limit."""
+
+    http_status = 413
+
+
+class ModelNotFound(DriftloopError):
+    """A model name or version this server does not serve."""
+
+    http_status = 404
+
+
+class ModelNotReady(DriftloopError):
+    """No model is loaded yet (none promoted, or the registry has not answered)."""
+
+    http_status = 503
+
+
+class ModelLoadFailed(DriftloopError):
+    """A model version that could not be loaded, warmed up or checked; it is not served."""
+
+    http_status = 500
+
+
+class Unauthorized(DriftloopError):
+    """An admin request without the right bearer token."""
+
+    http_status = 401
+
+
+class RegistryError(DriftloopError):
+    """The model registry cannot do what was asked: no champion, no previous version..."""
+
+    exit_code = 4
+    http_status = 409
+
+
+class TrainingError(DriftloopError):
+    """A fit cannot start or finish: a bad builder, a window the model cannot be built from."""
+
+    exit_code = 5
+
+
+class FitInterrupted(DriftloopError):
+    """The trainer is stopping in the middle of a fit; the trigger is left for a restart."""
+
+    exit_code = 130

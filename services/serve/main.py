@@ -1,0 +1,82 @@
+"""`driftloop run serve`: the HTTP server, the hot-swap watcher and the prediction log."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+from starlette.applications import Starlette
+
+from driftloop.asgi import ServiceServer
+from driftloop.logs import configure_logging
+from services.serve.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+
+def main() -> int:
+    settings = ServeSettings()
+    configure_logging(settings.log_level, settings.log_format)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # A registry that does not answer must not hold a refresh for minutes of retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+    import mlflow
+
+    from driftloop.registry import ModelRegistry
+    from services.serve.batching import MicroBatcher
+    from services.serve.dataplane import DataPlane
+    from services.serve.loading import load_version
+    from services.serve.outbox import EventOutbox
+    from services.serve.repository import ModelRepository
+    from services.serve.rest import create_app
+    from services.serve.updates import ChampionWatcher
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    registry = ModelRegistry(settings.mlflow_tracking_uri)
+    name = settings.model_name
+    executor = ThreadPoolExecutor(1, thread_name_prefix="serve-model")
+    outbox = EventOutbox(settings, settings.serve_log_buffer)
+    repository = ModelRepository(
+        name,
+        resolve=lambda: registry.champion(name),
+        load=lambda version: load_version(
+            registry, name, version, settings.serve_max_batch_size, settings.serve_fast_path
+        ),
+        batcher=lambda call: MicroBatcher(
+            call, executor, settings.serve_max_batch_size, settings.serve_max_wait_ms / 1000
+        ),
+        publish=outbox.put,
+        replica=settings.serve_replica_id,
+    )
+    plane = DataPlane(name, repository, outbox.put)
+    watcher = ChampionWatcher(settings, repository)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(outbox.run(stop), name="serve-outbox"),
+            asyncio.create_task(watcher.run(stop), name="serve-watcher"),
+        ]
+        log.info("serve started", extra={"model": name, "port": settings.serve_port})
+        try:
+            yield
+        finally:
+            stop.set()  # the outbox sends what it still holds, within its timeout
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 15)
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    server = ServiceServer(
+        create_app(settings, plane, lifespan), settings.serve_port, settings.serve_host
+    )
+    server.config.access_log = False  # a log line per request costs more than the model
+    server.run()
+    return 0

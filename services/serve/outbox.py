@@ -1,0 +1,178 @@
+"""Events on their way to Kafka, kept out of the requests' way: a bounded buffer and a sender.
+
+A request hands its prediction events to :meth:`EventOutbox.put`, which never waits and never
+fails: when the buffer is full (Kafka down for a while) the new events are dropped, counted in
+``driftloop_serve_log_dropped_total`` and logged at most once per ``LOG_EVERY_S``. A background
+task (:meth:`EventOutbox.run`) sends what is buffered in batches; an event leaves the buffer
+only once Kafka has stored it, so a send that fails is sent again (consumers dedupe on
+``event_id``). The producer is created lazily and re-created after a failure, so serve starts
+without a broker and logging resumes by itself when the broker is back.
+
+Example:
+    >>> outbox = EventOutbox(settings, capacity=100_000)  # doctest: +SKIP
+    >>> outbox.put(EventType.PREDICTION, [event])  # doctest: +SKIP
+    1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+from driftloop.async_messaging import AsyncEventProducer
+from driftloop.events import EventType
+from driftloop.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LOGGED = Counter(
+    "driftloop_serve_log_sent_total", "Events serve stored on Kafka, by event.", ["event"]
+)
+DROPPED = Counter(
+    "driftloop_serve_log_dropped_total",
+    "Events serve dropped because its Kafka buffer was full, by event.",
+    ["event"],
+)
+BUFFERED = Gauge("driftloop_serve_log_buffered", "Events waiting for Kafka.")
+KAFKA_UP = Gauge("driftloop_serve_log_kafka_up", "1 while the event producer is connected.")
+
+LOG_EVERY_S = 10.0
+SEND_BATCH = 2000
+RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class EventOutbox:
+    """A bounded buffer of events and the task that sends them to their topics.
+
+    Parameters:
+        settings: where the brokers and topics are.
+        capacity: most events buffered; past it new events are dropped and counted.
+        service: the producer's client id suffix.
+    """
+
+    def __init__(self, settings: Settings, capacity: int, service: str = "serve") -> None:
+        self.settings = settings
+        self.capacity = capacity
+        self.service = service
+        self._buffer: deque[tuple[EventType, dict[str, Any]]] = deque()
+        self._arrived = asyncio.Event()
+        self._producer: AsyncEventProducer | None = None
+        self._dropped_since_log = 0
+        self._last_log = 0.0
+        self._timeout_s = max(settings.kafka_client_timeout_ms / 1000, 1.0)
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def put(self, event_type: EventType, events: list[dict[str, Any]]) -> int:
+        """Buffer ``events`` for sending; returns how many were kept (the rest are dropped)."""
+        room = self.capacity - len(self._buffer)
+        if room < len(events):
+            dropped = len(events) - max(room, 0)
+            DROPPED.labels(event_type.schema_name).inc(dropped)
+            self._dropped_since_log += dropped
+            events = events[: max(room, 0)]
+            now = time.monotonic()
+            if now - self._last_log >= LOG_EVERY_S:
+                log.warning(
+                    "the event buffer is full (Kafka is not taking events): dropping",
+                    extra={"dropped": self._dropped_since_log, "capacity": self.capacity},
+                )
+                self._dropped_since_log, self._last_log = 0, now
+        self._buffer.extend((event_type, event) for event in events)
+        if events:
+            self._arrived.set()
+        return len(events)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send buffered events until ``stop`` is set; then try once more to send the rest."""
+        failures = 0
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                if not self._buffer:
+                    self._arrived.clear()
+                    arrived = asyncio.create_task(self._arrived.wait())
+                    await asyncio.wait({arrived, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    arrived.cancel()
+                    continue
+                if await self._send_some():
+                    failures = 0
+                    continue
+                delay = RETRY_S[min(failures, len(RETRY_S) - 1)]
+                failures += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(stopping), delay)
+            if self._buffer:
+                await self._send_some()
+        finally:
+            stopping.cancel()
+            await self._drop_producer()
+
+    async def _send_some(self) -> bool:
+        """Send the oldest events; True when Kafka stored them (they leave the buffer)."""
+        try:
+            producer = await self._connected()
+            batch = list(itertools.islice(self._buffer, SEND_BATCH))
+            futures: list[Any] = []
+            by_type: dict[EventType, list[dict[str, Any]]] = {}
+            for event_type, event in batch:
+                by_type.setdefault(event_type, []).append(event)
+            for event_type, events in by_type.items():
+                futures += await asyncio.wait_for(
+                    producer.send_many(event_type, events, validate=False), self._timeout_s
+                )
+            await asyncio.wait_for(asyncio.gather(*futures), self._timeout_s)
+        except Exception as error:  # Kafka down, slow or gone: keep the events, retry later
+            self._note_failure(error)
+            await self._drop_producer()
+            return False
+        for _ in batch:
+            self._buffer.popleft()
+        for event_type, events in by_type.items():
+            LOGGED.labels(event_type.schema_name).inc(len(events))
+        BUFFERED.set(len(self._buffer))
+        return True
+
+    async def _connected(self) -> AsyncEventProducer:
+        if self._producer is None:
+            producer = AsyncEventProducer(
+                self.settings,
+                service=self.service,
+                request_timeout_ms=max(int(self._timeout_s * 1000), 1000),
+                linger_ms=self.settings.kafka_linger_ms,
+            )
+            try:
+                await asyncio.wait_for(producer.start(), self._timeout_s)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(producer.client.stop(), 2.0)
+                raise
+            self._producer = producer
+            KAFKA_UP.set(1)
+            log.info("sending events to Kafka", extra={"buffered": len(self._buffer)})
+        return self._producer
+
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        KAFKA_UP.set(0)
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 2.0)
+
+    def _note_failure(self, error: Exception) -> None:
+        BUFFERED.set(len(self._buffer))
+        now = time.monotonic()
+        if now - self._last_log >= LOG_EVERY_S:
+            self._last_log = now
+            log.warning(
+                "Kafka is not taking events; keeping them and retrying",
+                extra={"error": str(error) or type(error).__name__, "buffered": len(self._buffer)},
+            )

@@ -1,0 +1,481 @@
+"""The wire formats serve speaks, checked against the model's card: pure, no I/O.
+
+Two request shapes decode into one :class:`FeatureBatch` (one column per feature):
+
+- the Open Inference Protocol v2 (``POST /v2/models/{name}/infer``): one named tensor per
+  feature, ``shape`` ``[n]`` or ``[n, 1]``, ``datatype`` one of the protocol's (FP32, FP64,
+  INT8..INT64, UINT8..UINT64, BOOL, BYTES), ``data`` flat or nested row-major;
+- plain records (``POST /v1/predict``): one object keyed by feature name, a list of them, or
+  ``{"records": [...], "request_id": "..."}``.
+
+Anything that does not fit the card raises :class:`~driftloop.errors.InvalidInput` naming the
+field: a missing or extra feature, a wrong type or datatype, NaN or infinity, a shape that does
+not match the data, an empty batch. A ``(batch, k)`` array of model outputs encodes back into
+the protocol's response, the records' response and one prediction event per row.
+
+Example:
+    >>> from driftloop.model_card import FeatureSpec, ModelCard
+    >>> card = ModelCard(task="classification", classes=[0, 1],
+    ...                  features=[FeatureSpec(name="age"),
+    ...                            FeatureSpec(name="region", kind="categorical")])
+    >>> batch, request_id = decode_records({"age": 31, "region": "north"}, card)
+    >>> batch.rows, batch.columns["age"], request_id
+    (1, [31], None)
+    >>> decode_records({"age": "old", "region": "north"}, card)
+    Traceback (most recent call last):
+    ...
+    driftloop.errors.InvalidInput: age is numeric: got the string 'old'
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from driftloop.errors import InvalidInput, MalformedRequest
+from driftloop.events import SCHEMA_VERSION, Scalar, now
+from driftloop.model_card import ModelCard
+
+FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
+INT_TYPES = frozenset({"INT8", "INT16", "INT32", "INT64"})
+UINT_TYPES = frozenset({"UINT8", "UINT16", "UINT32", "UINT64"})
+DATATYPES = FLOAT_TYPES | INT_TYPES | UINT_TYPES | {"BOOL", "BYTES"}
+NUMERIC_TYPES = FLOAT_TYPES | INT_TYPES | UINT_TYPES | {"BOOL"}
+
+# Keys of a single-record body that name the request rather than a feature.
+ID_KEYS = ("request_id", "id")
+
+
+@dataclass(slots=True)
+class FeatureBatch:
+    """Validated feature values, one list per feature, all ``rows`` long.
+
+    Parameters:
+        columns: feature name -> values (floats/ints for numeric, strings for categorical).
+        rows: how many rows.
+        records: the rows as ``{feature: value}`` when the request came as records (reused
+            for the prediction log instead of rebuilt from the columns).
+    """
+
+    columns: dict[str, list[Any]]
+    rows: int
+    records: list[dict[str, Scalar]] | None = None
+
+    def row_features(self) -> list[dict[str, Scalar]]:
+        """One ``{feature: value}`` per row, as prediction events carry them."""
+        if self.records is None:
+            names = list(self.columns)
+            self.records = [
+                dict(zip(names, values, strict=True))
+                for values in zip(*self.columns.values(), strict=True)
+            ]
+        return self.records
+
+    def arrays(self, card: ModelCard) -> dict[str, np.ndarray]:
+        """The model's inputs: a ``(rows, 1)`` float32 or object (str) array per feature."""
+        return {
+            spec.name: np.asarray(self.columns[spec.name], dtype=np.float32).reshape(-1, 1)
+            if spec.kind == "numeric"
+            else np.asarray(self.columns[spec.name], dtype=object).reshape(-1, 1)
+            for spec in card.features
+        }
+
+
+# --- decoding -------------------------------------------------------------------------------
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the string {value!r}" if len(value) <= 40 else "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, dict)):
+        return "a list" if isinstance(value, list) else "an object"
+    return repr(value)
+
+
+def _check_number(field: str, value: Any) -> None:
+    kind = type(value)
+    if kind is float:
+        if not math.isfinite(value):
+            raise InvalidInput(field, f"{field} must be a finite number: got {value}")
+    elif kind is not int:
+        raise InvalidInput(field, f"{field} is numeric: got {_describe(value)}")
+
+
+def _check_value(field: str, value: Any, categorical: bool) -> None:
+    if categorical:
+        if type(value) is not str:
+            raise InvalidInput(
+                field, f"{field} is categorical: send a string, got {_describe(value)}"
+            )
+    else:
+        _check_number(field, value)
+
+
+def _features(card: ModelCard) -> dict[str, bool]:
+    return {spec.name: spec.kind == "categorical" for spec in card.features}
+
+
+def _unknown(field: str, name: str, card: ModelCard) -> InvalidInput:
+    return InvalidInput(
+        field,
+        f"{field}: `{name}` is not a feature of this model; its features are "
+        f"{', '.join(card.feature_names)}",
+    )
+
+
+def _missing(field: str, name: str) -> InvalidInput:
+    return InvalidInput(field, f"{field}: the feature `{name}` is missing")
+
+
+def _request_id(value: Any, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= 200:
+        raise InvalidInput(field, f"{field} must be a string of 1 to 200 characters")
+    return value
+
+
+def decode_records(document: Any, card: ModelCard) -> tuple[FeatureBatch, str | None]:
+    """Check plain records against ``card``; returns the batch and the body's request id."""
+    kinds = _features(card)
+    request_id = None
+    single = False
+    if isinstance(document, dict) and isinstance(document.get("records"), list):
+        records = document["records"]
+        request_id = _request_id(document.get("request_id", document.get("id")), "request_id")
+    elif isinstance(document, dict):
+        single = True
+        record = document
+        for key in ID_KEYS:
+            if key in record and key not in kinds:
+                record = {k: v for k, v in record.items() if k != key}
+                request_id = _request_id(document[key], key)
+                break
+        records = [record]
+    elif isinstance(document, list):
+        records = document
+    else:
+        raise MalformedRequest(
+            "the body must be a record (an object keyed by feature name), a list of records, "
+            'or {"records": [...]}'
+        )
+    if not records:
+        raise InvalidInput("records", "records: empty batch; send at least one record")
+    for index, record in enumerate(records):
+        prefix = "" if single else f"records[{index}]."
+        if not isinstance(record, dict):
+            raise InvalidInput(
+                f"records[{index}]", f"records[{index}] is not an object keyed by feature name"
+            )
+        if len(record) != len(kinds) or any(name not in kinds for name in record):
+            for name in record:
+                if name not in kinds:
+                    raise _unknown(f"{prefix}{name}", name, card)
+            for name in kinds:
+                if name not in record:
+                    raise _missing(f"{prefix}{name}", name)
+        for name, categorical in kinds.items():
+            _check_value(f"{prefix}{name}", record[name], categorical)
+    columns = {name: [record[name] for record in records] for name in kinds}
+    return FeatureBatch(columns, len(records), records), request_id
+
+
+def _flatten(field: str, data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        raise InvalidInput(field, f"{field}.data must be a list")
+    if data and isinstance(data[0], list):
+        flat = []
+        for row in data:
+            if not isinstance(row, list):
+                raise InvalidInput(field, f"{field}.data mixes lists and values")
+            flat.extend(row)
+        return flat
+    return data
+
+
+def _check_tensor_values(field: str, datatype: str, data: list[Any]) -> None:
+    if datatype in FLOAT_TYPES:
+        for value in data:
+            _check_number(field, value)
+    elif datatype in INT_TYPES or datatype in UINT_TYPES:
+        for value in data:
+            if type(value) is not int:
+                raise InvalidInput(field, f"{field} is {datatype}: got {_describe(value)}")
+            if value < 0 and datatype in UINT_TYPES:
+                raise InvalidInput(field, f"{field} is {datatype}: got {value}")
+    elif datatype == "BOOL":
+        for value in data:
+            if type(value) is not bool:
+                raise InvalidInput(field, f"{field} is BOOL: got {_describe(value)}")
+    else:
+        for value in data:
+            if type(value) is not str:
+                raise InvalidInput(field, f"{field} is BYTES: got {_describe(value)}")
+
+
+def _rows_of(field: str, shape: Any, size: int) -> int:
+    if (
+        not isinstance(shape, list)
+        or not 1 <= len(shape) <= 2
+        or any(type(dim) is not int or dim < 0 for dim in shape)
+        or (len(shape) == 2 and shape[1] != 1)
+    ):
+        raise InvalidInput(
+            field,
+            f"{field}.shape must be [rows] or [rows, 1] (one feature per tensor), got {shape}",
+        )
+    if shape[0] != size:
+        raise InvalidInput(field, f"{field}.shape {shape} does not match its {size} values")
+    if size == 0:
+        raise InvalidInput(field, f"{field}: empty batch; send at least one row")
+    return size
+
+
+def decode_infer(document: Any, card: ModelCard) -> tuple[FeatureBatch, str | None]:
+    """Check an OIP v2 inference request against ``card``; returns the batch and its ``id``."""
+    if not isinstance(document, dict):
+        raise MalformedRequest("the body must be an inference request object with `inputs`")
+    tensors = document.get("inputs")
+    if not isinstance(tensors, list) or not tensors:
+        raise InvalidInput(
+            "inputs", "inputs must be a non-empty list of named tensors, one per feature"
+        )
+    kinds = _features(card)
+    columns: dict[str, list[Any]] = {}
+    rows = -1
+    for index, tensor in enumerate(tensors):
+        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+            raise InvalidInput(
+                f"inputs[{index}]", f"inputs[{index}] must be a tensor object with a `name`"
+            )
+        name = tensor["name"]
+        field = f"inputs.{name}"
+        if name not in kinds:
+            raise _unknown(field, name, card)
+        if name in columns:
+            raise InvalidInput(field, f"{field} is given twice")
+        datatype = tensor.get("datatype")
+        if datatype not in DATATYPES:
+            raise InvalidInput(
+                field,
+                f"{field}.datatype must be one of "
+                f"{', '.join(sorted(DATATYPES))}; got {_describe(datatype)}",
+            )
+        if kinds[name] and datatype != "BYTES":
+            raise InvalidInput(
+                field, f"{field} is categorical: its datatype is BYTES, not {datatype}"
+            )
+        if not kinds[name] and datatype not in NUMERIC_TYPES:
+            raise InvalidInput(
+                field,
+                f"{field} is numeric: its datatype is FP32, FP64, INT* or BOOL, not {datatype}",
+            )
+        data = _flatten(field, tensor.get("data"))
+        size = _rows_of(field, tensor.get("shape"), len(data))
+        if rows >= 0 and size != rows:
+            raise InvalidInput(field, f"{field} has {size} rows, other inputs have {rows}")
+        rows = size
+        _check_tensor_values(field, datatype, data)
+        columns[name] = [float(v) for v in data] if datatype == "BOOL" else data
+    for name in kinds:
+        if name not in columns:
+            raise _missing(f"inputs.{name}", name)
+    request_id = _request_id(document.get("id"), "id")
+    return FeatureBatch({name: columns[name] for name in kinds}, rows), request_id
+
+
+def requested_outputs(document: dict[str, Any], available: tuple[str, ...]) -> set[str]:
+    """The output names an OIP request asks for (all when it names none)."""
+    wanted = document.get("outputs")
+    if not wanted:
+        return set(available)
+    names = set()
+    for index, output in enumerate(wanted if isinstance(wanted, list) else [None]):
+        name = output.get("name") if isinstance(output, dict) else None
+        if name not in available:
+            raise InvalidInput(
+                f"outputs[{index}]",
+                f"outputs[{index}]: this model's outputs are {', '.join(available)}",
+            )
+        names.add(name)
+    return names
+
+
+# --- encoding -------------------------------------------------------------------------------
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def row_ids(request_id: str, rows: int) -> list[str]:
+    """The id each row's prediction is logged under: the request's own for one row,
+    ``<request_id>-<i>`` for a batch; a later label refers to it."""
+    if rows == 1:
+        return [request_id]
+    return [f"{request_id}-{index}" for index in range(rows)]
+
+
+@dataclass(slots=True)
+class Predictions:
+    """A batch's outputs, decoded: a label or value per row, and class scores per row.
+
+    Parameters:
+        values: the predicted class (classification) or value (regression), per row.
+        scores: ``(rows, classes)`` probabilities, or None for regression.
+        classes: the class of each score column.
+    """
+
+    values: list[Scalar]
+    scores: np.ndarray | None
+    classes: list[Scalar]
+
+    @classmethod
+    def decode(cls, card: ModelCard, outputs: np.ndarray) -> Predictions:
+        if card.task == "regression":
+            return cls(outputs[:, 0].astype(float).tolist(), None, [])
+        picked = outputs.argmax(axis=1).tolist()
+        classes = list(card.classes)
+        return cls([classes[i] for i in picked], outputs, classes)
+
+    def scores_by_class(self) -> list[dict[str, float]] | None:
+        if self.scores is None:
+            return None
+        keys = [str(c) for c in self.classes]
+        return [dict(zip(keys, row, strict=True)) for row in self.scores.tolist()]
+
+
+def label_datatype(classes: list[Scalar]) -> str:
+    """The OIP datatype of a classifier's labels."""
+    if all(isinstance(c, bool) for c in classes):
+        return "BOOL"
+    if all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+        return "INT64"
+    if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in classes):
+        return "FP64"
+    return "BYTES"
+
+
+OUTPUTS = ("predict", "scores")
+
+
+def infer_response(
+    name: str,
+    version: str,
+    request_id: str,
+    ids: list[str],
+    predictions: Predictions,
+    outputs: set[str] | None = None,
+) -> dict[str, Any]:
+    """An OIP v2 inference response: ``predict`` (labels or values) and ``scores``."""
+    rows = len(predictions.values)
+    tensors = []
+    if outputs is None or "predict" in outputs:
+        datatype = "FP64" if predictions.scores is None else label_datatype(predictions.classes)
+        tensors.append(
+            {"name": "predict", "datatype": datatype, "shape": [rows], "data": predictions.values}
+        )
+    if predictions.scores is not None and (outputs is None or "scores" in outputs):
+        tensors.append(
+            {
+                "name": "scores",
+                "datatype": "FP32",
+                "shape": [rows, len(predictions.classes)],
+                "data": predictions.scores.ravel().tolist(),
+                "parameters": {"classes": predictions.classes},
+            }
+        )
+    return {
+        "model_name": name,
+        "model_version": version,
+        "id": request_id,
+        "parameters": {"request_ids": ids},
+        "outputs": tensors,
+    }
+
+
+def records_response(
+    name: str, version: str, request_id: str, ids: list[str], predictions: Predictions
+) -> dict[str, Any]:
+    """The plain endpoint's response: one ``{request_id, prediction[, scores]}`` per record."""
+    scores = predictions.scores_by_class()
+    if scores is None:
+        rows = [
+            {"request_id": i, "prediction": v} for i, v in zip(ids, predictions.values, strict=True)
+        ]
+    else:
+        rows = [
+            {"request_id": i, "prediction": v, "scores": s}
+            for i, v, s in zip(ids, predictions.values, scores, strict=True)
+        ]
+    return {
+        "model_name": name,
+        "model_version": version,
+        "request_id": request_id,
+        "predictions": rows,
+    }
+
+
+def prediction_events(
+    name: str,
+    version: str,
+    ids: list[str],
+    batch: FeatureBatch,
+    predictions: Predictions,
+    latency_ms: float,
+) -> list[dict[str, Any]]:
+    """One prediction event (schemas/prediction.schema.json) per row."""
+    event_time = now()
+    scores = predictions.scores_by_class()
+    events = []
+    for index, features in enumerate(batch.row_features()):
+        event = {
+            "schema_version": SCHEMA_VERSION,
+            "event_id": str(uuid.uuid4()),
+            "event_time": event_time,
+            "request_id": ids[index],
+            "model_name": name,
+            "model_version": version,
+            "features": features,
+            "prediction": predictions.values[index],
+            "latency_ms": latency_ms,
+        }
+        if scores is not None:
+            event["scores"] = scores[index]
+        events.append(event)
+    return events
+
+
+def model_metadata(name: str, version: str, card: ModelCard) -> dict[str, Any]:
+    """The OIP model metadata response for the version being served."""
+    inputs = [
+        {
+            "name": spec.name,
+            "datatype": "FP32" if spec.kind == "numeric" else "BYTES",
+            "shape": [-1, 1],
+        }
+        for spec in card.features
+    ]
+    if card.task == "regression":
+        outputs = [{"name": "predict", "datatype": "FP64", "shape": [-1]}]
+    else:
+        outputs = [
+            {"name": "predict", "datatype": label_datatype(card.classes), "shape": [-1]},
+            {"name": "scores", "datatype": "FP32", "shape": [-1, len(card.classes)]},
+        ]
+    return {
+        "name": name,
+        "versions": [version],
+        "platform": "tensorflow",
+        "inputs": inputs,
+        "outputs": outputs,
+        "parameters": {"task": card.task, "classes": card.classes, "target": card.target},
+    }

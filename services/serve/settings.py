@@ -1,0 +1,54 @@
+"""serve's settings: the shared ones plus its own, all from ``DRIFTLOOP_*`` variables."""
+
+from __future__ import annotations
+
+import socket
+
+from pydantic import Field
+
+from driftloop.settings import Settings
+
+
+class ServeSettings(Settings):
+    serve_port: int = Field(8080, ge=1, le=65535, description="serve's HTTP port.")
+    serve_host: str = Field("0.0.0.0", description="Address serve's HTTP server binds.")
+    serve_max_batch_size: int = Field(
+        64, ge=1, description="Most rows the model is called with at once (micro-batching)."
+    )
+    serve_max_wait_ms: float = Field(
+        1.0,
+        ge=0,
+        description="Longest a request waits for others to share its model call; only waited "
+        "when requests are arriving concurrently (0: never wait).",
+    )
+    serve_max_body_bytes: int = Field(
+        1 << 20, ge=1024, description="Largest HTTP request body serve accepts (else 413)."
+    )
+    serve_alias_poll_s: float = Field(
+        30.0,
+        gt=0,
+        description="How often each replica re-resolves the champion alias, so that one that "
+        "missed a model-update event converges.",
+    )
+    serve_log_buffer: int = Field(
+        100_000,
+        ge=1,
+        description="Most predictions held for Kafka; past it (Kafka down) new ones are dropped "
+        "and counted.",
+    )
+    serve_admin_token: str = Field(
+        "",
+        description="Bearer token of the admin endpoints (reload); empty turns them off.",
+    )
+    serve_replica_id: str = Field(
+        default_factory=socket.gethostname,
+        description="This replica's name in swap events (the pod's name on Kubernetes).",
+        json_schema_extra={"shown_default": "<host name>"},
+    )
+    serve_fast_path: str = Field(
+        "auto",
+        pattern="^(auto|predict|call|function|tflite)$",
+        description="How the model is called: `auto` measures every path at load time and "
+        "keeps the fastest that gives the same outputs; or one of predict, call, function, "
+        "tflite.",
+    )

@@ -1,0 +1,210 @@
+"""serve end to end on the real broker and MLflow: the protocol, bad input, promotion, swaps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from driftloop.events import EventType
+from services.serve.settings import ServeSettings
+from tests.integration.serve.conftest import (
+    ADMIN_TOKEN,
+    CARD,
+    RECORD,
+    ServeProcess,
+    promote,
+    read_events,
+    register,
+)
+
+pytestmark = pytest.mark.integration
+
+Start = Callable[[ServeSettings], ServeProcess]
+
+
+def oip(records: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """An OIP v2 inference request: one tensor per feature."""
+    inputs = []
+    for spec in CARD.features:
+        inputs.append(
+            {
+                "name": spec.name,
+                "datatype": "FP32" if spec.kind == "numeric" else "BYTES",
+                "shape": [len(records), 1],
+                "data": [record[spec.name] for record in records],
+            }
+        )
+    return {"inputs": inputs, **extra}
+
+
+def test_no_champion_then_promotion_and_the_protocol(
+    serve_settings: ServeSettings, serve_process: Start
+) -> None:
+    serve = serve_process(serve_settings)
+    name = serve_settings.model_name
+    infer = f"/v2/models/{name}/infer"
+
+    # No champion yet: live, not ready, inference says why.
+    assert serve.get("/v2/health/live") == (200, {"live": True})
+    status, body = serve.get("/v2/health/ready")
+    assert status == 503 and body["ready"] is False
+    status, body = serve.post(infer, oip([RECORD]))
+    assert status == 503 and "no model has been promoted yet" in body["error"]
+    status, body = serve.post("/v1/predict", RECORD)
+    assert status == 503 and "no model has been promoted yet" in body["error"]
+
+    version = register(serve_settings)
+    promote(serve_settings, version)
+    serve.wait_for(lambda: serve.get("/v2/health/ready")[0] == 200, "ready")
+
+    # Server and model metadata.
+    status, body = serve.get("/v2")
+    assert status == 200 and body["name"] == "driftloop-serve" and "version" in body
+    status, body = serve.get(f"/v2/models/{name}")
+    assert status == 200 and body["name"] == name and body["versions"] == [version]
+    assert [(i["name"], i["datatype"]) for i in body["inputs"]] == [
+        ("age", "FP32"), ("income", "FP32"), ("region", "BYTES")
+    ]  # fmt: skip
+    assert serve.get(f"/v2/models/{name}/ready") == (
+        200, {"name": name, "version": version, "ready": True}
+    )  # fmt: skip
+    status, body = serve.get("/v2/models/nope")
+    assert status == 404 and "nope" in body["error"]
+
+    # OIP inference: the caller's id (body), shapes, labels and scores.
+    records = [RECORD, RECORD | {"region": "south", "age": 70.0}]
+    status, body = serve.post(infer, oip(records, id="req-oip-1"))
+    assert status == 200, body
+    assert body["model_name"] == name and body["model_version"] == version
+    assert body["id"] == "req-oip-1"
+    assert body["parameters"]["request_ids"] == ["req-oip-1-0", "req-oip-1-1"]
+    predict, scores = body["outputs"]
+    assert predict["name"] == "predict" and predict["datatype"] == "BYTES"
+    assert predict["shape"] == [2] and set(predict["data"]) <= {"no", "yes"}
+    assert scores["shape"] == [2, 2] and len(scores["data"]) == 4
+    assert abs(sum(scores["data"][:2]) - 1) < 1e-4
+    # ...through the version path, with the id from the header and flat [n] shapes.
+    flat = oip([RECORD])
+    for tensor in flat["inputs"]:
+        tensor["shape"] = [1]
+    status, body = serve.post(f"/v2/models/{name}/versions/{version}/infer", flat,
+                              **{"x-request-id": "req-header"})  # fmt: skip
+    assert status == 200 and body["id"] == "req-header" and body["model_version"] == version
+    status, body = serve.post(f"/v2/models/{name}/versions/999/infer", flat)
+    assert status == 404 and "999" in body["error"]
+    # ...asking for one output only.
+    status, body = serve.post(infer, oip([RECORD], outputs=[{"name": "scores"}]))
+    assert status == 200 and [o["name"] for o in body["outputs"]] == ["scores"]
+
+    # Plain records: one, with its id in the body; a list, with a generated id.
+    status, body = serve.post("/v1/predict", RECORD | {"request_id": "req-plain"})
+    assert status == 200 and body["request_id"] == "req-plain"
+    assert body["model_name"] == name and body["model_version"] == version
+    (row,) = body["predictions"]
+    assert row["request_id"] == "req-plain" and row["prediction"] in ("no", "yes")
+    assert set(row["scores"]) == {"no", "yes"}
+    status, body = serve.post("/v1/predict", [RECORD, RECORD, RECORD])
+    assert status == 200 and len(body["request_id"]) == 36
+    assert [p["request_id"] for p in body["predictions"]] == [
+        f"{body['request_id']}-{i}" for i in range(3)
+    ]
+
+    # Every prediction is on the predictions topic, under the id a label will refer to.
+    wanted = {"req-oip-1-0", "req-oip-1-1", "req-header", "req-plain"}
+    events = read_events(
+        serve_settings,
+        EventType.PREDICTION,
+        lambda found: wanted <= {e["request_id"] for e in found},
+    )
+    logged = {e["request_id"]: e for e in events}
+    assert wanted <= set(logged)
+    assert logged["req-plain"]["features"] == RECORD
+    assert logged["req-plain"]["model_version"] == version
+    assert set(logged["req-plain"]["scores"]) == {"no", "yes"}
+    assert logged["req-oip-1-1"]["features"]["region"] == "south"
+
+    # Metrics by version and status.
+    assert serve.metric("driftloop_serve_requests_total", model_version=version, status="200") == 5
+    assert serve.metric("driftloop_serve_requests_total", status="503") >= 2
+    assert serve.metric("driftloop_serve_swaps_total", outcome="swapped") == 1
+    assert serve.metric("driftloop_serve_batch_rows_count") >= 5
+
+
+BAD_RECORDS: list[tuple[Any, int, str]] = [
+    (RECORD | {"age": "old"}, 422, "age"),  # wrong type
+    (RECORD | {"region": 3}, 422, "region"),  # wrong type, categorical
+    ({"age": 1.0, "region": "north"}, 422, "income"),  # missing feature
+    (RECORD | {"colour": "red"}, 422, "colour"),  # extra feature
+    (RECORD | {"age": None}, 422, "age"),  # null
+    ([], 422, "records"),  # empty batch
+    ([RECORD, "x"], 422, "records[1]"),
+    ("just a string", 400, "record"),
+]
+
+
+def bad_oip() -> list[tuple[Any, int, str]]:
+    nan = oip([RECORD])
+    nan["inputs"][0]["data"] = [float("nan")]
+    wrong_datatype = oip([RECORD])
+    wrong_datatype["inputs"][2]["datatype"] = "FP32"
+    bad_datatype = oip([RECORD])
+    bad_datatype["inputs"][0]["datatype"] = "FLOAT"
+    shape = oip([RECORD])
+    shape["inputs"][1]["shape"] = [2, 1]
+    empty = oip([])
+    extra = oip([RECORD])
+    extra["inputs"].append({"name": "colour", "datatype": "BYTES", "shape": [1], "data": ["r"]})
+    missing = oip([RECORD])
+    missing["inputs"].pop(1)
+    string_in_fp = oip([RECORD])
+    string_in_fp["inputs"][0]["data"] = ["31"]
+    return [
+        (nan, 422, "age"),
+        (wrong_datatype, 422, "region"),
+        (bad_datatype, 422, "age"),
+        (shape, 422, "income"),
+        (empty, 422, "age"),
+        (extra, 422, "colour"),
+        (missing, 422, "income"),
+        (string_in_fp, 422, "age"),
+        ({"inputs": []}, 422, "inputs"),
+        ([1, 2], 400, "inputs"),
+    ]
+
+
+def test_bad_input_gets_a_4xx_naming_the_field(
+    serve_settings: ServeSettings, serve_process: Start
+) -> None:
+    version = register(serve_settings)
+    promote(serve_settings, version)
+    serve = serve_process(serve_settings)
+    serve.wait_for(lambda: serve.get("/v2/health/ready")[0] == 200, "ready")
+    infer = f"/v2/models/{serve_settings.model_name}/infer"
+
+    for body, status, field in BAD_RECORDS:
+        got, answer = serve.post("/v1/predict", body)
+        assert (got, field in answer["error"]) == (status, True), (body, answer)
+    for body, status, field in bad_oip():
+        raw = orjson.dumps(body) if "nan" not in repr(body) else repr(body).encode()
+        if "nan" in repr(body):
+            raw = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS).replace(b"null", b"NaN")
+        got, answer = serve.request("POST", infer, raw)
+        assert (got, field in answer["error"]) == (status, True), (body, answer)
+    got, answer = serve.request("POST", "/v1/predict", b"{not json")
+    assert got == 400 and "not JSON" in answer["error"]
+    got, answer = serve.post("/v1/predict", [RECORD] * 200)  # over the 4096 bytes allowed
+    assert got == 413 and "4096" in answer["error"]
+
+    # Admin: a reload needs the token.
+    load = f"/v2/repository/models/{serve_settings.model_name}/load"
+    assert serve.post(load, {})[0] == 401
+    assert serve.post(load, {}, authorization="Bearer wrong")[0] == 401
+    status, body = serve.post(load, {}, authorization=f"Bearer {ADMIN_TOKEN}")
+    assert status == 200 and body["outcome"] == "unchanged" and body["model_version"] == version
+
+    # Nothing bad became a 5xx, and the server still answers.
+    assert serve.metric("driftloop_serve_requests_total", status="500") == 0
+    assert serve.post("/v1/predict", RECORD)[0] == 200
