@@ -1,0 +1,81 @@
+"""The closed loop end to end: four services as processes, a drift, a recovery, no human step.
+
+The same run as ``make demo``, smaller: ingest, monitor, trainer and serve start as
+``driftloop run <service>`` against the session's broker and MLflow, with topics, groups, a
+model name and a store of this test's own. An app with no model sends labelled examples, a
+manual trigger brings the first model, then the app sends requests to serve over HTTP and the
+labels a second later (half through Kafka, half through ingest's HTTP endpoint) while the
+stream's concept switches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from driftloop.loop.run import ClosedLoop, Plan, stored_request_ids
+from driftloop.loop.timeline import summarize
+from driftloop.settings import Settings
+from driftloop.store import ExampleStore
+
+MARGIN = 0.15  # accuracy after the swap beats the drifted model's by at least this much
+
+PLAN = Plan(
+    bootstrap=800,
+    before=1_200,
+    after=12_000,
+    after_swap=600,
+    rate=150.0,
+    concurrency=8,
+    label_delay_s=0.5,
+    budget_s=200.0,
+    seed=11,
+    services={
+        "ingest_flush_s": 0.5,
+        "monitor_reports": False,
+        "trainer_bootstrap_poll_s": 2.0,
+        "trainer_max_fit_s": 45.0,
+    },
+)
+
+
+def test_the_loop_recovers_from_a_drift_with_no_human_step(
+    settings: Settings, tmp_path: Path
+) -> None:
+    lines: list[str] = []
+    loop = ClosedLoop(settings, PLAN, say=lines.append, run_dir=tmp_path / "run")
+    try:
+        loop.start()
+        first = loop.bootstrap()
+        timeline = loop.replay()
+        stored = loop.settle(timeout=60)
+    finally:
+        loop.stop()
+    log = "\n".join(lines)
+    figures = summarize(timeline)
+
+    # No request failed, and the served version changed after the injected drift.
+    assert timeline.failed == 0, f"{timeline.failed} requests failed: {list(loop.app.errors)}"
+    drift_at = timeline.drifts[0].index
+    at_drift = next(row.version for row in timeline.served if row.index >= drift_at)
+    assert at_drift == first
+    after = [row for row in timeline.served if row.index >= drift_at and row.version != at_drift]
+    assert after, f"no new version answered after the drift:\n{log}"
+    assert int(after[0].version) > int(at_drift)
+    assert figures["triggers"] >= 1 and figures["swaps"] >= 1, log
+
+    # The new version is better on the new concept than the one it replaced.
+    drifted = [row.correct for row in timeline.served if row.index >= drift_at + 100
+               and row.version == at_drift]  # fmt: skip
+    recovered = [row.correct for row in after]
+    assert len(drifted) >= 100, f"too few answers between the drift and the swap:\n{log}"
+    before_swap = sum(drifted) / len(drifted)
+    after_swap = sum(recovered) / len(recovered)
+    assert after_swap >= before_swap + MARGIN, (before_swap, after_swap, log)
+
+    # Every label sent became exactly one stored example.
+    ids = stored_request_ids(ExampleStore(str(loop.settings.store_uri)))
+    sent = loop.app.label_ids
+    assert len(sent) == len(set(sent)) == timeline.labels_sent + PLAN.bootstrap
+    assert stored == len(ids)
+    assert sorted(ids) == sorted(sent)
+    assert loop.app.labels_by_kafka > 0 and loop.app.labels_by_http > 0
