@@ -3,6 +3,9 @@
     driftloop stack up|down|status|install   the local Kafka broker, topics and MLflow server
     driftloop run SERVICE                    run ingest, monitor, trainer or serve
     driftloop settings [--markdown]          every setting, its variable and default
+    driftloop train [--note TEXT]            ask the trainer for a refit (a manual trigger)
+    driftloop rollback                       champion back to the previous version, announced
+    driftloop models [--json]                registered versions, aliases, metrics, triggers
     driftloop demo                           what `make demo` runs
     driftloop up|down|status                 the stack and the four services, left running
 
@@ -86,6 +89,40 @@ def _settings(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace, settings: Settings) -> int:
+    from services.trainer.commands import request_training
+
+    trigger = request_training(settings, note=args.note)
+    print(f"trigger {trigger['trigger_id']} sent for {settings.model_name}")
+    return 0
+
+
+def _rollback(args: argparse.Namespace, settings: Settings) -> int:
+    from services.trainer.commands import rollback
+
+    update = rollback(settings)
+    print(
+        f"{settings.model_name}: champion is version {update['model_version']} again "
+        f"(rolled back from {update['previous_version']})"
+    )
+    return 0
+
+
+def _models(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import asdict
+
+    from services.trainer.commands import model_versions, versions_table
+
+    versions = model_versions(settings, args.limit)
+    if args.json:
+        print(json.dumps([asdict(v) for v in versions], indent=2))
+    elif versions:
+        print(versions_table(versions))
+    else:
+        print(f"{settings.model_name} has no registered versions")
+    return 0
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from driftloop import demo
 
@@ -124,6 +161,18 @@ def parser() -> argparse.ArgumentParser:
     settings = commands.add_parser("settings", help="show every setting")
     settings.add_argument("--markdown", action="store_true", help="the README's table")
     settings.set_defaults(handler=_settings)
+
+    train = commands.add_parser("train", help="ask the trainer for a refit (manual trigger)")
+    train.add_argument("--note", default="", help="a note kept in the trigger's evidence")
+    train.set_defaults(handler=_train)
+
+    rollback = commands.add_parser("rollback", help="move champion back to previous")
+    rollback.set_defaults(handler=_rollback)
+
+    models = commands.add_parser("models", help="registered versions, aliases, metrics")
+    models.add_argument("--limit", type=int, default=20, help="newest versions to list")
+    models.add_argument("--json", action="store_true", help="as JSON")
+    models.set_defaults(handler=_models)
 
     demo = commands.add_parser("demo", help="what `make demo` runs")
     demo.set_defaults(handler=_demo)

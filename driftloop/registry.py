@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from mlflow.protos.databricks_pb2 import (
     ErrorCode,
 )
 
+from driftloop.errors import RegistryError
 from driftloop.model_card import ModelCard
 from driftloop.reference import ReferenceSketch
 
@@ -85,6 +87,73 @@ class ModelRegistry:
     def reference(self, name: str, version: str) -> ReferenceSketch:
         return ReferenceSketch.model_validate(self._load(name, version, REFERENCE_PATH))
 
+    # --- moving aliases --------------------------------------------------------------------
+
+    def promote(self, name: str, version: str) -> str | None:
+        """Point ``champion`` at ``version``; the old champion keeps ``previous``.
+
+        Returns the version that was champion before (None for the first model). Promoting
+        the champion again changes nothing.
+        """
+        before = self.champion(name)
+        if before == version:
+            return before
+        # `previous` first: a crash between the two moves leaves the old champion serving.
+        if before is not None:
+            self.client.set_registered_model_alias(name, PREVIOUS, before)
+        self.client.set_registered_model_alias(name, CHAMPION, version)
+        return before
+
+    def rollback(self, name: str) -> tuple[str, str]:
+        """Move ``champion`` back to ``previous``; returns ``(new champion, rolled-back one)``.
+
+        ``previous`` is removed afterwards, so a second rollback cannot flip back to the version
+        just rolled back; that version keeps the tag ``driftloop.rolled_back``.
+        """
+        current, previous = self.champion(name), self.version_of(name, PREVIOUS)
+        if current is None or previous is None:
+            raise RegistryError(
+                f"{name} has no {'champion' if current is None else 'previous'} version to "
+                "roll back from"
+            )
+        self.client.set_registered_model_alias(name, CHAMPION, previous)
+        self.client.delete_registered_model_alias(name, PREVIOUS)
+        self.client.set_model_version_tag(name, current, "driftloop.rolled_back", "true")
+        return previous, current
+
+    # --- listing -----------------------------------------------------------------------------
+
+    def versions(self, name: str, limit: int = 50) -> list[ModelVersionInfo]:
+        """The newest ``limit`` versions of ``name``, newest first, with their run's metrics."""
+        try:
+            found = self.client.search_model_versions(
+                f"name = '{name}'", max_results=limit, order_by=["version_number DESC"]
+            )
+        except MlflowException as error:
+            if _missing(error):
+                return []
+            raise
+        infos = []
+        for item in found:
+            metrics: dict[str, float] = {}
+            run_tags: dict[str, str] = {}
+            if item.run_id:
+                with contextlib.suppress(MlflowException):
+                    run = self.client.get_run(item.run_id)
+                    metrics, run_tags = dict(run.data.metrics), dict(run.data.tags)
+            infos.append(
+                ModelVersionInfo(
+                    version=str(item.version),
+                    run_id=item.run_id,
+                    aliases=sorted(item.aliases or []),
+                    created=int(item.creation_timestamp or 0),
+                    tags=dict(item.tags or {})
+                    | {k: v for k, v in run_tags.items() if k.startswith("driftloop.")},
+                    metrics=metrics,
+                )
+            )
+        return infos
+
     def _load(self, name: str, version: str, path: str) -> dict:
         with tempfile.TemporaryDirectory() as folder:
             local = mlflow.artifacts.download_artifacts(
@@ -94,6 +163,27 @@ class ModelRegistry:
                 tracking_uri=self.tracking_uri,
             )
             return dict(json.loads(Path(local).read_text()))
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    """One registered version as ``driftloop models`` lists it.
+
+    Parameters:
+        version: the registry's version number.
+        run_id: the MLflow run that logged it.
+        aliases: the aliases that point at it (``champion``, ``previous``).
+        created: registration time, milliseconds since the epoch.
+        tags: the version's tags and its run's ``driftloop.*`` tags (trigger, outcome...).
+        metrics: its run's metrics (``holdout_*`` for the candidate, ``champion_*``...).
+    """
+
+    version: str
+    run_id: str | None
+    aliases: list[str] = field(default_factory=list)
+    created: int = 0
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def log_model_card(card: ModelCard, reference: ReferenceSketch) -> None:

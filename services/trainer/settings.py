@@ -1,0 +1,112 @@
+"""trainer's settings: the shared ones plus its own, all from ``DRIFTLOOP_*`` variables."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from driftloop.settings import Settings
+
+
+class TrainerSettings(Settings):
+    trainer_port: int = Field(
+        8084, ge=1, le=65535, description="trainer's HTTP port (/metrics, /health/*)."
+    )
+    trainer_group_id: str = Field("driftloop-trainer", description="trainer's consumer group.")
+    trainer_experiment: str = Field(
+        "",
+        description="MLflow experiment of the fits; empty means `driftloop/<MODEL_NAME>`.",
+    )
+    trainer_task: Literal["auto", "classification", "regression"] = Field(
+        "auto",
+        description="`auto` decides from the label: strings, booleans or few integers "
+        "(up to `TRAINER_MAX_CLASSES`) mean classification, other numbers regression.",
+    )
+    trainer_max_classes: int = Field(
+        20, ge=2, description="Most distinct integer labels `auto` still calls classes."
+    )
+    trainer_features: str = Field(
+        "",
+        description="Features to train on, comma-separated, `name` or `name:categorical`; "
+        "empty infers them from the examples (numbers numeric, strings and booleans "
+        "categorical).",
+    )
+    trainer_builder: str = Field(
+        "",
+        description="`module:function` building the model: called with the ModelCard and the "
+        "training frame, returns a compiled Keras model obeying the card's contract; empty "
+        "means the built-in one.",
+    )
+    trainer_min_examples: int = Field(
+        200, ge=10, description="Fewest labelled examples a window needs before a fit."
+    )
+    trainer_bootstrap_poll_s: float = Field(
+        30.0,
+        gt=0,
+        description="While there is no champion, how often the store is checked for enough "
+        "examples to train the first model.",
+    )
+    trainer_window_policy: Literal["last_n", "last_t", "since_drift"] = Field(
+        "since_drift",
+        description="Recent part of the window: the last `TRAINER_WINDOW_SIZE` examples, the "
+        "last `TRAINER_WINDOW_SECONDS` of event time, or everything since the drift onset the "
+        "trigger names (`last_n` when it names none).",
+    )
+    trainer_window_size: int = Field(
+        20_000, ge=10, description="Examples in a `last_n` window (and the fallback)."
+    )
+    trainer_window_seconds: float = Field(
+        7 * 86_400, gt=0, description="Event-time span of a `last_t` window."
+    )
+    trainer_window_max_examples: int = Field(
+        200_000, ge=10, description="Most recent examples any window keeps."
+    )
+    trainer_history_share: float = Field(
+        1.0,
+        ge=0,
+        description="Older examples added before the recent part, as a multiple of its size.",
+    )
+    trainer_history_weight: float = Field(
+        0.3, ge=0, le=1, description="Sample weight of the older examples (recent ones: 1)."
+    )
+    trainer_holdout_fraction: float = Field(
+        0.2, gt=0, lt=0.5, description="Most recent share of the recent part, held out."
+    )
+    trainer_validation_fraction: float = Field(
+        0.15,
+        gt=0,
+        lt=0.5,
+        description="Share of the recent part just before the holdout, for early stopping.",
+    )
+    trainer_max_epochs: int = Field(
+        200, ge=1, description="Epoch cap; early stopping ends most fits."
+    )
+    trainer_patience: int = Field(
+        8, ge=1, description="Epochs without validation improvement before stopping."
+    )
+    trainer_max_fit_s: float = Field(
+        600.0, gt=0, description="Wall-clock bound of one fit; the best weights so far are kept."
+    )
+    trainer_batch_size: int = Field(256, ge=1, description="Examples per gradient step.")
+    trainer_learning_rate: float = Field(1e-3, gt=0, description="Adam's learning rate.")
+    trainer_hidden_units: str = Field(
+        "64,32", description="Hidden layer widths of the built-in model, comma-separated."
+    )
+    trainer_seed: int = Field(42, description="Seed of weights, shuffling and sampling.")
+    trainer_warm_start: bool = Field(
+        False,
+        description="Start from the champion's weights when its features and classes match.",
+    )
+    trainer_gate_metric: str = Field(
+        "",
+        description="Metric the gate compares: empty means `macro_f1` (classification) or "
+        "`rmse` (regression); also `accuracy`, `log_loss`, `mae`.",
+    )
+    trainer_gate_margin: float = Field(
+        0.01,
+        ge=0,
+        lt=1,
+        description="Least relative reduction of the error (1 - score, or the loss) a candidate "
+        "needs over the champion, or the naive baseline for the first model.",
+    )

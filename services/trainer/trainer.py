@@ -1,0 +1,452 @@
+"""Trainer: one refit, from a trigger to a verdict recorded in MLflow.
+
+The steps, each timed (the benchmark reports them):
+
+1. **window**: the manifests the policy needs are read from the example store, each file
+   checked against its hash, and split by time (:class:`TrainingWindow`).
+2. **fit**: the card is inferred, the model built (the built-in builder, the user's, or the
+   champion's weights for a warm start) and fitted (:func:`services.trainer.fit.fit`).
+3. **evaluation**: the candidate, the champion and the naive baseline on the same holdout;
+   the :class:`PromotionGate` decides.
+4. **logging**: params, metrics, the data manifest and the reference sketch in the run.
+5. **registration**: the model is registered (every candidate, so that a rejected one can be
+   inspected), and on promotion the ``champion`` alias moves (the old one keeps ``previous``).
+
+Everything happens inside one MLflow run tagged with the trigger ids; the outcome tag is set
+last, after the alias moved, so a crash at any point leaves the trigger unhandled (it is
+processed again after a restart) and the champion either unchanged or already promoted.
+
+Example:
+    >>> trainer = Trainer(TrainerSettings())  # doctest: +SKIP
+    >>> outcome = trainer.train(Refit(trigger))  # doctest: +SKIP
+    >>> outcome.outcome, outcome.reason  # doctest: +SKIP
+    ('promoted', 'promoted: macro_f1 0.8731 vs 0.8120 (champion 3), error down 32.5% ...')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlflow
+import mlflow.tensorflow
+import numpy as np
+import pandas as pd
+from prometheus_client import Counter, Histogram
+
+from driftloop.errors import FitInterrupted, TrainingError
+from driftloop.events import new_event
+from driftloop.model_card import ModelCard
+from driftloop.reference import ReferenceSketch
+from driftloop.registry import CHAMPION, ModelRegistry, model_uri, register_model
+from driftloop.store import ExampleStore
+from services.trainer import lineage
+from services.trainer.builder import build_model, load_builder
+from services.trainer.coalesce import Refit
+from services.trainer.fit import FitConfig, FitReport, device, fit, predict
+from services.trainer.gate import (
+    METRICS,
+    PromotionGate,
+    Scores,
+    classification_scores,
+    naive_classification,
+    naive_regression,
+    regression_scores,
+    sanity_problem,
+)
+from services.trainer.schema import (
+    FEATURE_PREFIX,
+    feature_rows,
+    infer_card,
+    parse_features,
+    targets,
+)
+from services.trainer.settings import TrainerSettings
+from services.trainer.window import NotEnoughExamples, TrainingWindow, WindowPolicy, onset_of
+
+log = logging.getLogger(__name__)
+
+FITS = Counter(
+    "driftloop_trainer_fits_total",
+    "Refits by outcome: promoted, rejected (by the gate), failed, skipped (too little data).",
+    ["outcome"],
+)
+STAGE_SECONDS = Histogram(
+    "driftloop_trainer_stage_seconds",
+    "Seconds per refit stage: window, fit, evaluation, logging, registration.",
+    ["stage"],
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+REFIT_SECONDS = Histogram(
+    "driftloop_trainer_refit_seconds",
+    "Seconds from taking a trigger to its verdict.",
+    buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+DATA_MANIFEST_PATH = "driftloop/data_manifest.json"
+
+
+@dataclass
+class TrainingOutcome:
+    """The verdict on one refit, and what the events about it carry.
+
+    Parameters:
+        outcome: ``promoted``, ``rejected``, ``failed`` or ``skipped``.
+        reason: a sentence: the gate's verdict, the error, or why nothing was trained.
+        trigger_ids: the triggers answered (the leader first).
+        run_id: the MLflow run, None when none was started.
+        model_version: the candidate's registered version, None when none was registered.
+        champion_version: the champion when the candidate was judged.
+        previous_version: the champion it replaced, on promotion.
+        metrics: the candidate's holdout scores.
+        champion_metrics: the scores it was judged against on the same holdout: the
+            champion's, or the naive baseline's for the first model.
+        duration_s: seconds from taking the trigger to the verdict.
+        timings: seconds per stage.
+        fit: what the fit did.
+    """
+
+    outcome: str
+    reason: str
+    trigger_ids: tuple[str, ...]
+    run_id: str | None = None
+    model_version: str | None = None
+    champion_version: str | None = None
+    previous_version: str | None = None
+    metrics: Scores = field(default_factory=dict)
+    champion_metrics: Scores = field(default_factory=dict)
+    duration_s: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    fit: FitReport | None = None
+    model: Any = field(default=None, repr=False)  # the fitted candidate, in this process only
+
+    def training_result(self, model_name: str, trigger_id: str | None = None) -> dict[str, Any]:
+        """The TRAINING_RESULT event (for ``trigger_id``, the leader by default)."""
+        return new_event(
+            model_name=model_name,
+            trigger_id=trigger_id or (self.trigger_ids[0] if self.trigger_ids else None),
+            outcome=self.outcome,
+            reason=self.reason[:4096],
+            run_id=self.run_id,
+            model_version=self.model_version,
+            champion_version=self.champion_version,
+            metrics=self.metrics,
+            champion_metrics=self.champion_metrics,
+            duration_s=round(self.duration_s, 3),
+        )
+
+    def model_update(self, model_name: str) -> dict[str, Any] | None:
+        """The MODEL_UPDATE event, when the candidate was promoted."""
+        if self.outcome != "promoted" or self.model_version is None or self.run_id is None:
+            return None
+        return new_event(
+            model_name=model_name,
+            model_version=self.model_version,
+            run_id=self.run_id,
+            trigger_id=self.trigger_ids[0] if self.trigger_ids else None,
+            alias=CHAMPION,
+            previous_version=self.previous_version,
+            metrics=self.metrics,
+        )
+
+
+class Stopwatch:
+    """Seconds per named stage."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            self.timings[name] = self.timings.get(name, 0.0) + elapsed
+            STAGE_SECONDS.labels(name).observe(elapsed)
+
+
+class Trainer:
+    """Turns a :class:`Refit` into a :class:`TrainingOutcome` (see the module's docstring).
+
+    Parameters:
+        settings: the trainer's settings.
+        store: the example store; the one settings name by default.
+    """
+
+    def __init__(self, settings: TrainerSettings, store: ExampleStore | None = None) -> None:
+        from driftloop.store import open_store
+
+        self.settings = settings
+        self.name = settings.model_name
+        # No dedupe state: the trainer only reads the store.
+        self.store = store or open_store(settings, dedupe_horizon_s=0)
+        self.policy = WindowPolicy.from_settings(settings)
+        self.config = FitConfig(
+            max_epochs=settings.trainer_max_epochs,
+            patience=settings.trainer_patience,
+            max_seconds=settings.trainer_max_fit_s,
+            batch_size=settings.trainer_batch_size,
+            seed=settings.trainer_seed,
+        )
+        self.declared_features = parse_features(settings.trainer_features)
+        self.builder = load_builder(settings.trainer_builder) if settings.trainer_builder else None
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        self.registry = ModelRegistry(settings.mlflow_tracking_uri)
+        self.lineage = lineage.Lineage(
+            settings.mlflow_tracking_uri, settings.trainer_experiment or f"driftloop/{self.name}"
+        )
+        self._champion: tuple[str, Any, ModelCard] | None = None
+
+    # --- the refit ---------------------------------------------------------------------------
+
+    def train(self, refit: Refit, stop: threading.Event | None = None) -> TrainingOutcome:
+        """Fit, judge, log and maybe promote; raises :class:`FitInterrupted` when stopped."""
+        started = time.perf_counter()
+        watch = Stopwatch()
+        outcome = self._train(refit, watch, stop)
+        outcome.duration_s = time.perf_counter() - started
+        outcome.timings = dict(watch.timings)
+        FITS.labels(outcome.outcome).inc()
+        REFIT_SECONDS.observe(outcome.duration_s)
+        log.info(
+            "refit %s: %s",
+            outcome.outcome,
+            outcome.reason,
+            extra={"trigger_ids": list(refit.trigger_ids), "run_id": outcome.run_id,
+                   "model_version": outcome.model_version, "timings": outcome.timings},
+        )  # fmt: skip
+        return outcome
+
+    def _train(
+        self, refit: Refit, watch: Stopwatch, stop: threading.Event | None
+    ) -> TrainingOutcome:
+        ids = refit.trigger_ids
+        try:
+            champion = self.registry.champion(self.name)
+            with watch.stage("window"):
+                window = self.window(onset_of(refit.trigger))
+        except NotEnoughExamples as error:
+            return TrainingOutcome("skipped", f"skipped: {error}", ids)
+        except Exception as error:  # the store or the registry: report it, keep consuming
+            log.exception("refit failed before its run started")
+            return TrainingOutcome("failed", f"failed: {type(error).__name__}: {error}", ids)
+        tags = {
+            lineage.TRIGGER_ID: refit.trigger_id[:5000],
+            lineage.TRIGGER_KEY: lineage.trigger_key(refit.trigger_id),
+            lineage.COALESCED: ",".join(lineage.trigger_key(i) for i in refit.coalesced)[:5000],
+            lineage.REASON: str(refit.trigger.get("reason", "")),
+            lineage.CODE_VERSION: lineage.code_version(),
+            lineage.DEVICE: device(),
+        }
+        with mlflow.start_run(
+            experiment_id=self.lineage.experiment_id,
+            run_name=f"refit-{refit.trigger.get('reason', 'trigger')}",
+            tags=tags,
+        ) as run:
+            run_id = run.info.run_id
+            outcome = TrainingOutcome("failed", "", ids, run_id=run_id, champion_version=champion)
+            try:
+                self._judge(refit, window, champion, outcome, watch, stop)
+            except FitInterrupted:
+                mlflow.set_tag(lineage.VERDICT, "interrupted: the trainer stopped mid-fit")
+                raise
+            except Exception as error:
+                log.exception("refit failed", extra={"run_id": run_id})
+                outcome.outcome = "failed"
+                outcome.reason = f"failed: {type(error).__name__}: {error}"
+            mlflow.log_metric("duration_s", sum(watch.timings.values()))
+            mlflow.set_tags(
+                {lineage.VERDICT: outcome.reason[:5000], lineage.OUTCOME: outcome.outcome}
+            )
+        return outcome
+
+    def window(self, onset: str | None = None) -> TrainingWindow:
+        """The current training window (raises :class:`NotEnoughExamples`)."""
+        planned = self.policy.plan(self.store.manifests(), onset)
+        if sum(m.rows for m in planned) < self.policy.min_examples:
+            raise NotEnoughExamples(sum(m.rows for m in planned), self.policy.min_examples)
+        frame = self.store.read(planned).to_pandas()
+        return TrainingWindow.split(frame, self.policy, onset, planned)
+
+    def _judge(
+        self,
+        refit: Refit,
+        window: TrainingWindow,
+        champion: str | None,
+        outcome: TrainingOutcome,
+        watch: Stopwatch,
+        stop: threading.Event | None,
+    ) -> None:
+        settings = self.settings
+        with watch.stage("fit"):
+            card = infer_card(
+                window.everything,
+                task=settings.trainer_task,
+                features=self.declared_features,
+                max_classes=settings.trainer_max_classes,
+                vocabulary_from=pd.concat([window.train, window.validation]),
+            )
+            card = card.model_copy(update={"trigger_id": refit.trigger_id})
+            model, warm = self._model(card, window, champion)
+            report = fit(model, card, window, self.config, stop)
+        outcome.fit, outcome.model = report, model
+        with watch.stage("evaluation"):
+            gate = PromotionGate(
+                card.task, settings.trainer_gate_metric, settings.trainer_gate_margin
+            )
+            outputs = predict(model, card, window.holdout)
+            scores = self._scores(card, outputs, window.holdout)
+            problem = sanity_problem(card.task, outputs, window.holdout["label"].to_numpy())
+            baseline_name, baseline = self._baseline(card, window, gate.metric)
+            champion_scores = self._champion_scores(champion, card, window.holdout)
+            if champion_scores is not None:
+                verdict = gate.judge(scores, champion_scores, f"champion {champion}", problem)
+                against = champion_scores
+            else:
+                verdict = gate.judge(scores, baseline, f"baseline: {baseline_name}", problem)
+                against = baseline
+        outcome.metrics, outcome.champion_metrics = scores, against
+        with watch.stage("logging"):
+            mlflow.log_params(self._params(card, window, report, warm, gate, baseline_name))
+            mlflow.log_dict(window.data_manifest(), DATA_MANIFEST_PATH)
+            mlflow.log_metrics(
+                {f"holdout_{k}": v for k, v in scores.items()}
+                | {f"baseline_{k}": v for k, v in baseline.items()}
+                | {f"champion_{k}": v for k, v in (champion_scores or {}).items()}
+                | {
+                    "fit_epochs": report.epochs,
+                    "fit_best_epoch": report.best_epoch,
+                    "fit_seconds": report.seconds,
+                    "fit_examples_per_s": report.examples_per_second,
+                    "fit_best_val_loss": report.best_val_loss,
+                }
+                | {f"stage_{k}_s": v for k, v in watch.timings.items()}
+            )
+            recent = window.recent
+            sketch = ReferenceSketch.build(
+                card, feature_rows(card, recent), self._labels(card, model, recent)
+            )
+            card = card.model_copy(update={"metrics": scores})
+        with watch.stage("registration"):
+            version = register_model(model, card, sketch, self.name)
+            outcome.model_version = version
+            self.registry.client.set_model_version_tag(
+                self.name, version, lineage.OUTCOME, "promoted" if verdict.promote else "rejected"
+            )
+            if verdict.promote:
+                outcome.previous_version = self.registry.promote(self.name, version)
+        outcome.outcome = "promoted" if verdict.promote else "rejected"
+        outcome.reason = verdict.reason
+
+    # --- pieces ------------------------------------------------------------------------------
+
+    def _model(
+        self, card: ModelCard, window: TrainingWindow, champion: str | None
+    ) -> tuple[Any, bool]:
+        """The model to fit, and whether it starts from the champion's weights."""
+        if self.settings.trainer_warm_start and champion is not None:
+            _, _, champion_card = self._champion_model(champion)
+            same = (
+                champion_card.task == card.task
+                and champion_card.features == card.features
+                and champion_card.classes == card.classes
+            )
+            if same:
+                # A fresh copy: the cached champion must stay as it is for the evaluation.
+                return mlflow.tensorflow.load_model(model_uri(self.name, champion)), True
+        if self.builder is not None:
+            model = self.builder(card, window.train)
+            if not getattr(model, "compiled", True) or getattr(model, "optimizer", None) is None:
+                raise TrainingError(f"the builder {self.settings.trainer_builder} must compile")
+            return model, False
+        hidden = [int(u) for u in self.settings.trainer_hidden_units.split(",") if u.strip()]
+        return build_model(card, window.train, hidden, self.settings.trainer_learning_rate), False
+
+    def _champion_model(self, version: str) -> tuple[str, Any, ModelCard]:
+        if self._champion is None or self._champion[0] != version:
+            model = mlflow.tensorflow.load_model(model_uri(self.name, version))
+            self._champion = (version, model, self.registry.model_card(self.name, version))
+        return self._champion
+
+    def _champion_scores(
+        self, champion: str | None, card: ModelCard, holdout: pd.DataFrame
+    ) -> Scores | None:
+        """The champion's scores on the holdout, None when there is none or it cannot compare."""
+        if champion is None:
+            return None
+        _, model, champion_card = self._champion_model(champion)
+        if champion_card.task != card.task:
+            log.warning("the champion's task differs; judging against the baseline instead")
+            return None
+        return self._scores(champion_card, predict(model, champion_card, holdout), holdout)
+
+    @staticmethod
+    def _scores(card: ModelCard, outputs: np.ndarray, holdout: pd.DataFrame) -> Scores:
+        if card.task == "classification":
+            truth = holdout["label"].to_numpy(dtype=object)
+            return classification_scores(truth, outputs, card.classes)
+        return regression_scores(targets(card, holdout["label"]), outputs)
+
+    @staticmethod
+    def _baseline(card: ModelCard, window: TrainingWindow, metric: str) -> tuple[str, Scores]:
+        if card.task == "classification":
+            return naive_classification(
+                window.train["label"].to_numpy(dtype=object),
+                window.holdout["label"].to_numpy(dtype=object),
+            )
+        return naive_regression(
+            targets(card, window.train["label"]), targets(card, window.holdout["label"]), metric
+        )
+
+    def _labels(self, card: ModelCard, model: Any, frame: pd.DataFrame) -> list[Any]:
+        """The model's predictions as served: a class label, or a value."""
+        outputs = predict(model, card, frame, self.config.batch_size * 16)
+        if card.task == "classification":
+            return [card.classes[i] for i in np.argmax(outputs, axis=1)]
+        return [float(v) for v in outputs.reshape(-1)]
+
+    def _params(
+        self,
+        card: ModelCard,
+        window: TrainingWindow,
+        report: FitReport,
+        warm: bool,
+        gate: PromotionGate,
+        baseline_name: str,
+    ) -> dict[str, Any]:
+        settings = self.settings
+        return {
+            "task": card.task,
+            "features": ",".join(f"{f.name}:{f.kind}" for f in card.features)[:6000],
+            "classes": ",".join(map(str, card.classes))[:6000],
+            "builder": settings.trainer_builder or "built-in",
+            "hidden_units": settings.trainer_hidden_units,
+            "learning_rate": settings.trainer_learning_rate,
+            "batch_size": self.config.batch_size,
+            "max_epochs": self.config.max_epochs,
+            "patience": self.config.patience,
+            "max_fit_s": self.config.max_seconds,
+            "seed": self.config.seed,
+            "warm_start": warm,
+            "window_policy": self.policy.kind,
+            "window_rows": window.rows,
+            "train_rows": len(window.train),
+            "history_rows": window.history_rows,
+            "history_weight": self.policy.history_weight,
+            "validation_rows": len(window.validation),
+            "holdout_rows": len(window.holdout),
+            "window_files": len(window.manifests),
+            "onset": window.onset,
+            "gate_metric": gate.metric,
+            "gate_margin": gate.margin,
+            "baseline": baseline_name,
+            "stopped_by": report.stopped_by,
+            "metrics": ",".join(METRICS[card.task]),
+            "feature_prefix": FEATURE_PREFIX,
+        }

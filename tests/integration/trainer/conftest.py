@@ -1,0 +1,192 @@
+"""trainer against the real broker and MLflow server: private topics, model and store per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from kafka import KafkaConsumer
+
+from driftloop.events import new_event
+from driftloop.messaging import ensure_topics
+from driftloop.settings import Settings
+from driftloop.stack.process import free_port
+from driftloop.store import ExampleStore
+from services.trainer.settings import TrainerSettings
+
+START = datetime(2026, 11, 22, tzinfo=UTC)
+TOPICS = ("triggers", "model_updates", "training_results", "dead_letters")
+
+
+@pytest.fixture
+def trainer_settings(settings: Settings, tmp_path: Path) -> TrainerSettings:
+    """Shared stack; topics, group, model, experiment and store of this test's own; tiny fits."""
+    tag = uuid.uuid4().hex[:8]
+    private = TrainerSettings.model_validate(
+        settings.model_dump()
+        | {f"topic_{name}": f"test-{tag}.{name}" for name in TOPICS}
+        | {
+            "model_name": f"model-{tag}",
+            "trainer_group_id": f"trainer-{tag}",
+            "trainer_experiment": f"test-{tag}",
+            "store_uri": str(tmp_path / "store"),
+            "trainer_port": free_port(),
+            "trainer_min_examples": 100,
+            "trainer_max_epochs": 40,
+            "trainer_patience": 4,
+            "trainer_batch_size": 32,
+            "trainer_hidden_units": "16",
+            "trainer_learning_rate": 0.01,
+            "trainer_bootstrap_poll_s": 3600,
+            "trainer_gate_margin": 0.01,
+        }
+    )
+    ensure_topics(private)
+    return private
+
+
+def classification_rows(n: int, seed: int = 0, offset: int = 0) -> list[dict[str, Any]]:
+    """Label 1 when x1 + x2 (+1 in the east) is positive; `noise` carries nothing."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        x1, x2, noise = rng.normal(size=3)
+        region = ["north", "south", "east"][int(rng.integers(3))]
+        label = int(x1 + x2 + (1.0 if region == "east" else 0.0) > 0)
+        rows.append(
+            example(offset + i, {"x1": x1, "x2": x2, "noise": noise, "region": region}, label)
+        )
+    return rows
+
+
+def regression_rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        x1, x2 = rng.normal(size=2)
+        shade = ["light", "dark"][int(rng.integers(2))]
+        value = 3 * x1 - 2 * x2 + (5.0 if shade == "dark" else 0.0) + 0.1 * rng.normal()
+        rows.append(example(i, {"x1": x1, "x2": x2, "shade": shade}, float(value)))
+    return rows
+
+
+def example(i: int, features: dict[str, Any], label: Any) -> dict[str, Any]:
+    time = (START + timedelta(seconds=30 * i)).isoformat().replace("+00:00", "Z")
+    return {
+        "schema_version": 1,
+        "event_id": f"e-{i}",
+        "event_time": time,
+        "request_id": f"r-{i}",
+        "model_name": "m",
+        "model_version": "0",
+        "features": {k: float(v) if isinstance(v, np.floating) else v for k, v in features.items()},
+        "prediction": 0,
+        "label": label,
+        "prediction_time": time,
+        "label_time": time,
+    }
+
+
+def write_examples(settings: TrainerSettings, rows: list[dict[str, Any]]) -> None:
+    store = ExampleStore(settings.store_uri)
+    for start in range(0, len(rows), 200):  # several files, as ingest writes them
+        store.write(rows[start : start + 200], offsets={"examples:0": [start, start + 199]})
+
+
+def trigger(settings: TrainerSettings, trigger_id: str | None = None, **fields: Any) -> dict:
+    return new_event(
+        trigger_id=trigger_id or f"t-{uuid.uuid4().hex[:8]}",
+        model_name=settings.model_name,
+        model_version=None,
+        reason=fields.pop("reason", "manual"),
+        evidence=fields.pop("evidence", {"by": "test"}),
+        **fields,
+    )
+
+
+class Events:
+    """Reads one topic from the start, keeps what it read."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        self.seen: list[dict[str, Any]] = []
+
+    def wait_for(
+        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 90
+    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.seen):
+            assert time.monotonic() < deadline, f"timed out; saw {self.seen}"
+            for records in self.consumer.poll(timeout_ms=500).values():
+                self.seen += [orjson.loads(record.value) for record in records]
+        return self.seen
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+@pytest.fixture
+def results(trainer_settings: TrainerSettings) -> Iterator[Events]:
+    events = Events(trainer_settings, trainer_settings.topic_training_results)
+    yield events
+    events.close()
+
+
+@pytest.fixture
+def updates(trainer_settings: TrainerSettings) -> Iterator[Events]:
+    events = Events(trainer_settings, trainer_settings.topic_model_updates)
+    yield events
+    events.close()
+
+
+def as_environment(settings: Settings) -> dict[str, str]:
+    return {
+        f"DRIFTLOOP_{name.upper()}": str(value)
+        for name, value in settings.model_dump(mode="json").items()
+    }
+
+
+class TrainerProcess:
+    """`driftloop run trainer` as its own process, as it runs in production."""
+
+    def __init__(self, settings: TrainerSettings, log: Path) -> None:
+        self.settings = settings
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = os.environ | as_environment(self.settings) | {"DRIFTLOOP_LOG_FORMAT": "text"}
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "driftloop.cli", "run", "trainer"],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.terminate()
+        return self.process.wait(timeout=60)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None

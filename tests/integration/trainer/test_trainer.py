@@ -1,0 +1,108 @@
+"""The refit pipeline against the real MLflow server: train, judge, log, register, promote."""
+
+from __future__ import annotations
+
+import mlflow
+import mlflow.tensorflow
+import numpy as np
+import pytest
+
+from driftloop.registry import PREVIOUS, ModelRegistry, model_uri
+from services.trainer.coalesce import Refit
+from services.trainer.fit import predict
+from services.trainer.lineage import OUTCOME, TRIGGER_KEY, trigger_key
+from services.trainer.settings import TrainerSettings
+from services.trainer.trainer import DATA_MANIFEST_PATH, Trainer
+from tests.integration.trainer.conftest import (
+    classification_rows,
+    regression_rows,
+    trigger,
+    write_examples,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_classifier_is_trained_promoted_and_loads_as_trained(
+    trainer_settings: TrainerSettings,
+) -> None:
+    write_examples(trainer_settings, classification_rows(600))
+    trainer = Trainer(trainer_settings)
+    event = trigger(trainer_settings)
+    outcome = trainer.train(Refit(event))
+
+    assert outcome.outcome == "promoted", outcome.reason
+    assert "baseline: majority class" in outcome.reason
+    assert outcome.metrics["accuracy"] > outcome.champion_metrics["accuracy"]
+    registry = ModelRegistry(trainer_settings.mlflow_tracking_uri)
+    name = trainer_settings.model_name
+    assert registry.champion(name) == outcome.model_version
+    card = registry.model_card(name, outcome.model_version)
+    assert card.task == "classification" and card.classes == [0, 1]
+    assert {f.name: f.kind for f in card.features}["region"] == "categorical"
+    assert card.trigger_id == event["trigger_id"] and card.metrics == outcome.metrics
+    reference = registry.reference(name, outcome.model_version)
+    assert reference.count > 0 and set(reference.features) == set(card.feature_names)
+
+    # What serve loads predicts exactly what the trainer judged.
+    window = trainer.window()
+    loaded = mlflow.tensorflow.load_model(model_uri(name, outcome.model_version))
+    served = predict(loaded, card, window.holdout)
+    np.testing.assert_allclose(served, predict(outcome.model, card, window.holdout), atol=1e-6)
+    inputs = {
+        f.name: np.array(window.holdout[f"feature.{f.name}"].astype(str if f.kind == "categorical"
+                         else "float32").tolist()).reshape(-1, 1)
+        for f in card.features
+    }  # fmt: skip
+    np.testing.assert_allclose(np.asarray(loaded(inputs)), served, atol=1e-5)
+
+    # The run: lineage a reviewer can follow from the version back to the data.
+    run = registry.client.get_run(registry.run_id(name, outcome.model_version))
+    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+    assert tags[TRIGGER_KEY] == trigger_key(event["trigger_id"])
+    assert tags[OUTCOME] == "promoted" and tags["driftloop.device"] == "CPU"
+    assert tags["driftloop.code_version"] and tags["driftloop.trigger_reason"] == "manual"
+    assert params["window_policy"] == "since_drift" and int(params["holdout_rows"]) > 0
+    assert {"holdout_macro_f1", "baseline_macro_f1", "fit_epochs", "duration_s"} <= set(metrics)
+    manifest = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{DATA_MANIFEST_PATH}")
+    assert manifest["rows"] == 600 and len(manifest["files"]) >= 3
+    assert all(len(f["sha256"]) == 64 and f["offsets"] for f in manifest["files"])
+
+
+def test_a_regressor_is_trained_and_promoted(trainer_settings: TrainerSettings) -> None:
+    write_examples(trainer_settings, regression_rows(600))
+    outcome = Trainer(trainer_settings).train(Refit(trigger(trainer_settings)))
+    assert outcome.outcome == "promoted", outcome.reason
+    assert outcome.metrics["rmse"] < 0.5 * outcome.champion_metrics["rmse"]
+    card = ModelRegistry(trainer_settings.mlflow_tracking_uri).model_card(
+        trainer_settings.model_name, str(outcome.model_version)
+    )
+    assert card.task == "regression" and card.classes == []
+
+
+def test_the_gate_rejects_a_worse_candidate_and_keeps_the_champion(
+    trainer_settings: TrainerSettings,
+) -> None:
+    write_examples(trainer_settings, classification_rows(600))
+    champion = Trainer(trainer_settings).train(Refit(trigger(trainer_settings)))
+    assert champion.outcome == "promoted", champion.reason
+
+    # The same window, but a model that sees one of the two features the label depends on.
+    blind = trainer_settings.model_copy(update={"trainer_features": "x1"})
+    candidate = Trainer(blind).train(Refit(trigger(blind)))
+    assert candidate.outcome == "rejected", candidate.reason
+    assert f"champion {champion.model_version}" in candidate.reason
+    assert candidate.champion_metrics == champion.metrics, "judged on the same holdout"
+    registry = ModelRegistry(trainer_settings.mlflow_tracking_uri)
+    name = trainer_settings.model_name
+    assert registry.champion(name) == champion.model_version
+    assert registry.version_of(name, PREVIOUS) is None
+    rejected = registry.client.get_model_version(name, str(candidate.model_version))
+    assert rejected.tags[OUTCOME] == "rejected" and not rejected.aliases
+
+
+def test_too_few_examples_is_skipped_without_a_run(trainer_settings: TrainerSettings) -> None:
+    write_examples(trainer_settings, classification_rows(50))
+    outcome = Trainer(trainer_settings).train(Refit(trigger(trainer_settings)))
+    assert outcome.outcome == "skipped" and "needs 100" in outcome.reason
+    assert outcome.run_id is None
