@@ -101,8 +101,7 @@ def test_a_shift_gives_drift_events_with_reports_and_one_trigger(
     served = [w["report"] for w in windows if w["report"]]
     assert served and monitor.get(served[0]).lstrip().startswith(b"<!DOCTYPE html>")
     metrics = monitor.get("/metrics").decode()
-    assert 'driftloop_monitor_triggers_total{model="%s",reason="drift"} 1.0' % (
-        settings.model_name
-    ) in metrics
+    name = settings.model_name
+    assert f'driftloop_monitor_triggers_total{{model="{name}",reason="drift"}} 1.0' in metrics
     assert "driftloop_monitor_feature_drift_score" in metrics
     assert monitor.stop() == 0
