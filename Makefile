@@ -36,9 +36,11 @@ $(STAMP): $(WHEELS)/.complete-$(LOCKSUM) pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-# Outside tools: Java and Maven run the broker, kcat is the outside Kafka client the tests use.
+# Outside tools: Java and Maven run the broker, kcat is the outside Kafka client the tests use;
+# promtool, Compose, kubernetes-validate and kustomize check deploy/ (tests/deploy).
 tools:
 	@scripts/install-tools
+	@scripts/install-deploy-tools
 
 demo: install tools
 	$(BIN)/driftloop demo
