@@ -207,6 +207,14 @@ def test_serve_scales_on_an_hpa_and_consumers_on_kafka_lag(name: str) -> None:
 
 
 @builds
+def test_autoscaled_deployments_leave_the_replica_count_to_the_autoscaler(name: str) -> None:
+    for service in ("serve", "ingest", "monitor"):
+        assert "replicas" not in deployment(name, service)["spec"], (
+            f"{service}: a replica count in the manifest fights the autoscaler on every apply"
+        )
+
+
+@builds
 def test_every_scaled_deployment_has_a_disruption_budget(name: str) -> None:
     docs = build(name)
     budgets = of_kind(docs, "PodDisruptionBudget")
