@@ -135,10 +135,17 @@ class ClosedLoop:
         run_dir: Path | None = None,
     ) -> None:
         self.plan = plan or Plan()
-        self.say = say
         self.tag = f"loop-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
         self.run_dir = run_dir or settings.state_dir / "runs" / self.tag
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        progress = self.run_dir / "loop.log"
+
+        def say_and_keep(line: str) -> None:
+            say(line)
+            with progress.open("a") as kept:
+                kept.write(line + "\n")
+
+        self.say = say_and_keep
         fields = isolated_environment(settings, self.tag, self.run_dir / "store")
         fields |= self.plan.services
         self.settings = Settings.model_validate(

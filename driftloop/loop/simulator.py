@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import time
 import uuid
 from collections import deque
@@ -38,6 +37,10 @@ from driftloop.loop.streams import DriftingStream, Features
 from driftloop.loop.timeline import Timeline
 from driftloop.messaging import EventProducer
 from driftloop.settings import Settings
+
+# The version bootstrap predictions carry: no registered model made them (MLflow numbers
+# versions from 1), the app's fallback rule did.
+FALLBACK_VERSION = "0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +244,8 @@ class ProducingApp:
 
     async def bootstrap(self, records: Iterable[tuple[Features, Any]]) -> list[str]:
         """Send ``records`` as an app with no model yet: predictions by a fallback rule (the
-        most common class so far), through ingest, then their labels. Returns the request ids.
+        most common class so far, version ``0``), through ingest, then their labels. Returns the
+        request ids.
         """
         rows = list(records)
         counts: dict[Any, int] = {}
@@ -256,7 +260,7 @@ class ProducingApp:
                 new_event(
                     request_id=request_id,
                     model_name=self.model_name,
-                    model_version="fallback",
+                    model_version=FALLBACK_VERSION,
                     features=features,
                     prediction=guess,
                 )
@@ -266,10 +270,11 @@ class ProducingApp:
             for request_id, (_, label) in zip(ids, rows, strict=True)
         ]
         async with httpx.AsyncClient(timeout=30.0) as client:
-            for batch in itertools.batched(predictions, 500):
-                await self._post(client, "/v1/predictions", {"predictions": list(batch)})
+            for start in range(0, len(predictions), 500):
+                body = {"predictions": predictions[start : start + 500]}
+                await self._post(client, "/v1/predictions", body)
             await asyncio.sleep(self.label_delay_s)
-            for batch in itertools.batched(labels, 500):
-                await self._post(client, "/v1/labels", {"labels": list(batch)})
+            for start in range(0, len(labels), 500):
+                await self._post(client, "/v1/labels", {"labels": labels[start : start + 500]})
         self.label_ids += ids
         return ids
