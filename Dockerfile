@@ -37,12 +37,14 @@ RUN python -m venv /opt/venv \
  && pip install --no-deps -r /tmp/gpu.lock \
  && pip install -c /tmp/gpu.lock "tensorflow[and-cuda]==${tf}"
 
+# hadolint ignore=DL3006
 FROM deps-${VARIANT} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY driftloop ./driftloop
 COPY services ./services
 COPY bench ./bench
+# hadolint ignore=DL3042
 RUN pip install --no-deps --no-build-isolation .
 
 # The MLflow tracking server at the client's version, with PostgreSQL and S3 support and

@@ -20,6 +20,7 @@ from driftloop.settings import REPO_ROOT, Settings
 from driftloop.stack import LocalStack
 from driftloop.stack.process import free_port
 from tests.deploy.manifests import COMPOSE, DOCKERFILE, SERVICES, compose_config, settings_class
+from tests.deploy.tools import run, tool
 
 DOCKER = REPO_ROOT / "docker"
 
@@ -45,6 +46,11 @@ def lock_pin(package: str) -> str:
     )
     assert found, f"{package} is not in requirements.lock"
     return found.group(1)
+
+
+def test_hadolint_passes() -> None:
+    result = run([tool("hadolint"), "--no-color", str(DOCKERFILE)])
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_image_installs_the_lock_and_nothing_else() -> None:
