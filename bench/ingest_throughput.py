@@ -60,6 +60,10 @@ def produce(settings: IngestSettings, pairs: int) -> None:
         producer.flush()
 
 
+# A run that reads nothing for this long has lost records: fail rather than wait forever.
+STALL_S = 60.0
+
+
 def bare_read(settings: IngestSettings, expected: int) -> float:
     consumer = KafkaConsumer(
         settings.topic_predictions,
@@ -84,8 +88,12 @@ async def ingest(settings: IngestSettings, pairs: int) -> float:
     started = time.perf_counter()
     outcomes = worker.join.outcomes
     # Done when every request has joined (a rebalance may deliver some records twice).
+    deadline = started + STALL_S
     while outcomes["joined"] + outcomes["label_before_prediction"] < pairs:
-        await worker.step(500)
+        if await worker.step(500):
+            deadline = time.perf_counter() + STALL_S
+        elif time.perf_counter() > deadline:
+            raise RuntimeError(f"ingest stalled {STALL_S:.0f} s short of {pairs}: {outcomes}")
     await worker.checkpoint()
     elapsed = time.perf_counter() - started
     await worker.close()
@@ -142,10 +150,14 @@ def main(argv: list[str] | None = None) -> None:
             # Alternate the two, so that neither gets a warmer broker or page cache.
             for round_ in range(args.rounds):
                 baseline.append(bare_read(settings, 2 * args.pairs))
+                # A fresh group, store and join changelog: a round that restored the last
+                # round's join state would see every pair as already joined.
+                tag = f"{round_}-{uuid.uuid4().hex[:6]}"
                 run = settings.model_copy(
                     update={
-                        "ingest_group_id": f"bench-{round_}-{uuid.uuid4().hex[:6]}",
+                        "ingest_group_id": f"bench-{tag}",
                         "store_uri": str(Path(state) / f"store-{round_}"),
+                        "topic_ingest_changelog": f"bench-changelog-{tag}",
                     }
                 )
                 ours.append(asyncio.run(ingest(run, args.pairs)))
