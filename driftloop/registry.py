@@ -133,6 +133,10 @@ class ModelRegistry:
             if _missing(error):
                 return []
             raise
+        holders: dict[str, list[str]] = {}
+        with contextlib.suppress(MlflowException):
+            for alias, number in self.client.get_registered_model(name).aliases.items():
+                holders.setdefault(str(number), []).append(alias)
         infos = []
         for item in found:
             metrics: dict[str, float] = {}
@@ -145,7 +149,7 @@ class ModelRegistry:
                 ModelVersionInfo(
                     version=str(item.version),
                     run_id=item.run_id,
-                    aliases=sorted(item.aliases or []),
+                    aliases=sorted(holders.get(str(item.version), [])),
                     created=int(item.creation_timestamp or 0),
                     tags=dict(item.tags or {})
                     | {k: v for k, v in run_tags.items() if k.startswith("driftloop.")},

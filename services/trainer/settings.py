@@ -14,6 +14,12 @@ class TrainerSettings(Settings):
         8084, ge=1, le=65535, description="trainer's HTTP port (/metrics, /health/*)."
     )
     trainer_group_id: str = Field("driftloop-trainer", description="trainer's consumer group.")
+    trainer_session_timeout_ms: int = Field(
+        45_000,
+        ge=6000,
+        description="How soon the consumer group gives a dead trainer's triggers to another "
+        "(or to its restart); fits do not count against it, the loop keeps polling.",
+    )
     trainer_experiment: str = Field(
         "",
         description="MLflow experiment of the fits; empty means `driftloop/<MODEL_NAME>`.",

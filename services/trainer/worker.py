@@ -64,6 +64,7 @@ class _Partitions(ConsumerRebalanceListener):
         self.assigned -= set(revoked)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("trigger partitions assigned", extra={"partitions": sorted(map(str, assigned))})
         self.assigned |= set(assigned)
         if self.paused and self.consumer is not None and assigned:
             self.consumer.pause(*assigned)
@@ -95,6 +96,8 @@ class TrainerWorker:
             [EventType.TRIGGER],
             service="trainer",
             listener=self._partitions,
+            session_timeout_ms=settings.trainer_session_timeout_ms,
+            heartbeat_interval_ms=min(3000, settings.trainer_session_timeout_ms // 3),
         )
         self._partitions.consumer = self.consumer
         self.producer = EventProducer(settings, service="trainer")
@@ -109,7 +112,7 @@ class TrainerWorker:
         try:
             while not stop.is_set():
                 for received in self.consumer.poll(timeout_ms=200 if running else 500):
-                    TRIGGERS.labels(self.coalescer.add(received.event)).inc()
+                    self._admit(received.event)
                 if running is not None:
                     if not running[2].done():
                         continue
@@ -137,6 +140,31 @@ class TrainerWorker:
 
     # --- steps -------------------------------------------------------------------------------
 
+    def _admit(self, trigger: dict[str, Any]) -> None:
+        admission = self.coalescer.add(trigger)
+        TRIGGERS.labels(admission).inc()
+        if admission == "duplicate" and not self._in_flight(trigger["trigger_id"]):
+            # A redelivery of a trigger this process answered: say so, train nothing.
+            self._skip_if_handled(trigger["trigger_id"])
+            self.producer.flush()
+
+    def _in_flight(self, trigger_id: str) -> bool:
+        return any(
+            refit is not None and trigger_id in refit.trigger_ids
+            for refit in (self.coalescer.running, self.coalescer.pending)
+        )
+
+    def _skip_if_handled(self, trigger_id: str) -> bool:
+        """Publish a ``skipped`` result when a finished run answered ``trigger_id``."""
+        before = self.trainer.lineage.handled(trigger_id)
+        if before is None:
+            return False
+        reason = f"skipped: run {before.run_id} already answered this trigger ({before.outcome})"
+        self._publish_result(
+            TrainingOutcome("skipped", reason, (trigger_id,), run_id=before.run_id)
+        )
+        return True
+
     def _start(
         self, executor: ThreadPoolExecutor
     ) -> tuple[Refit, Refit, Future[TrainingOutcome]] | None:
@@ -144,18 +172,8 @@ class TrainerWorker:
         queued = self.coalescer.start()
         if queued is None:
             return None
-        handled: set[str] = set()
-        for trigger_id in queued.trigger_ids:
-            before = self.trainer.lineage.handled(trigger_id)
-            if before is not None:
-                handled.add(trigger_id)
-                TRIGGERS.labels("handled_before").inc()
-                reason = (
-                    f"skipped: run {before.run_id} already answered this trigger ({before.outcome})"
-                )
-                self._publish_result(
-                    TrainingOutcome("skipped", reason, (trigger_id,), run_id=before.run_id)
-                )
+        handled = {i for i in queued.trigger_ids if self._skip_if_handled(i)}
+        TRIGGERS.labels("handled_before").inc(len(handled))
         refit = queued.without(handled)
         if refit is None:
             self.producer.flush()
@@ -163,6 +181,7 @@ class TrainerWorker:
             return None
         self._pause()
         FITTING.set(1)
+        log.info("refit started", extra={"trigger_ids": list(refit.trigger_ids)})
         return queued, refit, executor.submit(self.trainer.train, refit, self._fit_stop)
 
     def _record(self, refit: Refit, outcome: TrainingOutcome) -> None:

@@ -49,6 +49,7 @@ def trainer_settings(settings: Settings, tmp_path: Path) -> TrainerSettings:
             "trainer_learning_rate": 0.01,
             "trainer_bootstrap_poll_s": 3600,
             "trainer_gate_margin": 0.01,
+            "trainer_session_timeout_ms": 6000,  # a killed trainer's restart waits this long
         }
     )
     ensure_topics(private)
