@@ -54,7 +54,9 @@ class Plan:
         bootstrap: labelled examples sent before any model exists (the first model's data).
         before: requests on the first concept, after the first model serves.
         after: most requests after the drift (the run usually stops earlier).
-        after_swap: requests answered by the new version before the run stops.
+        after_swap: answers by a new version, close to the accuracy before the drift, that
+            end the run.
+        recovery_gap: how close (accuracy) those answers must come to the accuracy before.
         rate: requests a second (the app's pace; serve could take more).
         concurrency: requests in flight at once.
         label_delay_s: seconds between an answer and its label.
@@ -67,6 +69,7 @@ class Plan:
     before: int = 2_500
     after: int = 30_000
     after_swap: int = 1_500
+    recovery_gap: float = 0.1
     rate: float = 80.0
     concurrency: int = 8
     label_delay_s: float = 1.0
@@ -216,15 +219,19 @@ class ClosedLoop:
         return version
 
     def replay(self) -> Timeline:
-        """The drifting stream through serve, until the new version has proved itself."""
+        """The drifting stream through serve, until a new version has recovered the accuracy.
+
+        Recovered: the last ``after_swap`` answers all came after the drift from a version
+        newer than the one serving at it, and their accuracy is within ``recovery_gap`` of the
+        accuracy before the drift. Otherwise the stream runs until ``budget_s``.
+        """
         plan = self.plan
         deadline = time.monotonic() + plan.budget_s
         drift_at = self.stream.drifts[0].position
-        answered_new = 0
         last_line = [time.monotonic()]
+        baseline: list[float] = []  # accuracy before the drift, once the drift is reached
 
         def stop() -> bool:
-            nonlocal answered_new
             now = time.monotonic()
             served = self.timeline.served
             if now - last_line[0] >= 5 and served:
@@ -236,10 +243,24 @@ class ClosedLoop:
             if self.watcher is not None and self.watcher.error is not None:
                 raise RuntimeError("the loop watcher failed") from self.watcher.error
             onset = next((r.version for r in served if r.index >= drift_at), None)
-            if onset is not None:
-                recent = served[-plan.after_swap :]
-                answered_new = sum(1 for r in recent if r.index >= drift_at and r.version != onset)
-            return answered_new >= plan.after_swap
+            if onset is None:
+                return False
+            if not baseline:
+                before = [r.correct for r in served if r.index < drift_at][-500:]
+                baseline.append(sum(before) / max(len(before), 1))
+            recent = served[-plan.after_swap :]
+            if len(recent) < plan.after_swap or any(
+                r.index < drift_at or r.version == onset for r in recent
+            ):
+                return False
+            accuracy = sum(r.correct for r in recent) / len(recent)
+            if accuracy >= baseline[0] - plan.recovery_gap:
+                self.say(
+                    f"recovered: v{recent[-1].version} at {accuracy:.2f} over its last "
+                    f"{len(recent)} answers (before the drift {baseline[0]:.2f})"
+                )
+                return True
+            return False
 
         asyncio.run(self.app.replay(self.stream, stop=stop))
         self._progress()
