@@ -14,10 +14,11 @@ where ``step`` is the events between two verdicts and ``k_independent`` the numb
 non-overlapping windows inside ``k`` consecutive sliding ones (``k`` for tumbling windows: a
 conservative count, since overlapping windows are positively correlated).
 
-The concept-drift detectors get the rest of the budget: ADWIN's ``delta`` bounds its chance
-of a false cut at each step [1], so ``delta = share * rate`` bounds its false alarms per
-event; KSWIN tests at every step, so its ``alpha`` is the same; the rolling-accuracy check
-tests once per ``size`` labelled examples, at ``share * rate * size``.
+The concept-drift detectors get the rest of the budget, half each: ADWIN's ``delta`` bounds
+its chance of a false cut at each step [1], so ``delta = share * rate`` bounds its false
+alarms per labelled example; KSWIN tests at every step, so its ``alpha`` is the same; the
+holdout CUSUM's threshold ``ln(1 / alpha)`` gives an in-control run length of at least
+``1 / alpha`` examples [2].
 
 This is analytic, not calibrated: it assumes the reference describes the stationary stream
 (a reference from a few hundred rows is itself noisy: the two-sample effective size in the
@@ -26,6 +27,7 @@ windows of many thousands of events. :mod:`bench.drift_detection` measures the r
 
 References:
     [1] Bifet, Gavalda (2007), Learning from time-changing data with adaptive windowing, SDM.
+    [2] Siegmund (1985), Sequential Analysis: Tests and Confidence Intervals, Springer.
 
 Example:
     >>> budget = FalseAlarmBudget(rate=1e-5)
@@ -49,7 +51,7 @@ class FalseAlarmBudget:
         rate: false triggers per event allowed in all (1e-5: one per 100,000 events).
         data_share: the part of ``rate`` given to data drift; the rest goes to the
             concept-drift detectors on the error stream, split evenly between the error-stream
-            detector and the rolling-accuracy check.
+            detector and the holdout CUSUM.
     """
 
     rate: float = 1e-5
@@ -93,9 +95,6 @@ class FalseAlarmBudget:
 
     @property
     def detector_delta(self) -> float:
-        """ADWIN's ``delta`` (and KSWIN's ``alpha``): false alarms per labelled example."""
+        """False alarms per labelled example of each concept check: ADWIN's ``delta``,
+        KSWIN's ``alpha``, the holdout CUSUM's ``alpha``."""
         return self.concept_rate
-
-    def accuracy_alpha(self, size: int) -> float:
-        """Level of the rolling-accuracy test, run once per ``size`` labelled examples."""
-        return min(MAX_ALPHA, self.concept_rate * size)

@@ -4,26 +4,33 @@ Labels reach the monitor as labelled examples (a prediction joined with its trut
 adds a 0/1 error (classification; absolute error for regression) to two checks:
 
 - a river detector on the error stream: ADWIN [1] (default), Page-Hinkley [2] or KSWIN [3];
-  only a *rise* of the error counts (a model getting better is not a reason to refit);
-- a rolling accuracy against the holdout accuracy the serving version was promoted with
-  (its ModelCard's ``metrics``): every ``size`` examples, a one-sided binomial test of the
-  window's accuracy against it. With a known baseline this test needs fewer examples than a
-  detector that must first learn the baseline from the stream.
+  only a *rise* of the error counts (a model getting better is not a reason to refit), and
+  for ADWIN and KSWIN only one of at least ``min_rise`` (a significant but tiny rise, say
+  from 0.2% to 0.25% error, is not worth a refit either);
+- :class:`HoldoutCusum`, a Bernoulli CUSUM [4] of the errors against the holdout accuracy
+  the serving version was promoted with (its ModelCard's ``metrics``). A detector that knows
+  the baseline needs fewer examples than one that must first learn it from the stream, and
+  CUSUM is the fastest detector of a change between two known rates [5].
 
 Example:
-    >>> detector = ErrorStreamDetector("adwin", delta=1e-5, holdout_accuracy=0.9, size=200)
-    >>> alarms = [detector.update(float(i % 10 == 0)) for i in range(1000)]
+    >>> detector = ErrorStreamDetector("adwin", delta=1e-5, holdout_accuracy=0.9)
+    >>> alarms = [detector.update(float(i % 10 == 0)) for i in range(5000)]
     >>> any(alarms)
     False
-    >>> alarms = [detector.update(float(i % 2 == 0)) for i in range(1000)]
-    >>> next(a for a in alarms if a).source in {"adwin", "accuracy"}
-    True
+    >>> alarms = [detector.update(float(i % 3 == 0)) for i in range(1000)]
+    >>> first = next(i for i, a in enumerate(alarms) if a)
+    >>> alarms[first].source in {"adwin", "holdout_cusum"}, first < 200
+    (True, True)
 
 References:
     [1] Bifet, Gavalda (2007), Learning from time-changing data with adaptive windowing, SDM.
     [2] Page (1954), Continuous inspection schemes, Biometrika 41(1/2).
     [3] Raab, Heusinger, Schleif (2020), Reactive soft prototype computing for concept drift
         streams, Neurocomputing 416.
+    [4] Reynolds, Stoumbos (1999), A CUSUM chart for monitoring a proportion when inspecting
+        continuously, Journal of Quality Technology 31(1).
+    [5] Moustakides (1986), Optimal stopping times for detecting changes in distributions,
+        Annals of Statistics 14(4).
 """
 
 from __future__ import annotations
@@ -34,9 +41,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from river import drift
-from scipy import stats
 
 DetectorName = Literal["adwin", "page_hinkley", "kswin"]
+ROLLING = 500  # examples behind the rolling accuracy shown in /metrics
+HOLDOUT_Z = 3.0  # standard errors above the holdout's error: a 0.13% chance it is worse
 
 
 @dataclass(frozen=True)
@@ -44,9 +52,9 @@ class ConceptAlarm:
     """The error stream says the model got worse.
 
     Parameters:
-        source: ``adwin``, ``page_hinkley``, ``kswin`` or ``accuracy``.
+        source: ``adwin``, ``page_hinkley``, ``kswin`` or ``holdout_cusum``.
         examples: labelled examples the detector had seen (for this version).
-        evidence: what it measured (error rates, accuracy and its threshold).
+        evidence: what it measured (error rates, the baseline and the statistic).
     """
 
     source: str
@@ -64,17 +72,81 @@ def is_error(prediction: Any, label: Any, task: str = "classification") -> float
     return float(str(prediction) != str(label))
 
 
+class HoldoutCusum:
+    """Bernoulli CUSUMs of 0/1 errors against the error rate a holdout measured.
+
+    The holdout's error rate is itself an estimate, often an optimistic one (the gate picked
+    the candidate that scored best on it), so the in-control rate ``p0`` is its upper
+    confidence bound (Wilson, three standard errors, from ``holdout_examples``). Two CUSUMs
+    run side by side, tuned to a rise to ``p0 + min_rise`` and to ``p0 + 4 * min_rise``: the
+    first catches small rises, the second catches large ones in fewer examples (a CUSUM is
+    fastest for the change it is tuned to). Each error adds its log-likelihood ratio of the
+    risen rate to ``p0``; a sum, floored at zero, alarms past ``h = ln(2 / alpha)``. Wald's
+    bound gives each an in-control run length of at least ``2 / alpha`` examples, so
+    ``alpha`` bounds the false alarms per example of the pair.
+
+    Parameters:
+        holdout_accuracy: the version's accuracy on its holdout.
+        holdout_examples: the holdout's size.
+        alpha: false alarms allowed per example.
+        min_rise: the smallest rise of the error rate worth a trigger.
+    """
+
+    def __init__(
+        self,
+        holdout_accuracy: float,
+        holdout_examples: int = 1000,
+        alpha: float = 5e-6,
+        min_rise: float = 0.05,
+    ) -> None:
+        error = min(max(1.0 - holdout_accuracy, 0.0), 1.0)
+        z = HOLDOUT_Z
+        # The Wilson score bound: sound at an error of 0 too, where the normal one collapses.
+        n = max(holdout_examples, 1)
+        centre = error + z * z / (2 * n)
+        spread = z * math.sqrt(error * (1 - error) / n + z * z / (4 * n * n))
+        self.p0 = min((centre + spread) / (1 + z * z / n), 0.5)
+        self.rates = [min(self.p0 + rise, 0.99) for rise in (min_rise, 4 * min_rise)]
+        self.threshold = math.log(len(self.rates) / alpha)
+        self._steps = [
+            (math.log(p1 / self.p0), math.log((1 - p1) / (1 - self.p0))) for p1 in self.rates
+        ]
+        self.statistics = [0.0] * len(self.rates)
+        self.detected: float | None = None  # the rate of the CUSUM that fired last
+
+    @property
+    def statistic(self) -> float:
+        """How close the nearer CUSUM is to its threshold (same scale)."""
+        return max(self.statistics)
+
+    def update(self, error: float) -> bool:
+        """Add one 0/1 error; True when a CUSUM crosses the threshold (then all restart)."""
+        wrong = min(max(error, 0.0), 1.0)
+        fired = None
+        for i, (up, down) in enumerate(self._steps):
+            self.statistics[i] = max(0.0, self.statistics[i] + wrong * up + (1 - wrong) * down)
+            if self.statistics[i] > self.threshold and fired is None:
+                fired = i
+        if fired is None:
+            return False
+        self.detected = self.rates[fired]
+        self.statistics = [0.0] * len(self.rates)
+        return True
+
+
 class ErrorStreamDetector:
-    """A river detector and a rolling-accuracy check on one model version's error stream.
+    """A river detector and a holdout CUSUM on one model version's error stream.
 
     Parameters:
         method: ``adwin``, ``page_hinkley`` or ``kswin``.
-        delta: ADWIN's confidence (its false-cut probability per step) and KSWIN's ``alpha``;
-            see :class:`~services.monitor.budget.FalseAlarmBudget`.
-        holdout_accuracy: the accuracy the version was promoted with; None turns the
-            rolling-accuracy check off.
-        size: labelled examples per rolling-accuracy test.
-        accuracy_alpha: level of that test.
+        delta: ADWIN's confidence (its false-cut probability per step), KSWIN's ``alpha``
+            and the CUSUM's false alarms per example; see
+            :class:`~services.monitor.budget.FalseAlarmBudget`.
+        holdout_accuracy: the accuracy the version was promoted with; None turns the CUSUM
+            off.
+        holdout_examples: the size of that holdout.
+        min_rise: the smallest rise of the error rate worth an alarm (ADWIN, KSWIN), and the
+            one the CUSUM is tuned to.
     """
 
     def __init__(
@@ -82,19 +154,21 @@ class ErrorStreamDetector:
         method: DetectorName = "adwin",
         delta: float = 0.002,
         holdout_accuracy: float | None = None,
-        size: int = 500,
-        accuracy_alpha: float = 1e-3,
+        holdout_examples: int = 1000,
+        min_rise: float = 0.05,
     ) -> None:
         self.method = method
         self.detector = self._detector(method, delta)
+        self.min_rise = min_rise
         self.holdout_accuracy = holdout_accuracy
-        self.size = size
-        # One-sided: how far below the holdout accuracy a window of ``size`` may fall by chance.
-        self.z = float(stats.norm.isf(accuracy_alpha))
+        self.cusum = (
+            HoldoutCusum(holdout_accuracy, holdout_examples, delta, min_rise)
+            if holdout_accuracy is not None
+            else None
+        )
         self.examples = 0
-        self._window: deque[float] = deque(maxlen=size)
-        self._since_test = 0
-        self._mean = 0.0  # running error mean, the detector's baseline for "rise"
+        self._window: deque[float] = deque(maxlen=ROLLING)
+        self._mean = 0.0  # running error mean, the baseline for "rise" of two-sided detectors
 
     @staticmethod
     def _detector(method: DetectorName, delta: float) -> Any:
@@ -109,14 +183,6 @@ class ErrorStreamDetector:
         raise ValueError(f"unknown detector {method!r}; choose adwin, page_hinkley or kswin")
 
     @property
-    def accuracy_threshold(self) -> float | None:
-        """The rolling accuracy below which the check fires."""
-        if self.holdout_accuracy is None:
-            return None
-        a = min(max(self.holdout_accuracy, 1e-6), 1 - 1e-6)
-        return a - self.z * math.sqrt(a * (1 - a) / self.size)
-
-    @property
     def error_rate(self) -> float:
         """The detector's current estimate of the error (ADWIN's window mean, else running)."""
         if self.method == "adwin":
@@ -124,12 +190,15 @@ class ErrorStreamDetector:
         return self._mean
 
     def state(self) -> dict[str, float]:
-        """What /metrics shows of the detector."""
+        """What /metrics shows of the detectors."""
         shown = {"error_rate": self.error_rate, "examples": float(self.examples)}
         if self.method == "adwin":
             shown["width"] = float(self.detector.width)
         if self._window:
             shown["rolling_accuracy"] = 1.0 - sum(self._window) / len(self._window)
+        if self.cusum is not None:
+            shown["cusum"] = self.cusum.statistic
+            shown["cusum_threshold"] = self.cusum.threshold
         return shown
 
     def update(self, error: float) -> ConceptAlarm | None:
@@ -137,35 +206,32 @@ class ErrorStreamDetector:
         self.examples += 1
         before = self.error_rate
         self._mean += (error - self._mean) / min(self.examples, 1000)
+        self._window.append(error)
         self.detector.update(error)
         alarm = None
         if self.detector.drift_detected:
             after = self.error_rate
-            rose = after > before if self.method == "adwin" else self._recent_rise()
+            rose = (
+                after >= before + self.min_rise if self.method == "adwin" else self._recent_rise()
+            )
             if rose:
                 alarm = ConceptAlarm(
                     self.method,
                     self.examples,
                     {"error_rate_before": round(before, 6), "error_rate_after": round(after, 6)},
                 )
-        self._window.append(error)
-        self._since_test += 1
-        threshold = self.accuracy_threshold
-        full = len(self._window) == self.size
-        if threshold is not None and full and self._since_test >= self.size:
-            self._since_test = 0
-            accuracy = 1.0 - sum(self._window) / self.size
-            if accuracy < threshold and alarm is None:
-                alarm = ConceptAlarm(
-                    "accuracy",
-                    self.examples,
-                    {
-                        "rolling_accuracy": round(accuracy, 6),
-                        "holdout_accuracy": self.holdout_accuracy,
-                        "threshold": round(threshold, 6),
-                        "window": self.size,
-                    },
-                )
+        if self.cusum is not None and self.cusum.update(error) and alarm is None:
+            alarm = ConceptAlarm(
+                "holdout_cusum",
+                self.examples,
+                {
+                    "holdout_accuracy": self.holdout_accuracy,
+                    "in_control_error": round(self.cusum.p0, 6),
+                    "detected_error": round(self.cusum.detected or 0.0, 6),
+                    "rolling_accuracy": round(1.0 - sum(self._window) / len(self._window), 6),
+                    "threshold": round(self.cusum.threshold, 6),
+                },
+            )
         return alarm
 
     def _recent_rise(self) -> bool:
@@ -174,4 +240,4 @@ class ErrorStreamDetector:
         if self.method == "page_hinkley":
             return True
         recent = list(self.detector.window)[-self.detector.stat_size :]
-        return bool(recent) and sum(recent) / len(recent) > self._mean
+        return bool(recent) and sum(recent) / len(recent) >= self._mean + self.min_rise

@@ -224,8 +224,10 @@ class DriftMonitor:
         correction: ``holm`` or ``bonferroni`` over a window's features.
         open_after, close_after, cooldown_s, data_arrival_examples: see :class:`TriggerPolicy`.
         detector: ``adwin``, ``page_hinkley`` or ``kswin`` on the error stream.
-        accuracy_window: labelled examples per rolling-accuracy test.
-        holdout_metric: the ModelCard metric the rolling accuracy is compared with.
+        holdout_metric: the ModelCard metric (an accuracy) the holdout CUSUM starts from.
+        holdout_examples: the holdout's size, when the card's metrics do not say
+            (``holdout_examples`` there wins).
+        min_error_rise: the smallest rise of the error rate the holdout CUSUM is tuned to.
     """
 
     def __init__(
@@ -243,8 +245,9 @@ class DriftMonitor:
         cooldown_s: float = 600.0,
         data_arrival_examples: int = 0,
         detector: DetectorName = "adwin",
-        accuracy_window: int = 500,
         holdout_metric: str = "accuracy",
+        holdout_examples: int = 1000,
+        min_error_rise: float = 0.05,
     ) -> None:
         self.references = references
         self.window_kind: WindowKind = window_kind
@@ -258,8 +261,9 @@ class DriftMonitor:
         self.cooldown_s = cooldown_s
         self.data_arrival_examples = data_arrival_examples
         self.detector = detector
-        self.accuracy_window = accuracy_window
         self.holdout_metric = holdout_metric
+        self.holdout_examples = holdout_examples
+        self.min_error_rise = min_error_rise
         self.policies: dict[str, TriggerPolicy] = {}
         self.champions: dict[str, str] = {}
         self._versions: dict[str, OrderedDict[str, _Version]] = {}
@@ -355,15 +359,16 @@ class DriftMonitor:
         return state
 
     def _error_detector(self, card: ModelCard | None) -> ErrorStreamDetector:
-        holdout = None
+        holdout, examples = None, self.holdout_examples
         if card is not None and card.task == "classification":
             holdout = card.metrics.get(self.holdout_metric)
+            examples = int(card.metrics.get("holdout_examples", examples))
         return ErrorStreamDetector(
             self.detector,
             delta=self.budget.detector_delta,
             holdout_accuracy=holdout,
-            size=self.accuracy_window,
-            accuracy_alpha=self.budget.accuracy_alpha(self.accuracy_window),
+            holdout_examples=examples,
+            min_rise=self.min_error_rise,
         )
 
     def _card_task(self, name: str, version: str) -> str:

@@ -58,12 +58,22 @@ class MonitorSettings(Settings):
     monitor_detector: Literal["adwin", "page_hinkley", "kswin"] = Field(
         "adwin", description="River detector on the error stream of labelled examples."
     )
-    monitor_accuracy_window: int = Field(
-        500, ge=10, description="Labelled examples per rolling-accuracy test."
-    )
     monitor_holdout_metric: str = Field(
         "accuracy",
-        description="ModelCard metric (higher is better) the rolling accuracy is compared with.",
+        description="ModelCard metric (an accuracy) the error stream's CUSUM is compared with.",
+    )
+    monitor_holdout_examples: int = Field(
+        1000,
+        ge=1,
+        description="Holdout size behind that metric when the card's metrics carry no "
+        "`holdout_examples`; a smaller holdout is trusted less.",
+    )
+    monitor_min_error_rise: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="Smallest rise of the error rate over the holdout's that the CUSUM is "
+        "tuned to detect.",
     )
     monitor_reports: bool = Field(
         True, description="Write an Evidently report (HTML and JSON) for each judged window."

@@ -99,8 +99,9 @@ def build_monitor(settings: MonitorSettings, references: Any) -> DriftMonitor:
         cooldown_s=settings.monitor_cooldown_s,
         data_arrival_examples=settings.monitor_data_arrival_examples,
         detector=settings.monitor_detector,
-        accuracy_window=settings.monitor_accuracy_window,
         holdout_metric=settings.monitor_holdout_metric,
+        holdout_examples=settings.monitor_holdout_examples,
+        min_error_rise=settings.monitor_min_error_rise,
     )
 
 
@@ -165,10 +166,10 @@ class MonitorWorker:
         return ModelReference(card, sketch)
 
     async def _load_references(self, batch: list[Any]) -> None:
+        # A promotion's version too: its reference is ready before its predictions arrive.
         wanted = {
             (received.event["model_name"], str(received.event["model_version"]))
             for received in batch
-            if received.event_type in (EventType.PREDICTION, EventType.LABELLED_EXAMPLE)
         }
         now = time.monotonic()
         loop = asyncio.get_running_loop()

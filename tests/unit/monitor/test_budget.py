@@ -34,10 +34,9 @@ def test_level_is_capped() -> None:
     assert FalseAlarmBudget(rate=0.5).window_alpha(1000, 1000, 3) == MAX_ALPHA
 
 
-def test_concept_share_goes_to_detector_and_accuracy_check() -> None:
+def test_concept_share_is_split_between_detector_and_cusum() -> None:
     budget = FalseAlarmBudget(rate=1e-5, data_share=0.5)
     assert budget.detector_delta == pytest.approx(2.5e-6)
-    assert budget.accuracy_alpha(500) == pytest.approx(1.25e-3)
 
 
 @pytest.mark.parametrize("rate", [0, 1, -1e-5])

@@ -9,6 +9,7 @@ import pytest
 from driftloop.events import EventType
 from driftloop.schemas import EventSchemas
 from services.monitor.budget import FalseAlarmBudget
+from services.monitor.concept import HoldoutCusum
 from services.monitor.monitor import (
     DriftMonitor,
     ModelReference,
@@ -99,7 +100,7 @@ def test_a_label_only_change_is_caught_on_the_error_stream() -> None:
     at, trigger = fired[0]
     assert onset < at < onset + 1_000
     assert trigger.evidence["source"] == "concept"
-    assert trigger.evidence["detector"] in {"adwin", "accuracy"}
+    assert trigger.evidence["detector"] in {"adwin", "holdout_cusum"}
 
 
 @pytest.mark.parametrize(("detector", "count"), [("adwin", 8_000), ("page_hinkley", 8_000),
@@ -107,11 +108,11 @@ def test_a_label_only_change_is_caught_on_the_error_stream() -> None:
 def test_every_detector_is_quiet_on_a_steady_error_and_sees_a_rise(
     detector: str, count: int
 ) -> None:
-    monitor = make(detector=detector, accuracy_window=10**6)  # the detector alone
+    monitor = make(detector=detector, holdout_metric="none")  # the detector alone
     quiet = feed(monitor, examples(count, error_rate=lambda i: 0.1), kind="example")
     assert triggers(quiet) == []
     onset = count // 2
-    rising = feed(make(detector=detector, accuracy_window=10**6),
+    rising = feed(make(detector=detector, holdout_metric="none"),
                   examples(count, error_rate=lambda i: 0.1 if i < onset else 0.5),
                   kind="example")  # fmt: skip
     assert [i for i, _ in triggers(rising)] and triggers(rising)[0][0] > onset
@@ -121,17 +122,26 @@ def test_an_error_rate_that_falls_is_no_trigger() -> None:
     # The error stream's detector alone (the accuracy check would rightly say 0.3 error is
     # worse than the 0.9 holdout accuracy).
     stream = examples(20_000, error_rate=lambda i: 0.3 if i < 10_000 else 0.05)
-    assert triggers(feed(make(accuracy_window=10**6), stream, kind="example")) == []
+    assert triggers(feed(make(holdout_metric="none"), stream, kind="example")) == []
 
 
-def test_the_rolling_accuracy_check_compares_with_the_holdout_metric() -> None:
-    # 0.85 accuracy where the card says 0.9: ADWIN sees no change, the accuracy check does.
-    stream = examples(3_000, error_rate=lambda i: 0.15)
+def test_the_holdout_cusum_sees_a_model_below_its_holdout_accuracy() -> None:
+    # 0.75 accuracy where the card says 0.9 from the start: ADWIN sees no change in the
+    # stream, the CUSUM against the holdout does.
+    stream = examples(3_000, error_rate=lambda i: 0.25)
     fired = triggers(feed(make(), stream, kind="example"))
-    assert len(fired) == 1
+    assert len(fired) == 1 and fired[0][0] < 1_000
     evidence = fired[0][1].evidence
-    assert evidence["detector"] == "accuracy" and evidence["holdout_accuracy"] == 0.9
-    assert evidence["rolling_accuracy"] < evidence["threshold"] < 0.9
+    assert evidence["detector"] == "holdout_cusum" and evidence["holdout_accuracy"] == 0.9
+    assert evidence["in_control_error"] > 0.1  # the holdout's bound, not its point estimate
+    assert evidence["rolling_accuracy"] < 0.8
+
+
+def test_the_holdout_cusum_tolerates_an_optimistic_small_holdout() -> None:
+    # A holdout of 200 said 0.98; the model is really 0.96: no trigger.
+    cusum = HoldoutCusum(0.98, holdout_examples=200, alpha=2.5e-6)
+    errors = examples(100_000, error_rate=lambda i: 0.04)
+    assert not any(cusum.update(float(e["prediction"] != e["label"])) for e in errors)
 
 
 def test_a_model_swap_switches_the_reference() -> None:
