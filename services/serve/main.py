@@ -19,12 +19,14 @@ log = logging.getLogger(__name__)
 
 
 def main() -> int:
+
     settings = ServeSettings()
     configure_logging(settings.log_level, settings.log_format)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # A registry that does not answer must not hold a refresh for minutes of retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
     import mlflow
 
@@ -46,8 +48,8 @@ def main() -> int:
     repository = ModelRepository(
         name,
         resolve=lambda: registry.champion(name),
-        load=lambda version: load_version(
-            registry, name, version, settings.serve_max_batch_size, settings.serve_fast_path
+        load=lambda version, check: load_version(
+            registry, name, version, check, settings.serve_max_batch_size, settings.serve_fast_path
         ),
         batcher=lambda call: MicroBatcher(
             call, executor, settings.serve_max_batch_size, settings.serve_max_wait_ms / 1000

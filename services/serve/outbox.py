@@ -64,6 +64,7 @@ class EventOutbox:
         self._buffer: deque[tuple[EventType, dict[str, Any]]] = deque()
         self._arrived = asyncio.Event()
         self._producer: AsyncEventProducer | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
         self._dropped_since_log = 0
         self._last_log = 0.0
         self._timeout_s = max(settings.kafka_client_timeout_ms / 1000, 1.0)
@@ -114,25 +115,29 @@ class EventOutbox:
                 await self._send_some()
         finally:
             stopping.cancel()
-            await self._drop_producer()
+            self._drop_producer()
+            if self._stopping:
+                await asyncio.wait(self._stopping, timeout=5.0)
 
     async def _send_some(self) -> bool:
         """Send the oldest events; True when Kafka stored them (they leave the buffer)."""
-        try:
-            producer = await self._connected()
-            batch = list(itertools.islice(self._buffer, SEND_BATCH))
-            futures: list[Any] = []
-            by_type: dict[EventType, list[dict[str, Any]]] = {}
-            for event_type, event in batch:
-                by_type.setdefault(event_type, []).append(event)
-            for event_type, events in by_type.items():
-                futures += await asyncio.wait_for(
-                    producer.send_many(event_type, events, validate=False), self._timeout_s
-                )
-            await asyncio.wait_for(asyncio.gather(*futures), self._timeout_s)
-        except Exception as error:  # Kafka down, slow or gone: keep the events, retry later
+        batch = list(itertools.islice(self._buffer, SEND_BATCH))
+        by_type: dict[EventType, list[dict[str, Any]]] = {}
+        for event_type, event in batch:
+            by_type.setdefault(event_type, []).append(event)
+        # Waited on without wait_for: a client call that ignores its cancellation (seen with
+        # aiokafka after a broker restart) must not hold the sender; it is dropped instead.
+        sending = asyncio.create_task(self._deliver(by_type))
+        done, _ = await asyncio.wait({sending}, timeout=self._timeout_s * 2)
+        error = None
+        if not done:
+            sending.cancel()
+            error = TimeoutError(f"Kafka did not store the events within {self._timeout_s * 2} s")
+        elif sending.exception() is not None:
+            error = sending.exception()
+        if error is not None:  # Kafka down, slow or gone: keep the events, retry later
             self._note_failure(error)
-            await self._drop_producer()
+            self._drop_producer()
             return False
         for _ in batch:
             self._buffer.popleft()
@@ -141,31 +146,41 @@ class EventOutbox:
         BUFFERED.set(len(self._buffer))
         return True
 
+    async def _deliver(self, by_type: dict[EventType, list[dict[str, Any]]]) -> None:
+        producer = await self._connected()
+        futures: list[Any] = []
+        for event_type, events in by_type.items():
+            futures += await producer.send_many(event_type, events, validate=False)
+        await asyncio.gather(*futures)
+
     async def _connected(self) -> AsyncEventProducer:
         if self._producer is None:
             producer = AsyncEventProducer(
                 self.settings,
                 service=self.service,
                 request_timeout_ms=max(int(self._timeout_s * 1000), 1000),
-                linger_ms=self.settings.kafka_linger_ms,
+                # At least once either way (a failed batch is sent again, consumers dedupe on
+                # event_id); without idempotence a new producer needs no id from the broker.
+                enable_idempotence=False,
             )
-            try:
-                await asyncio.wait_for(producer.start(), self._timeout_s)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(producer.client.stop(), 2.0)
-                raise
-            self._producer = producer
+            self._producer = producer  # dropped (and stopped) by the caller if start fails
+            await producer.start()
             KAFKA_UP.set(1)
             log.info("sending events to Kafka", extra={"buffered": len(self._buffer)})
         return self._producer
 
-    async def _drop_producer(self) -> None:
+    def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
         KAFKA_UP.set(0)
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.stop(), 2.0)
+        if producer is not None and hasattr(producer, "client"):
+            task = asyncio.create_task(self._stop(producer))
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
+    @staticmethod
+    async def _stop(producer: AsyncEventProducer) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.stop(), 5.0)
 
     def _note_failure(self, error: Exception) -> None:
         BUFFERED.set(len(self._buffer))

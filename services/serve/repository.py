@@ -7,8 +7,8 @@ serving one's, and only then does the reference move (one assignment: atomic for
 loop). A request takes the reference once, so it finishes on the model that started it; the
 old model's batcher finishes what it queued and stops. A version that fails anywhere on the
 way is never swapped in: the old one keeps serving, and the failure is logged, counted and
-published as a swap event with outcome ``failed`` (and not retried by the timer: a reload
-from the admin endpoint, or a new promotion, tries again). Rollback is the alias moving back.
+published as a swap event with outcome ``failed``; the timer leaves that version alone for
+``retry_failed_s`` (the admin reload tries again at once). Rollback is the alias moving back.
 
 Example:
     >>> repository = ModelRepository("m", resolve, load, batcher, publish, "r1")  # doctest: +SKIP
@@ -94,21 +94,24 @@ class ModelRepository:
     Parameters:
         name: the registered model.
         resolve: the version the champion alias names now, or None (blocking; run in a thread).
-        load: loads, compiles and warms up a version (blocking; run in a thread); raises on
-            any failure.
+        load: loads, compiles and warms up a version (blocking; run in a thread), calling the
+            check it is given with the version's card first; raises on any failure.
         batcher: makes a version's micro-batcher around its call path.
         publish: takes a swap event (must not block).
         replica: this replica's name in swap events.
+        retry_failed_s: how long the timer leaves a version that failed before trying it
+            again (a failure may have been the registry's, not the model's).
     """
 
     def __init__(
         self,
         name: str,
         resolve: Callable[[], str | None],
-        load: Callable[[str], LoadedVersion],
+        load: Callable[[str, Callable[[ModelCard], None]], LoadedVersion],
         batcher: Callable[[Callable[[Arrays], np.ndarray]], MicroBatcher],
         publish: Callable[[EventType, list[dict[str, Any]]], Any],
         replica: str,
+        retry_failed_s: float = 600.0,
     ) -> None:
         self.name = name
         self._resolve = resolve
@@ -118,7 +121,8 @@ class ModelRepository:
         self.replica = replica
         self.current: ServedModel | None = None
         self.problem: str | None = "no model has been promoted yet"
-        self._failed: set[str] = set()
+        self.retry_failed_s = retry_failed_s
+        self._failed: dict[str, float] = {}  # version -> when it failed (monotonic)
         self._lock = asyncio.Lock()
 
     @property
@@ -144,20 +148,29 @@ class ModelRepository:
                 if self.current is None:
                     self.problem = "no model has been promoted yet"
                 return Refresh("none", serving, serving)
-            if version == serving or (version in self._failed and not force):
+            failed_at = self._failed.get(version)
+            if version == serving or (
+                failed_at is not None
+                and not force
+                and time.monotonic() - failed_at < self.retry_failed_s
+            ):
                 return Refresh("unchanged", serving, serving)
             return await self._swap(version, serving)
 
     async def _swap(self, version: str, serving: str | None) -> Refresh:
         start = time.perf_counter()
         log.info("loading a model version", extra={"model": self.name, "version": version})
-        try:
-            loaded = await asyncio.to_thread(self._load, version)
-            if self.current is not None and signature(loaded.card) != signature(self.current.card):
+        serving_card = self.current.card if self.current is not None else None
+
+        def check(card: ModelCard) -> None:
+            if serving_card is not None and signature(card) != signature(serving_card):
                 raise ValueError(
-                    f"version {version}'s features {signature(loaded.card)} differ from the "
-                    f"serving version {serving}'s {signature(self.current.card)}"
+                    f"version {version}'s features {signature(card)} differ from the "
+                    f"serving version {serving}'s {signature(serving_card)}"
                 )
+
+        try:
+            loaded = await asyncio.to_thread(self._load, version, check)
         except Exception as error:
             return self._failure(version, serving, error, time.perf_counter() - start)
         old = self.current
@@ -165,7 +178,7 @@ class ModelRepository:
             self.name, version, loaded.card, self._batcher(loaded.call), loaded.path
         )  # the swap: requests from here on take the new version
         self.problem = None
-        self._failed.discard(version)
+        self._failed.pop(version, None)
         duration = time.perf_counter() - start
         SWAPS.labels("swapped").inc()
         SWAP_SECONDS.observe(duration)
@@ -191,7 +204,7 @@ class ModelRepository:
         self, version: str, serving: str | None, error: Exception, duration: float
     ) -> Refresh:
         message = f"{type(error).__name__}: {error}"[:4000]
-        self._failed.add(version)
+        self._failed[version] = time.monotonic()
         FAILED_LOADS.inc()
         SWAPS.labels("failed").inc()
         log.error(

@@ -34,7 +34,8 @@ PATHS = ("tflite", "function", "call", "predict")
 # float32 outputs of the same graph through different kernels (XNNPACK, oneDNN) differ in
 # the last bits; a path that disagrees by more than this computes something else.
 TOLERANCE = 1e-4
-MEASURE_S = 0.3  # per path and batch size
+MEASURE_S = 0.2  # per path and batch size
+SLOWER = 20  # a path this many times slower than the best so far on one call is not timed
 
 Arrays = dict[str, np.ndarray]
 
@@ -153,6 +154,12 @@ def check_outputs(card: ModelCard, outputs: np.ndarray, rows: int) -> None:
         raise ModelLoadFailed("the model answers NaN or infinity on the warm-up batch")
 
 
+def _once_ms(call: Callable[[Arrays], np.ndarray], inputs: Arrays) -> float:
+    start = time.perf_counter()
+    call(inputs)
+    return (time.perf_counter() - start) * 1e3
+
+
 def _median_ms(call: Callable[[Arrays], np.ndarray], inputs: Arrays) -> float:
     times = []
     deadline = time.perf_counter() + MEASURE_S
@@ -201,6 +208,9 @@ def compile_model(
             continue
         if not agree:
             timings[name] = "outputs differ from the eager call"
+            continue
+        if chosen is not None and _once_ms(call, small) > SLOWER * chosen[0]:
+            timings[name] = f"over {SLOWER}x slower than {chosen[1]}: not timed further"
             continue
         one, batch = _median_ms(call, small), _median_ms(call, large)
         timings[name] = {"1": round(one, 4), str(max_batch_size): round(batch, 4)}

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import http.client
+import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from driftloop.events import EventType
+from driftloop.messaging import ensure_topics
+from driftloop.stack import KafkaBroker
 from services.serve.settings import ServeSettings
+from tests.conftest import local_settings
 from tests.integration.serve.conftest import (
     ADMIN_TOKEN,
     CARD,
@@ -208,3 +215,166 @@ def test_bad_input_gets_a_4xx_naming_the_field(
     # Nothing bad became a 5xx, and the server still answers.
     assert serve.metric("driftloop_serve_requests_total", status="500") == 0
     assert serve.post("/v1/predict", RECORD)[0] == 200
+
+
+class Load:
+    """Clients posting records on keep-alive connections until stopped; they record every
+    answer's status and the version that served it, in order."""
+
+    def __init__(self, serve: ServeProcess, clients: int = 4) -> None:
+        self.serve = serve
+        self.answers: list[list[tuple[int, str | None]]] = [[] for _ in range(clients)]
+        self.stopping = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(clients)
+        ]
+
+    def _client(self, index: int) -> None:
+        connection = http.client.HTTPConnection(self.serve.host, self.serve.port, timeout=30)
+        body = orjson.dumps(RECORD)
+        headers = {"content-type": "application/json"}
+        while not self.stopping.is_set():
+            try:
+                connection.request("POST", "/v1/predict", body, headers)
+                response = connection.getresponse()
+                answer = orjson.loads(response.read())
+                self.answers[index].append((response.status, answer.get("model_version")))
+            except (OSError, http.client.HTTPException):
+                self.answers[index].append((0, None))
+                connection.close()
+                connection = http.client.HTTPConnection(self.serve.host, self.serve.port)
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+    def versions(self) -> set[str | None]:
+        return {version for answers in self.answers for _, version in answers}
+
+    def failures(self) -> list[tuple[int, str | None]]:
+        return [a for answers in self.answers for a in answers if a[0] != 200]
+
+
+def test_swap_under_load_loses_nothing_and_a_broken_version_never_serves(
+    serve_settings: ServeSettings, serve_process: Start
+) -> None:
+    first = register(serve_settings)
+    promote(serve_settings, first)
+    second = register(serve_settings, bias=1.0)
+    broken = register(serve_settings, outputs=3)  # three scores for two classes
+    other_features = register(
+        serve_settings, card=CARD.model_copy(update={"features": CARD.features[:2]})
+    )
+    serve = serve_process(serve_settings)
+    serve.wait_for(lambda: serve.get("/v2/health/ready")[0] == 200, "ready")
+
+    with Load(serve) as load:
+        serve.wait_for(lambda: len(load.answers[0]) >= 20, "answering")
+        promote(serve_settings, second, first)
+        serve.wait_for(lambda: second in {v for _, v in load.answers[0][-5:]}, f"on {second}")
+        time.sleep(0.5)
+    assert load.failures() == []
+    assert load.versions() == {first, second}
+    for answers in load.answers:  # each client saw the old version, then only the new one
+        versions = [version for _, version in answers]
+        switched = versions.index(second)
+        assert set(versions[:switched]) == {first} and set(versions[switched:]) == {second}
+
+    # A version that fails its warm-up, and one with other features, never replace it.
+    for failed, bad in enumerate((broken, other_features), start=1):
+        promote(serve_settings, bad, second)
+        serve.wait_for(
+            lambda failed=failed: serve.metric("driftloop_serve_failed_loads_total") >= failed,
+            f"refusing {bad}",
+        )
+        status, body = serve.post("/v1/predict", RECORD)
+        assert status == 200 and body["model_version"] == second
+    assert serve.get("/v2/health/ready")[0] == 200
+
+    # Rollback is the alias moving back (the timer finds it even without an event).
+    from mlflow import MlflowClient
+
+    MlflowClient(serve_settings.mlflow_tracking_uri).set_registered_model_alias(
+        serve_settings.model_name, "champion", first
+    )
+    serve.wait_for(
+        lambda: serve.post("/v1/predict", RECORD)[1]["model_version"] == first, "rolled back"
+    )
+
+    swaps = read_events(serve_settings, EventType.SWAP, lambda found: len(found) >= 5)
+    outcomes = [(e["model_version"], e["outcome"], e["previous_version"]) for e in swaps]
+    assert outcomes == [
+        (first, "swapped", None),
+        (second, "swapped", first),
+        (broken, "failed", second),
+        (other_features, "failed", second),
+        (first, "swapped", second),
+    ]
+    assert "shape" in swaps[2]["error"] and "features" in swaps[3]["error"]
+    assert {e["replica"] for e in swaps} == {serve_settings.serve_replica_id}
+
+
+def test_kafka_down_then_back_requests_succeed_drops_are_counted_logging_resumes(
+    serve_settings: ServeSettings, serve_process: Start, tmp_path: Path
+) -> None:
+    # A broker of this test's own, to stop and start: serve logs predictions to it.
+    own = local_settings(tmp_path / "broker")
+    broker = KafkaBroker(own)
+    broker.up()
+    try:
+        private = ServeSettings.model_validate(
+            serve_settings.model_dump()
+            | {
+                "kafka_port": own.kafka_port,
+                "kafka_controller_port": own.kafka_controller_port,
+                "kafka_bootstrap_servers": broker.address,
+                "kafka_client_timeout_ms": 2000,
+                "serve_log_buffer": 20,
+            }
+        )
+        ensure_topics(private)
+        version = register(serve_settings)
+        promote(serve_settings, version)
+        serve = serve_process(private)
+        serve.wait_for(lambda: serve.get("/v2/health/ready")[0] == 200, "ready")
+
+        def predict(request_id: str) -> None:
+            status, body = serve.post("/v1/predict", RECORD | {"request_id": request_id})
+            assert status == 200 and body["request_id"] == request_id
+
+        def logged(ids: set[str]) -> set[str]:
+            events = read_events(
+                private, EventType.PREDICTION, lambda found: ids <= {e["request_id"] for e in found}
+            )
+            return ids & {e["request_id"] for e in events}
+
+        before = {f"before-{i}" for i in range(5)}
+        for request_id in sorted(before):
+            predict(request_id)
+        assert logged(before) == before
+
+        broker.down()
+        for i in range(60):  # the buffer holds 20: at least 40 are dropped, none fails
+            predict(f"down-{i}")
+        assert serve.metric("driftloop_serve_log_dropped_total", event="prediction") >= 40
+        assert serve.metric("driftloop_serve_requests_total", status="200") == 65
+
+        broker.up()
+        # The producer comes back by itself and sends what the buffer kept...
+        serve.wait_for(
+            lambda: serve.metric("driftloop_serve_log_sent_total", event="prediction") >= 25,
+            "sending the buffered predictions",
+        )
+        # ...and what comes after.
+        after = {f"after-{i}" for i in range(5)}
+        for request_id in sorted(after):
+            predict(request_id)
+        assert logged(after) == after
+    finally:
+        broker.down()
