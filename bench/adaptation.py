@@ -116,12 +116,20 @@ class TrainerCore:
         gate: whether the candidate must pass the gate (a cron job swaps unconditionally).
     """
 
-    def __init__(self, policy_kind: str | None = None, size: int | None = None, gate: bool = True):
+    def __init__(
+        self,
+        policy_kind: str | None = None,
+        size: int | None = None,
+        gate: bool = True,
+        overrides: dict[str, Any] | None = None,
+    ):
         from services.trainer.fit import FitConfig
         from services.trainer.settings import TrainerSettings
         from services.trainer.window import WindowPolicy
 
-        self.settings = TrainerSettings()
+        self.settings = TrainerSettings(**{
+            k: v for k, v in (overrides or {}).items() if k in TrainerSettings.model_fields
+        })  # fmt: skip
         policy = WindowPolicy.from_settings(self.settings)
         changes: dict[str, Any] = {}
         if policy_kind:
@@ -198,12 +206,15 @@ class MonitorCore:
     """:class:`services.monitor.monitor.DriftMonitor` with the service's default settings,
     references built as the trainer builds them (from the window's recent part)."""
 
-    def __init__(self) -> None:
+    def __init__(self, overrides: dict[str, Any] | None = None) -> None:
         from services.monitor.settings import MonitorSettings
         from services.monitor.worker import build_monitor
 
         self._references: dict[str, Any] = {}
-        self.monitor = build_monitor(MonitorSettings(), lambda _, v: self._references.get(v))
+        settings = MonitorSettings(**{
+            k: v for k, v in (overrides or {}).items() if k in MonitorSettings.model_fields
+        })  # fmt: skip
+        self.monitor = build_monitor(settings, lambda _, v: self._references.get(v))
 
     def promote(self, served: Served, t: float) -> None:
         from driftloop.reference import ReferenceSketch
@@ -292,11 +303,17 @@ def run_periodic(frame: pd.DataFrame, first: Served, warmup: int, every: int) ->
 
 
 def run_loop(
-    frame: pd.DataFrame, first: Served, warmup: int, block: int, log: Callable[[str], None]
+    frame: pd.DataFrame,
+    first: Served,
+    warmup: int,
+    block: int,
+    log: Callable[[str], None],
+    overrides: dict[str, Any] | None = None,
 ) -> Run:
     started = time.perf_counter()
-    trainer = TrainerCore()  # the trainer's own defaults: since_drift, the gate
-    monitor = MonitorCore()
+    # The services' own defaults (since_drift, the gate, the monitor's budget) unless --set.
+    trainer = TrainerCore(overrides=overrides)
+    monitor = MonitorCore(overrides)
     monitor.promote(first, float(frame["t"].iloc[warmup - 1]))
     labels = frame["label"].to_numpy(dtype=object)
     names = [c for c in frame.columns if c.startswith("feature.")]
@@ -483,7 +500,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also run the loop live (services as processes, a private stack) for its "
         "end-to-end latency: drift to trigger, to promotion, to serve answering",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a monitor or trainer setting for the loop (e.g. monitor_cooldown_s=60); repeatable",
+    )
     args = parser.parse_args(argv)
+    overrides = dict(item.split("=", 1) for item in args.set)
     if args.quick:
         args.events, args.streams, args.warmup, args.every = (
             8_000,
@@ -502,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs: list[Run] = []
         for learner in learners:
             if learner == "loop":
-                runs.append(run_loop(frame, first, args.warmup, args.block, print))
+                runs.append(run_loop(frame, first, args.warmup, args.block, print, overrides))
             elif learner == "static":
                 runs.append(run_static(frame, first, args.warmup, args.block))
             elif learner == "periodic":

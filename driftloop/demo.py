@@ -36,6 +36,10 @@ DEMO_SERVICES: dict[str, Any] = {
     "monitor_reports": False,  # no Evidently report per window: CPU for the fits instead
     # The cooldown is event time: 600 s of production traffic is a few seconds here.
     "monitor_cooldown_s": 10.0,
+    # A refit per 2,000 new labelled examples as well: a drift trigger that comes before much
+    # of the new concept is stored gets a candidate the gate rightly rejects, and the drift
+    # episode then stays open with no second trigger.
+    "monitor_data_arrival_examples": 2_000,
     # A concept-drift trigger names no onset yet, so `since_drift` would fall back to the last
     # 20,000 examples (nearly all of the old concept here): a short recent window instead.
     "trainer_window_policy": "last_n",
@@ -52,7 +56,7 @@ def run(
     report: Path = REPORT,
 ) -> dict[str, Any]:
     """Run the demo; returns the summary (:func:`~driftloop.loop.timeline.summarize`)."""
-    plan = plan or Plan(services=dict(DEMO_SERVICES))
+    plan = plan or Plan(budget_s=170.0, services=dict(DEMO_SERVICES))
     stack = LocalStack(settings)
     started = time.monotonic()
     outcome = stack.up()
@@ -98,13 +102,14 @@ def describe(figures: dict[str, Any]) -> list[str]:
     ]
     if "accuracy_before" in figures:
         lines.append(
-            f"accuracy before the drift {pct(figures['accuracy_before'])}, at its worst "
-            f"{pct(figures['accuracy_worst'])}, after the swap {pct(figures['accuracy_after'])}"
+            f"accuracy before the drift {pct(figures['accuracy_before'])}, after it "
+            f"{pct(figures['accuracy_drifted'])}, with v{figures['version_after'] or '-'} "
+            f"{pct(figures['accuracy_after'])}"
         )
         lines.append(
             f"from the drift: drift event {secs(figures['to_drift_event_s'])}, trigger "
-            f"{secs(figures['to_trigger_s'])}, promotion {secs(figures['to_promotion_s'])}, "
-            f"swap {secs(figures['to_swap_s'])}"
+            f"{secs(figures['to_trigger_s'])}, v{figures['version_after'] or '-'} promoted "
+            f"{secs(figures['to_promotion_s'])}, serving {secs(figures['to_swap_s'])}"
         )
         lines.append(
             "recovered with no human step"

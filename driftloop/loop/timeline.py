@@ -205,10 +205,12 @@ def summarize(timeline: Timeline, window: int = 500) -> dict[str, Any]:
 
     Returns a dict with ``requests``, ``failed``, ``versions`` (in serving order),
     ``accuracy_before`` (the last ``window`` answers before the first injected drift),
-    ``accuracy_worst`` (lowest rolling accuracy after it), ``accuracy_after`` (the ``window``
-    answers after the first swap that followed the drift, or the answers left), ``recovered``
-    (after beats the worst by 0.1), and seconds from the drift to the first drift event,
-    trigger, promotion and swap after it (None when there was none).
+    ``accuracy_worst`` (lowest rolling accuracy after it), ``accuracy_drifted`` (answers by
+    the version serving at the drift, after it), ``version_after`` and ``accuracy_after``
+    (the version serving at the end, if a newer one, and its first ``window`` answers),
+    ``recovered`` (after beats drifted by 0.1), and seconds from the drift to the first drift
+    event and trigger after it, and to the promotion and swap of ``version_after`` (None when
+    there was none).
     """
     served = timeline.served
     versions: list[str] = []
@@ -240,31 +242,34 @@ def summarize(timeline: Timeline, window: int = 500) -> dict[str, Any]:
     figures["accuracy_before"] = _mean(before)
     figures["accuracy_worst"] = min(rolling) if rolling else None
 
-    def first(kind: EventKind) -> LoopEvent | None:
-        return next((e for e in timeline.events if e.kind == kind and e.t >= onset.t), None)
+    def first(kind: EventKind, version: str | None = None) -> LoopEvent | None:
+        return next(
+            (
+                e
+                for e in timeline.events
+                if e.kind == kind and e.t >= onset.t and (version is None or e.version == version)
+            ),
+            None,
+        )
 
-    for kind, name in (
-        ("drift", "to_drift_event_s"),
-        ("trigger", "to_trigger_s"),
-        ("promotion", "to_promotion_s"),
-        ("swap", "to_swap_s"),
-    ):
+    for kind, name in (("drift", "to_drift_event_s"), ("trigger", "to_trigger_s")):
         event = first(kind)  # type: ignore[arg-type]
         figures[name] = None if event is None else round(event.t - onset.t, 2)
-    swap = first("swap")
     onset_version = next((row.version for row in after_onset), None)
-    # Recovery is judged on answers by a version newer than the one serving at the drift.
-    newer = [row for row in after_onset if row.version != onset_version]
-    if swap is not None and newer:
-        figures["accuracy_after"] = _mean([row.correct for row in newer][:window])
-        figures["version_after"] = newer[0].version
-    else:
-        figures["accuracy_after"] = None
-        figures["version_after"] = None
-    worst = figures["accuracy_worst"]
+    drifted = [row.correct for row in after_onset if row.version == onset_version]
+    figures["accuracy_drifted"] = _mean(drifted)
+    # Recovery is judged on the version serving at the end, if it is not the drifted one.
+    final = served[-1].version if served else None
+    recovered_by = final if final is not None and final != onset_version else None
+    figures["version_after"] = recovered_by
+    after = [row.correct for row in after_onset if row.version == recovered_by]
+    figures["accuracy_after"] = _mean(after[:window]) if recovered_by else None
+    for kind, name in (("promotion", "to_promotion_s"), ("swap", "to_swap_s")):
+        event = first(kind, recovered_by) if recovered_by else None  # type: ignore[arg-type]
+        figures[name] = None if event is None else round(event.t - onset.t, 2)
     figures["recovered"] = (
         figures["accuracy_after"] is not None
-        and worst is not None
-        and figures["accuracy_after"] >= worst + 0.1
+        and figures["accuracy_drifted"] is not None
+        and figures["accuracy_after"] >= figures["accuracy_drifted"] + 0.1
     )
     return figures

@@ -80,6 +80,8 @@ def test_summary_shows_fall_and_recovery_with_delays() -> None:
     assert abs(figures["accuracy_before"] - 0.9) < 1e-9
     assert figures["accuracy_worst"] <= 0.45
     assert abs(figures["accuracy_after"] - 0.95) < 1e-9
+    assert abs(figures["accuracy_drifted"] - 0.4) < 1e-9
+    assert abs(figures["to_promotion_s"] - 301 * 0.05) < 1e-6
     assert figures["version_after"] == "2"
     assert figures["recovered"] is True
     assert abs(figures["to_trigger_s"] - 110 * 0.05) < 1e-6
