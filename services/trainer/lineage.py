@@ -13,7 +13,7 @@ import functools
 import hashlib
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mlflow import MlflowClient
 
@@ -27,6 +27,7 @@ OUTCOME = "driftloop.outcome"
 VERDICT = "driftloop.verdict"
 CODE_VERSION = "driftloop.code_version"
 DEVICE = "driftloop.device"
+MODEL_VERSION = "driftloop.model_version"
 
 
 def trigger_key(trigger_id: str) -> str:
@@ -67,6 +68,8 @@ class HandledTrigger:
     trigger_id: str
     run_id: str
     outcome: str
+    model_version: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 class Lineage:
@@ -92,5 +95,15 @@ class Lineage:
             for run in self.client.search_runs([self.experiment_id], query, max_results=20):
                 outcome = run.data.tags.get(OUTCOME)
                 if outcome:
-                    return HandledTrigger(trigger_id, run.info.run_id, outcome)
+                    return HandledTrigger(
+                        trigger_id,
+                        run.info.run_id,
+                        outcome,
+                        run.data.tags.get(MODEL_VERSION),
+                        {
+                            k.removeprefix("holdout_"): v
+                            for k, v in run.data.metrics.items()
+                            if k.startswith("holdout_")
+                        },
+                    )
         return None

@@ -336,6 +336,7 @@ class Trainer:
         with watch.stage("registration"):
             version = register_model(model, card, sketch, self.name)
             outcome.model_version = version
+            mlflow.set_tag(lineage.MODEL_VERSION, version)
             self.registry.client.set_model_version_tag(
                 self.name, version, lineage.OUTCOME, "promoted" if verdict.promote else "rejected"
             )

@@ -33,9 +33,9 @@ from kafka import ConsumerRebalanceListener
 from kafka.structs import TopicPartition
 from prometheus_client import Counter, Gauge
 
-from driftloop.errors import FitInterrupted
 from driftloop.events import EventType, new_event
 from driftloop.messaging import EventConsumer, EventProducer
+from driftloop.registry import PREVIOUS
 from driftloop.store import ExampleStore
 from services.trainer.coalesce import Refit, TriggerCoalescer
 from services.trainer.settings import TrainerSettings
@@ -116,23 +116,32 @@ class TrainerWorker:
                 if running is not None:
                     if not running[2].done():
                         continue
-                    queued, refit, future = running
+                    self._finish(*running)
                     running = None
-                    self._record(refit, future.result())  # FitInterrupted ends the loop
-                    self.coalescer.finish(queued)
-                    self._resume()
                 elif not self.coalescer.pending:
                     self._maybe_bootstrap()
                 running = self._start(executor)
-                idle = running is None and self.coalescer.pending is None
-                if idle and self.consumer.uncommitted:
-                    # Everything polled has its verdict (or needed none).
-                    self.consumer.commit()
-        except FitInterrupted:
-            log.info("stopped in the middle of a fit; its triggers are read again on restart")
+                self._commit_if_idle(running)
         finally:
+            # A fit stops at its next batch; one already past its fit (registering) finishes,
+            # and its verdict is published and committed like any other.
             self._fit_stop.set()
             executor.shutdown(wait=True)
+            if running is not None and running[2].exception() is None:
+                self._finish(*running)
+                self._commit_if_idle(None)
+            elif running is not None:
+                log.info("stopped in the middle of a fit; its triggers are read again on restart")
+
+    def _finish(self, queued: Refit, refit: Refit, future: Future[TrainingOutcome]) -> None:
+        self._record(refit, future.result())
+        self.coalescer.finish(queued)
+        self._resume()
+
+    def _commit_if_idle(self, running: object) -> None:
+        if running is None and self.coalescer.pending is None and self.consumer.uncommitted:
+            # Everything polled has its verdict (or needed none).
+            self.consumer.commit()
 
     def close(self) -> None:
         self.consumer.close()
@@ -163,6 +172,18 @@ class TrainerWorker:
         self._publish_result(
             TrainingOutcome("skipped", reason, (trigger_id,), run_id=before.run_id)
         )
+        name = self.settings.model_name
+        if before.outcome == "promoted" and before.model_version is not None:
+            # The process may have died between the promotion and its announcement: announce
+            # it again while it still serves (a replica already on it changes nothing).
+            champion = self.trainer.registry.champion(name)
+            if champion == before.model_version:
+                again = TrainingOutcome(
+                    "promoted", reason, (trigger_id,), run_id=before.run_id,
+                    model_version=champion, metrics=before.metrics,
+                    previous_version=self.trainer.registry.version_of(name, PREVIOUS),
+                )  # fmt: skip
+                self.producer.send(EventType.MODEL_UPDATE, again.model_update(name) or {})
         return True
 
     def _start(

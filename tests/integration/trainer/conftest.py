@@ -42,7 +42,7 @@ def trainer_settings(settings: Settings, tmp_path: Path) -> TrainerSettings:
             "store_uri": str(tmp_path / "store"),
             "trainer_port": free_port(),
             "trainer_min_examples": 100,
-            "trainer_max_epochs": 40,
+            "trainer_max_epochs": 25,
             "trainer_patience": 4,
             "trainer_batch_size": 32,
             "trainer_hidden_units": "16",

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 def test_a_classifier_is_trained_promoted_and_loads_as_trained(
     trainer_settings: TrainerSettings,
 ) -> None:
-    write_examples(trainer_settings, classification_rows(600))
+    write_examples(trainer_settings, classification_rows(400))
     trainer = Trainer(trainer_settings)
     event = trigger(trainer_settings)
     outcome = trainer.train(Refit(event))
@@ -65,12 +65,12 @@ def test_a_classifier_is_trained_promoted_and_loads_as_trained(
     assert params["window_policy"] == "since_drift" and int(params["holdout_rows"]) > 0
     assert {"holdout_macro_f1", "baseline_macro_f1", "fit_epochs", "duration_s"} <= set(metrics)
     manifest = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{DATA_MANIFEST_PATH}")
-    assert manifest["rows"] == 600 and len(manifest["files"]) >= 3
+    assert manifest["rows"] == 400 and len(manifest["files"]) >= 3
     assert all(len(f["sha256"]) == 64 and f["offsets"] for f in manifest["files"])
 
 
 def test_a_regressor_is_trained_and_promoted(trainer_settings: TrainerSettings) -> None:
-    write_examples(trainer_settings, regression_rows(600))
+    write_examples(trainer_settings, regression_rows(400))
     outcome = Trainer(trainer_settings).train(Refit(trigger(trainer_settings)))
     assert outcome.outcome == "promoted", outcome.reason
     assert outcome.metrics["rmse"] < 0.5 * outcome.champion_metrics["rmse"]
@@ -83,7 +83,7 @@ def test_a_regressor_is_trained_and_promoted(trainer_settings: TrainerSettings) 
 def test_the_gate_rejects_a_worse_candidate_and_keeps_the_champion(
     trainer_settings: TrainerSettings,
 ) -> None:
-    write_examples(trainer_settings, classification_rows(600))
+    write_examples(trainer_settings, classification_rows(400))
     champion = Trainer(trainer_settings).train(Refit(trigger(trainer_settings)))
     assert champion.outcome == "promoted", champion.reason
 

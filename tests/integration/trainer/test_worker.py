@@ -67,7 +67,7 @@ def test_bootstrap_then_coalesced_triggers_then_a_redelivery_that_trains_nothing
     trainer_settings: TrainerSettings, results: Events, updates: Events
 ) -> None:
     settings = trainer_settings.model_copy(update={"trainer_bootstrap_poll_s": 0.5})
-    write_examples(settings, classification_rows(600))
+    write_examples(settings, classification_rows(400))
     registry = ModelRegistry(settings.mlflow_tracking_uri)
     with running(settings) as worker:
         # No champion and enough examples: the first model, with no trigger at all.
@@ -104,7 +104,7 @@ def test_bootstrap_then_coalesced_triggers_then_a_redelivery_that_trains_nothing
 def test_a_crash_mid_fit_leaves_the_champion_and_the_trigger_runs_after_restart(
     trainer_settings: TrainerSettings, results: Events, tmp_path: Path
 ) -> None:
-    write_examples(trainer_settings, classification_rows(600))
+    write_examples(trainer_settings, classification_rows(300))
     champion = Trainer(trainer_settings).train(Refit(trigger(trainer_settings)))
     assert champion.outcome == "promoted", champion.reason
     registry = ModelRegistry(trainer_settings.mlflow_tracking_uri)
@@ -131,7 +131,7 @@ def test_a_crash_mid_fit_leaves_the_champion_and_the_trigger_runs_after_restart(
     assert lineage.handled(event["trigger_id"]) is None, "no verdict was recorded"
     assert not results_for(results.seen, event["trigger_id"])
 
-    second = TrainerProcess(trainer_settings, log)
+    second = TrainerProcess(trainer_settings.model_copy(update={"trainer_max_epochs": 10}), log)
     second.start()
     try:
         seen = results.wait_for(lambda seen: bool(results_for(seen, event["trigger_id"])), 180)
@@ -156,7 +156,7 @@ def test_rollback_moves_champion_back_and_announces_it(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    write_examples(trainer_settings, classification_rows(600))
+    write_examples(trainer_settings, classification_rows(400))
     weaker = trainer_settings.model_copy(update={"trainer_features": "x1"})
     first = Trainer(weaker).train(Refit(trigger(weaker)))
     second = Trainer(trainer_settings).train(Refit(trigger(trainer_settings)))
@@ -171,7 +171,7 @@ def test_rollback_moves_champion_back_and_announces_it(
     assert registry.champion(name) == first.model_version
     assert registry.version_of(name, PREVIOUS) is None
     seen = updates.wait_for(lambda seen: any(e["trigger_id"] is None for e in seen))
-    announced = [e for e in seen if e["trigger_id"] is None][0]
+    announced = next(e for e in seen if e["trigger_id"] is None)
     assert announced["model_version"] == first.model_version
     assert announced["previous_version"] == second.model_version
     assert announced["run_id"] == first.run_id and "accuracy" in announced["metrics"]
