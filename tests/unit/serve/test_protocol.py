@@ -1,0 +1,173 @@
+"""The wire formats: decoding checks against the card, encoding of outputs and events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from driftloop.errors import InvalidInput, MalformedRequest
+from driftloop.events import EventType
+from driftloop.model_card import FeatureSpec, ModelCard
+from driftloop.schemas import EventSchemas
+from services.serve.protocol import (
+    Predictions,
+    decode_infer,
+    decode_records,
+    infer_response,
+    model_metadata,
+    prediction_events,
+    records_response,
+    requested_outputs,
+    row_ids,
+)
+
+CARD = ModelCard(
+    task="classification",
+    features=[
+        FeatureSpec(name="age"),
+        FeatureSpec(name="region", kind="categorical", categories=["north", "south"]),
+    ],
+    classes=[0, 1],
+)
+RECORD = {"age": 31, "region": "north"}
+
+
+def tensor(name: str, datatype: str, data: list[Any], shape: list[int] | None = None) -> dict:
+    return {"name": name, "datatype": datatype, "shape": shape or [len(data), 1], "data": data}
+
+
+def oip(**overrides: dict[str, Any]) -> dict[str, Any]:
+    inputs = {
+        "age": tensor("age", "FP32", [31.0, 40]),
+        "region": tensor("region", "BYTES", ["north", "x"]),
+    }
+    inputs |= overrides
+    return {"inputs": [t for t in inputs.values() if t]}
+
+
+def test_records_decode_one_a_list_and_a_wrapped_list() -> None:
+    batch, request_id = decode_records(RECORD | {"request_id": "r-1"}, CARD)
+    assert (batch.rows, batch.columns, request_id) == (1, {"age": [31], "region": ["north"]}, "r-1")
+    batch, request_id = decode_records([RECORD, RECORD | {"age": 2.5}], CARD)
+    assert batch.rows == 2 and batch.columns["age"] == [31, 2.5] and request_id is None
+    batch, request_id = decode_records({"records": [RECORD], "request_id": "r-2"}, CARD)
+    assert batch.rows == 1 and request_id == "r-2"
+    assert batch.row_features() == [RECORD]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        (RECORD | {"age": "old"}, "age", "numeric"),
+        (RECORD | {"age": True}, "age", "numeric"),
+        (RECORD | {"age": float("nan")}, "age", "finite"),
+        (RECORD | {"age": float("inf")}, "age", "finite"),
+        (RECORD | {"region": 1}, "region", "categorical"),
+        ({"age": 1}, "region", "missing"),
+        (RECORD | {"colour": "red"}, "colour", "not a feature"),
+        ([], "records", "empty"),
+        ([RECORD, RECORD | {"age": None}], "records[1].age", "null"),
+        ([RECORD, 3], "records[1]", "not an object"),
+        (RECORD | {"request_id": 5}, "request_id", "string"),
+    ],
+)
+def test_records_that_do_not_fit_name_the_field(body: Any, field: str, words: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        decode_records(body, CARD)
+    assert raised.value.field == field
+    assert field.split(".")[-1].split("[")[0] in str(raised.value) and words in str(raised.value)
+
+
+def test_records_body_of_the_wrong_shape_is_malformed() -> None:
+    with pytest.raises(MalformedRequest):
+        decode_records("a string", CARD)
+
+
+def test_oip_decodes_columns_in_card_order_with_flat_or_nested_data() -> None:
+    batch, request_id = decode_infer(oip() | {"id": "r-9"}, CARD)
+    assert batch.rows == 2 and batch.columns == {"age": [31.0, 40], "region": ["north", "x"]}
+    assert request_id == "r-9"
+    nested = oip(age=tensor("age", "INT64", [[31], [40]]))
+    assert decode_infer(nested, CARD)[0].columns["age"] == [31, 40]
+    flat = oip(
+        age=tensor("age", "FP64", [1.0, 2.0], [2]),
+        region=tensor("region", "BYTES", ["a", "b"], [2]),
+    )
+    assert decode_infer(flat, CARD)[0].rows == 2
+    boolean = oip(age=tensor("age", "BOOL", [True, False]))
+    assert decode_infer(boolean, CARD)[0].columns["age"] == [1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        (oip(age=tensor("age", "FP32", ["31", 1])), "inputs.age", "numeric"),
+        (oip(age=tensor("age", "FP32", [float("nan"), 1])), "inputs.age", "finite"),
+        (oip(age=tensor("age", "INT32", [1.5, 1])), "inputs.age", "INT32"),
+        (oip(age=tensor("age", "UINT8", [-1, 1])), "inputs.age", "UINT8"),
+        (oip(age=tensor("age", "BYTES", ["a", "b"])), "inputs.age", "numeric"),
+        (oip(age=tensor("age", "FLOAT", [1, 2])), "inputs.age", "datatype"),
+        (oip(region=tensor("region", "FP32", [1, 2])), "inputs.region", "categorical"),
+        (oip(region=tensor("region", "BYTES", [1, 2])), "inputs.region", "BYTES"),
+        (oip(age=tensor("age", "FP32", [1.0], [2, 1])), "inputs.age", "shape"),
+        (oip(age=tensor("age", "FP32", [1.0, 2.0], [1, 2])), "inputs.age", "shape"),
+        (oip(age=tensor("age", "FP32", [1.0, 2.0, 3.0])), "inputs.region", "rows"),
+        (oip(age=tensor("age", "FP32", [], [0, 1])), "inputs.age", "empty"),
+        (oip(region={}), "inputs.region", "missing"),
+        (oip(colour=tensor("colour", "BYTES", ["r", "g"])), "inputs.colour", "not a feature"),
+        ({"inputs": []}, "inputs", "non-empty"),
+        ({"inputs": [{"datatype": "FP32"}]}, "inputs[0]", "name"),
+        (oip() | {"id": ""}, "id", "string"),
+    ],
+)
+def test_oip_requests_that_do_not_fit_name_the_field(body: Any, field: str, words: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        decode_infer(body, CARD)
+    assert raised.value.field == field and words in str(raised.value)
+
+
+def test_requested_outputs() -> None:
+    assert requested_outputs({}, ("predict", "scores")) == {"predict", "scores"}
+    assert requested_outputs({"outputs": [{"name": "scores"}]}, ("predict", "scores")) == {"scores"}
+    with pytest.raises(InvalidInput):
+        requested_outputs({"outputs": [{"name": "logits"}]}, ("predict", "scores"))
+
+
+def test_outputs_encode_as_labels_scores_and_events_that_match_the_schema() -> None:
+    batch, _ = decode_records([RECORD, RECORD | {"region": "south"}], CARD)
+    predictions = Predictions.decode(CARD, np.array([[0.9, 0.1], [0.2, 0.8]], dtype=np.float32))
+    assert predictions.values == [0, 1]
+    ids = row_ids("r", 2)
+    assert ids == ["r-0", "r-1"] and row_ids("r", 1) == ["r"]
+
+    response = infer_response("m", "3", "r", ids, predictions)
+    predict, scores = response["outputs"]
+    assert (response["model_name"], response["model_version"], response["id"]) == ("m", "3", "r")
+    assert predict == {"name": "predict", "datatype": "INT64", "shape": [2], "data": [0, 1]}
+    assert scores["shape"] == [2, 2] and scores["data"] == pytest.approx([0.9, 0.1, 0.2, 0.8])
+
+    plain = records_response("m", "3", "r", ids, predictions)
+    assert plain["predictions"][1]["request_id"] == "r-1"
+    assert plain["predictions"][1]["scores"] == pytest.approx({"0": 0.2, "1": 0.8})
+
+    events = prediction_events("m", "3", ids, batch, predictions, 0.5)
+    schemas = EventSchemas()
+    for event in events:
+        schemas.validate(EventType.PREDICTION, event)
+    assert [e["features"]["region"] for e in events] == ["north", "south"]
+
+
+def test_regression_outputs_and_metadata() -> None:
+    card = ModelCard(task="regression", features=[FeatureSpec(name="x")])
+    predictions = Predictions.decode(card, np.array([[1.5], [2.0]], dtype=np.float32))
+    assert predictions.values == [1.5, 2.0] and predictions.scores is None
+    response = infer_response("m", "1", "r", ["r-0", "r-1"], predictions)
+    assert [o["name"] for o in response["outputs"]] == ["predict"]
+    metadata = model_metadata("m", "1", CARD)
+    assert metadata["inputs"] == [
+        {"name": "age", "datatype": "FP32", "shape": [-1, 1]},
+        {"name": "region", "datatype": "BYTES", "shape": [-1, 1]},
+    ]
+    assert metadata["versions"] == ["1"]
