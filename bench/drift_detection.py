@@ -17,7 +17,8 @@ at once, a labelled example (labels without delay), fed to three detectors:
   a trigger.
 
 Figures: the detection delay in events from each drift point (for a gradual drift, where
-the transition starts) to the first trigger after it, misses (no trigger before the next drift
+the transition starts: river's sigmoid puts 2% of the new concept there, one width before
+its centre) to the first trigger after it, misses (no trigger before the next drift
 point or the end), and false triggers per 100,000 events on the stationary segments (after
 the fit, before the first drift point; one long stream has no drift at all). Also the events
 per second the monitor's core sustains (a prediction and a labelled example per event).
@@ -88,28 +89,28 @@ def streams(scale: float) -> list[Stream]:
         Stream(
             "sea-abrupt",
             lambda: concept(synth.SEA(0, seed=1), synth.SEA(3, seed=2), n(20_000)),
-            n(30_000),
+            n(26_000),
             [n(20_000)],
             "abrupt, concept only",
         ),
         Stream(
             "agrawal-gradual",
             lambda: concept(
-                synth.Agrawal(0, seed=1), synth.Agrawal(2, seed=2), n(22_000), n(4_000)
+                synth.Agrawal(0, seed=1), synth.Agrawal(2, seed=2), n(22_000), n(2_000)
             ),
-            n(32_000),
+            n(28_000),
             [n(20_000)],
-            "gradual (width 4000), concept only",
+            "gradual (width 2000), concept only",
         ),
         Stream(
             "sea-recurring",
             lambda: concept(
                 concept(synth.SEA(0, seed=1), synth.SEA(3, seed=2), n(14_000)),
-                concept(synth.SEA(0, seed=3), synth.SEA(3, seed=4), n(7_000)),
-                n(21_000),
+                concept(synth.SEA(0, seed=3), synth.SEA(3, seed=4), n(5_000)),
+                n(19_000),
             ),
-            n(35_000),
-            [n(14_000), n(21_000), n(28_000)],
+            n(30_000),
+            [n(14_000), n(19_000), n(24_000)],
             "recurring (away, back, away)",
             [True, False, True],
         ),
@@ -120,7 +121,7 @@ def streams(scale: float) -> list[Stream]:
                 synth.RandomRBF(seed_model=2, seed_sample=2, n_features=5),
                 n(20_000),
             ),
-            n(30_000),
+            n(26_000),
             [n(20_000)],
             "abrupt, inputs and concept",
         ),

@@ -3,29 +3,45 @@
 GET /                  recent windows: bounds, model version, verdict, top features, report
 GET /v1/windows        the same as JSON (newest first)
 GET /reports/{name}    a window's Evidently report (``<window_id>.html`` or ``.json``)
+POST /v1/triggers      a manual trigger: {"model_name"?: str, "evidence"?: {...}}; 202 with
+                       its trigger id once it is on the triggers topic
 GET /health/live, /health/ready, /metrics
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from fastapi import FastAPI
+import orjson
+from aiokafka.errors import KafkaError
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from driftloop.metrics import metrics_app
 from services.monitor.report import WindowReports
 
+ACK_TIMEOUT_S = 15.0
+
 
 def create_app(
     windows: Callable[[], list[dict[str, Any]]],
     reports: WindowReports,
+    manual: Callable[[str | None, dict[str, Any]], Awaitable[str]],
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
-    """The monitor's app; ``windows()`` lists recent windows, newest first."""
+    """The monitor's app.
+
+    Parameters:
+        windows: lists recent windows, newest first.
+        reports: where the window reports are.
+        manual: sends a manual trigger for a model (None: the configured one) with evidence;
+            returns its trigger id.
+        lifespan: starts and stops what runs beside the app (the worker).
+    """
     app = FastAPI(title="driftloop monitor", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.mount("/metrics", metrics_app())
 
@@ -42,9 +58,29 @@ def create_app(
         try:
             body = reports.read(name)
         except KeyError:
-            return JSONResponse({"error": f"no report named {name}"}, status_code=404)
+            return _error(404, f"no report named {name}")
         kind = "text/html" if name.endswith(".html") else "application/json"
         return Response(body, media_type=kind)
+
+    @app.post("/v1/triggers")
+    async def trigger(request: Request) -> Response:
+        try:
+            document = orjson.loads(await request.body() or b"{}")
+        except orjson.JSONDecodeError as error:
+            return _error(400, f"body is not JSON: {error}")
+        if not isinstance(document, dict):
+            return _error(422, "the body must be a JSON object")
+        name, evidence = document.get("model_name"), document.get("evidence", {})
+        if name is not None and (not isinstance(name, str) or not name):
+            return _error(422, "model_name must be a non-empty string")
+        if not isinstance(evidence, dict):
+            return _error(422, "evidence must be a JSON object")
+        try:
+            trigger_id = await asyncio.wait_for(manual(name, evidence), ACK_TIMEOUT_S)
+        except (KafkaError, TimeoutError) as error:
+            reason = str(error) or type(error).__name__
+            return _error(503, f"Kafka did not take the trigger; retry it: {reason}")
+        return JSONResponse({"trigger_id": trigger_id}, status_code=202)
 
     @app.get("/health/live")
     async def live() -> dict[str, str]:
@@ -54,10 +90,14 @@ def create_app(
     async def ready() -> Response:
         if app.state.ready():
             return JSONResponse({"status": "ready"})
-        return JSONResponse({"error": "the consumer is not running"}, status_code=503)
+        return _error(503, "the consumer is not running")
 
     app.state.ready = lambda: True
     return app
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
 
 
 def render(windows: list[dict[str, Any]]) -> str:

@@ -52,7 +52,7 @@ def main() -> int:
                 await consuming
             await worker.close()
 
-    app = create_app(lambda: list(worker.recent), reports, lifespan)
+    app = create_app(lambda: list(worker.recent), reports, worker.manual_trigger, lifespan)
     server = ServiceServer(app, settings.monitor_port)
     server.run()
     return 1 if failed else 0

@@ -163,7 +163,7 @@ class TriggerDecision:
 
     model_name: str
     model_version: str | None
-    reason: Literal["drift", "data_arrival"]
+    reason: Literal["drift", "data_arrival", "schedule", "manual"]
     evidence: dict[str, Any]
     window: ClosedWindow | None = None
     drift_event_id: str | None = None

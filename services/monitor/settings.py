@@ -55,6 +55,11 @@ class MonitorSettings(Settings):
         description="Labelled examples since the last promotion that fire a `data_arrival` "
         "trigger; 0 turns it off.",
     )
+    monitor_schedule_s: float = Field(
+        0,
+        ge=0,
+        description="Seconds between `schedule` triggers, whatever the data; 0 turns them off.",
+    )
     monitor_detector: Literal["adwin", "page_hinkley", "kswin"] = Field(
         "adwin", description="River detector on the error stream of labelled examples."
     )

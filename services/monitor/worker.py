@@ -123,6 +123,7 @@ class MonitorWorker:
         self._reports_waiting = 0
         self._last_clean_report: dict[str, float] = {}
         self._pending: set[asyncio.Task[None]] = set()
+        self._last_schedule = time.monotonic()
         self.started = False
         self.producer = AsyncEventProducer(settings, service="monitor")
         self.consumer = AsyncEventConsumer(
@@ -212,6 +213,8 @@ class MonitorWorker:
                 outcomes = []
             for outcome in outcomes:
                 sent += await self._act(outcome)
+        if self._schedule_due():
+            sent += await self._act(self._scheduled())
         if not batch and self.settings.monitor_window_kind == "time":
             # Caught up: time windows of a quiet stream close on the clock.
             for outcome in self.monitor.advance(time.time()):
@@ -233,6 +236,30 @@ class MonitorWorker:
         await self.producer.stop()
         self._report_thread.shutdown(wait=False, cancel_futures=True)
         self._registry_thread.shutdown(wait=False, cancel_futures=True)
+
+    # --- triggers that do not come from the data -------------------------------------------
+
+    def _schedule_due(self) -> bool:
+        every = self.settings.monitor_schedule_s
+        if not every or time.monotonic() - self._last_schedule < every:
+            return False
+        self._last_schedule = time.monotonic()
+        return True
+
+    def _scheduled(self) -> TriggerDecision:
+        name = self.settings.model_name
+        evidence = {"every_s": self.settings.monitor_schedule_s}
+        return TriggerDecision(name, self.monitor.champions.get(name), "schedule", evidence)
+
+    async def manual_trigger(
+        self, model_name: str | None = None, evidence: dict[str, Any] | None = None
+    ) -> str:
+        """Send a ``manual`` trigger (the HTTP API's); returns its trigger id once stored."""
+        name = model_name or self.settings.model_name
+        decision = TriggerDecision(name, self.monitor.champions.get(name), "manual", evidence or {})
+        for sent in await self._act(decision):
+            await sent
+        return decision.trigger_id
 
     # --- outcomes -------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -116,6 +117,17 @@ class MonitorProcess:
 
     def get(self, path: str) -> bytes:
         with urllib.request.urlopen(f"{self.url}{path}", timeout=5) as response:
+            return bytes(response.read())
+
+    def post(self, path: str, document: object) -> bytes:
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=json.dumps(document).encode(),
+            headers={"content-type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=20) as response:
+            assert response.status == 202
             return bytes(response.read())
 
     def stop(self) -> int:

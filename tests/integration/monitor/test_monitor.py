@@ -104,4 +104,12 @@ def test_a_shift_gives_drift_events_with_reports_and_one_trigger(
     name = settings.model_name
     assert f'driftloop_monitor_triggers_total{{model="{name}",reason="drift"}} 1.0' in metrics
     assert "driftloop_monitor_feature_drift_score" in metrics
+
+    # A person can ask for a refit too.
+    answer = json.loads(monitor.post("/v1/triggers", {"evidence": {"who": "on-call"}}))
+    with EventConsumer(settings, None, [EventType.TRIGGER], service="test") as triggers:
+        every = collect(triggers, lambda events: len(events) >= 2)
+    manual = every[-1].event
+    assert (manual["reason"], manual["trigger_id"]) == ("manual", answer["trigger_id"])
+    assert manual["evidence"] == {"who": "on-call"} and manual["model_version"] == version
     assert monitor.stop() == 0
