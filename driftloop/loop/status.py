@@ -12,6 +12,7 @@ Nothing here writes: every figure comes from what the loop already publishes.
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 import orjson
@@ -105,6 +106,7 @@ def consumer_lag(settings: Settings) -> dict[str, int | None]:
 
 def champion(settings: Settings) -> dict[str, Any] | None:
     """The champion's version and the metrics it was promoted with, or None."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the registry imports TensorFlow
     from driftloop.registry import ModelRegistry
 
     registry = ModelRegistry(settings.mlflow_tracking_uri)
