@@ -177,6 +177,7 @@ def fit(
         validation_data=validation,
         epochs=config.max_epochs,
         callbacks=[early, bound],
+        shuffle=False,  # the dataset reshuffles itself, seeded, each epoch
         verbose=0,
     )
     seconds = time.perf_counter() - started

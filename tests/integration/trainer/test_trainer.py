@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import mlflow
 import mlflow.tensorflow
 import numpy as np
+import pandas as pd
 import pytest
 
+from driftloop.model_card import ModelCard
 from driftloop.registry import PREVIOUS, ModelRegistry, model_uri
 from services.trainer.coalesce import Refit
 from services.trainer.fit import predict
 from services.trainer.lineage import OUTCOME, TRIGGER_KEY, trigger_key
+from services.trainer.schema import model_inputs
 from services.trainer.settings import TrainerSettings
 from services.trainer.trainer import DATA_MANIFEST_PATH, Trainer
 from tests.integration.trainer.conftest import (
@@ -106,3 +111,38 @@ def test_too_few_examples_is_skipped_without_a_run(trainer_settings: TrainerSett
     outcome = Trainer(trainer_settings).train(Refit(trigger(trainer_settings)))
     assert outcome.outcome == "skipped" and "needs 100" in outcome.reason
     assert outcome.run_id is None
+
+
+def linear_builder(card: ModelCard, frame: pd.DataFrame) -> Any:
+    """A user's builder: softmax regression on the numeric features, preprocessing inside."""
+    import keras
+
+    inputs = {f.name: keras.Input((1,), name=f.name, dtype="float32") for f in card.features}
+    normalise = keras.layers.Normalization()
+    normalise.adapt(np.hstack([model_inputs(card, frame)[name] for name in inputs]))
+    joined = keras.layers.Concatenate()(list(inputs.values()))
+    output = keras.layers.Dense(len(card.classes), activation="softmax")(normalise(joined))
+    model = keras.Model(inputs, output)
+    model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy")
+    return model
+
+
+def test_a_users_builder_and_a_warm_start_from_the_champion(
+    trainer_settings: TrainerSettings,
+) -> None:
+    write_examples(trainer_settings, classification_rows(400))
+    own = trainer_settings.model_copy(
+        update={
+            "trainer_builder": f"{__name__}:linear_builder",
+            "trainer_features": "x1,x2",
+        }
+    )
+    first = Trainer(own).train(Refit(trigger(own)))
+    assert first.outcome == "promoted", first.reason
+    client = ModelRegistry(trainer_settings.mlflow_tracking_uri).client
+    assert client.get_run(str(first.run_id)).data.params["builder"] == own.trainer_builder
+
+    warm = own.model_copy(update={"trainer_warm_start": True})
+    second = Trainer(warm).train(Refit(trigger(warm)))
+    assert second.outcome in ("promoted", "rejected"), second.reason
+    assert client.get_run(str(second.run_id)).data.params["warm_start"] == "True"
