@@ -116,8 +116,8 @@ class TrainerWorker:
                 if running is not None:
                     if not running[2].done():
                         continue
-                    self._finish(*running)
-                    running = None
+                    done, running = running, None
+                    self._finish(*done)
                 elif not self.coalescer.pending:
                     self._maybe_bootstrap()
                 running = self._start(executor)
