@@ -17,8 +17,8 @@ conservative count, since overlapping windows are positively correlated).
 The concept-drift detectors get the rest of the budget, half each: ADWIN's ``delta`` bounds
 its chance of a false cut at each step [1], so ``delta = share * rate`` bounds its false
 alarms per labelled example; KSWIN tests at every step, so its ``alpha`` is the same; the
-holdout CUSUM's threshold ``ln(1 / alpha)`` gives an in-control run length of at least
-``1 / alpha`` examples [2].
+holdout CUSUM's threshold is set for an in-control run length of at least ``1 / alpha``
+examples [2].
 
 This is analytic, not calibrated: it assumes the reference describes the stationary stream
 (a reference from a few hundred rows is itself noisy: the two-sample effective size in the

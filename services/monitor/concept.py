@@ -31,6 +31,7 @@ References:
         continuously, Journal of Quality Technology 31(1).
     [5] Moustakides (1986), Optimal stopping times for detecting changes in distributions,
         Annals of Statistics 14(4).
+    [6] Siegmund (1985), Sequential Analysis: Tests and Confidence Intervals, Springer, ch. 2.
 """
 
 from __future__ import annotations
@@ -72,6 +73,26 @@ def is_error(prediction: Any, label: Any, task: str = "classification") -> float
     return float(str(prediction) != str(label))
 
 
+def cusum_threshold(drift_per_step: float, run_length: float) -> float:
+    """The CUSUM threshold ``h`` whose in-control run length is ``run_length`` examples.
+
+    Siegmund's approximation [6] for a CUSUM of log-likelihood ratios, whose in-control mean
+    step is ``drift_per_step`` (negative): ``ARL0 = (e^h - h - 1) / |drift_per_step|``. It
+    ignores the overshoot past ``h``, which only lengthens the run, so it is a lower bound
+    (simulated here: 1.03 to 2x the approximation, see the tests); Wald's ``e^h`` would be
+    a looser one, tens of times too strict for error rates of a few percent.
+    """
+    target = run_length * abs(drift_per_step)
+    low, high = 0.0, math.log(target + 2) + 1.0
+    for _ in range(60):  # e^h - h - 1 grows with h: bisection
+        middle = (low + high) / 2
+        if math.exp(middle) - middle - 1 < target:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
 class HoldoutCusum:
     """Bernoulli CUSUMs of 0/1 errors against the error rate a holdout measured.
 
@@ -81,9 +102,9 @@ class HoldoutCusum:
     run side by side, tuned to a rise to ``p0 + min_rise`` and to ``p0 + 4 * min_rise``: the
     first catches small rises, the second catches large ones in fewer examples (a CUSUM is
     fastest for the change it is tuned to). Each error adds its log-likelihood ratio of the
-    risen rate to ``p0``; a sum, floored at zero, alarms past ``h = ln(2 / alpha)``. Wald's
-    bound gives each an in-control run length of at least ``2 / alpha`` examples, so
-    ``alpha`` bounds the false alarms per example of the pair.
+    risen rate to ``p0``; a sum, floored at zero, alarms past its threshold, set by
+    :func:`cusum_threshold` for an in-control run length of ``2 / alpha`` examples each:
+    ``alpha`` bounds the pair's false alarms per example.
 
     Parameters:
         holdout_accuracy: the version's accuracy on its holdout.
@@ -107,25 +128,28 @@ class HoldoutCusum:
         spread = z * math.sqrt(error * (1 - error) / n + z * z / (4 * n * n))
         self.p0 = min((centre + spread) / (1 + z * z / n), 0.5)
         self.rates = [min(self.p0 + rise, 0.99) for rise in (min_rise, 4 * min_rise)]
-        self.threshold = math.log(len(self.rates) / alpha)
         self._steps = [
             (math.log(p1 / self.p0), math.log((1 - p1) / (1 - self.p0))) for p1 in self.rates
+        ]
+        self.thresholds = [
+            cusum_threshold(self.p0 * up + (1 - self.p0) * down, len(self.rates) / alpha)
+            for up, down in self._steps
         ]
         self.statistics = [0.0] * len(self.rates)
         self.detected: float | None = None  # the rate of the CUSUM that fired last
 
     @property
-    def statistic(self) -> float:
-        """How close the nearer CUSUM is to its threshold (same scale)."""
-        return max(self.statistics)
+    def level(self) -> float:
+        """How far the nearer CUSUM is to its threshold, from 0 to 1."""
+        return max(s / h for s, h in zip(self.statistics, self.thresholds, strict=True))
 
     def update(self, error: float) -> bool:
-        """Add one 0/1 error; True when a CUSUM crosses the threshold (then all restart)."""
+        """Add one 0/1 error; True when a CUSUM crosses its threshold (then all restart)."""
         wrong = min(max(error, 0.0), 1.0)
         fired = None
         for i, (up, down) in enumerate(self._steps):
             self.statistics[i] = max(0.0, self.statistics[i] + wrong * up + (1 - wrong) * down)
-            if self.statistics[i] > self.threshold and fired is None:
+            if self.statistics[i] > self.thresholds[i] and fired is None:
                 fired = i
         if fired is None:
             return False
@@ -197,8 +221,7 @@ class ErrorStreamDetector:
         if self._window:
             shown["rolling_accuracy"] = 1.0 - sum(self._window) / len(self._window)
         if self.cusum is not None:
-            shown["cusum"] = self.cusum.statistic
-            shown["cusum_threshold"] = self.cusum.threshold
+            shown["cusum_level"] = self.cusum.level
         return shown
 
     def update(self, error: float) -> ConceptAlarm | None:
@@ -229,7 +252,6 @@ class ErrorStreamDetector:
                     "in_control_error": round(self.cusum.p0, 6),
                     "detected_error": round(self.cusum.detected or 0.0, 6),
                     "rolling_accuracy": round(1.0 - sum(self._window) / len(self._window), 6),
-                    "threshold": round(self.cusum.threshold, 6),
                 },
             )
         return alarm

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import pytest
 
 from driftloop.events import EventType
 from driftloop.schemas import EventSchemas
 from services.monitor.budget import FalseAlarmBudget
-from services.monitor.concept import HoldoutCusum
+from services.monitor.concept import HoldoutCusum, cusum_threshold
 from services.monitor.monitor import (
     DriftMonitor,
     ModelReference,
@@ -204,3 +206,20 @@ def test_budget_sets_the_window_level() -> None:
     monitor = make(budget=FalseAlarmBudget(rate=1e-5), open_after=2)
     outcomes = feed(monitor, predictions(500))
     assert verdicts(outcomes)[0].alpha == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize(("p0", "p1"), [(0.05, 0.1), (0.011, 0.061), (0.27, 0.32), (0.05, 0.25)])
+def test_cusum_threshold_keeps_the_in_control_run_length(p0: float, p1: float) -> None:
+    # 400 CUSUMs at the in-control rate for 20,000 examples each: the false alarms stay
+    # within the run length asked for (1 per 1000 examples).
+    up, down = math.log(p1 / p0), math.log((1 - p1) / (1 - p0))
+    threshold = cusum_threshold(p0 * up + (1 - p0) * down, run_length=1000)
+    rng = np.random.default_rng(0)
+    statistic, alarms = np.zeros(400), 0
+    for _ in range(20_000):
+        statistic = np.maximum(0.0, statistic + np.where(rng.random(400) < p0, up, down))
+        alarms += int((statistic > threshold).sum())
+        statistic[statistic > threshold] = 0.0
+    assert alarms / (400 * 20_000) <= 1 / 1000
+    # ... and not by a wide margin: a threshold this low still detects quickly.
+    assert alarms / (400 * 20_000) >= 1 / 3000
