@@ -226,7 +226,7 @@ class DriftMonitor:
         detector: ``adwin``, ``page_hinkley`` or ``kswin`` on the error stream.
         holdout_metric: the ModelCard metric (an accuracy) the holdout CUSUM starts from.
         holdout_examples: the holdout's size, when the card's metrics do not say
-            (``holdout_examples`` there wins).
+            (``holdout_examples`` or ``holdout_rows`` there win).
         min_error_rise: the smallest rise of the error rate the holdout CUSUM is tuned to.
     """
 
@@ -362,7 +362,10 @@ class DriftMonitor:
         holdout, examples = None, self.holdout_examples
         if card is not None and card.task == "classification":
             holdout = card.metrics.get(self.holdout_metric)
-            examples = int(card.metrics.get("holdout_examples", examples))
+            for key in ("holdout_examples", "holdout_rows"):
+                if key in card.metrics:
+                    examples = int(card.metrics[key])
+                    break
         return ErrorStreamDetector(
             self.detector,
             delta=self.budget.detector_delta,
