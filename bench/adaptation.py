@@ -486,7 +486,7 @@ def live_latency(plan_services: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.adaptation", description=__doc__)
-    parser.add_argument("--events", type=int, default=30_000, help="events per stream")
+    parser.add_argument("--events", type=int, default=16_000, help="events per stream")
     parser.add_argument("--warmup", type=int, default=2_000, help="events the first model sees")
     parser.add_argument("--block", type=int, default=500, help="events a refit takes to serve")
     parser.add_argument("--every", type=int, default=5_000, help="periodic retraining's period")
