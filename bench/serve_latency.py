@@ -144,6 +144,11 @@ def process(argv: list[str], env: dict[str, str], log: Path, ready_url: str) -> 
             child.wait()
 
 
+def mlflow_command() -> str:
+    beside = Path(sys.executable).with_name("mlflow")  # the virtualenv's, unactivated
+    return str(beside) if beside.exists() else shutil.which("mlflow") or "mlflow"
+
+
 def wrk(url: str, body: bytes, connections: int, seconds: float, folder: Path) -> dict[str, Any]:
     """One wrk run: requests/s, p50 and p99 in ms, failed requests."""
     script = folder / "post.lua"
@@ -155,17 +160,17 @@ def wrk(url: str, body: bytes, connections: int, seconds: float, folder: Path) -
         "wrk",
         "-t1",
         f"-c{connections}",
-        f"-d{seconds}s",
+        f"-d{max(round(seconds), 1)}s",
         "--timeout",
         "10s",
         "-s",
         str(script),
         url,
     ]
-    output = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    found = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", output)
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    found = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", done.stdout)
     if found is None:
-        raise SystemExit(f"wrk printed no result:\n{output}")
+        raise SystemExit(f"wrk printed no result:\n{done.stdout}\n{done.stderr}")
     requests, duration_us, p50, p99, errors, status = map(int, found.groups())
     return {
         "req_s": requests / (duration_us / 1e6),
@@ -256,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--swap-seconds", type=float, default=24.0, help="length of the swap run")
     parser.add_argument("--swap-every", type=float, default=6.0, help="seconds between swaps")
     parser.add_argument("--quick", action="store_true", help="2 s runs: a smoke run")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=("serve", "floor", "mlflow"),
+        help="measure only these targets (no table file); for iterating",
+    )
     parser.add_argument("--floor", type=int, help=argparse.SUPPRESS)  # internal: run the floor
     args = parser.parse_args(argv)
     if args.floor:
@@ -272,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
 
     folder = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     settings = Settings(
+        model_name=MODEL,
         state_dir=folder / "stack",
         kafka_port=free_port(),
         kafka_controller_port=free_port(),
@@ -320,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
             ),
         }
         for target, (command, env, url, ready) in targets.items():
+            if args.only and target not in args.only:
+                continue
             print(f"measuring {target}...", flush=True)
             with process(command, env, folder / f"{target}.log", ready):
                 for label, connections, size in LOADS:
@@ -327,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                     wrk(url, body, connections, 1.0, folder)  # warm-up
                     result = wrk(url, body, connections, seconds, folder)
                     results[(target, f"{label} c={connections}")] = result
+                    print(f"  {label} c={connections}: {result}", flush=True)
                     rows.append(
                         {
                             "target": target,
@@ -334,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                             **{k: v for k, v in result.items() if k != "requests"},
                         }
                     )
-                if target == "serve":
+                if target == "serve" and not args.only:
                     swap = swap_run(
                         settings, serve_port, url, first, second, swap_seconds, swap_every, folder
                     )
@@ -343,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         stack.down()
         shutil.rmtree(folder, ignore_errors=True)
 
+    if args.only:
+        return 0
     ratios: dict[str, float] = {}
     for _, connections, size in LOADS:
         load = f"{'1 record' if size == 1 else '64 records'} c={connections}"

@@ -30,4 +30,6 @@ def load_version(
     check(card)
     model = mlflow.tensorflow.load_model(model_uri(name, version))
     runtime = compile_model(model, card, max_batch_size, path)
-    return LoadedVersion(card, runtime.predict, runtime.path, runtime.timings_ms)
+    timing = runtime.timings_ms.get(runtime.path)
+    one_row_ms = timing.get("1") if isinstance(timing, dict) else None
+    return LoadedVersion(card, runtime.predict, runtime.path, runtime.timings_ms, one_row_ms)

@@ -30,7 +30,7 @@ Example:
 from __future__ import annotations
 
 import math
-import uuid
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,12 +77,18 @@ class FeatureBatch:
 
     def arrays(self, card: ModelCard) -> dict[str, np.ndarray]:
         """The model's inputs: a ``(rows, 1)`` float32 or object (str) array per feature."""
-        return {
-            spec.name: np.asarray(self.columns[spec.name], dtype=np.float32).reshape(-1, 1)
-            if spec.kind == "numeric"
-            else np.asarray(self.columns[spec.name], dtype=object).reshape(-1, 1)
-            for spec in card.features
-        }
+        numeric = [spec.name for spec in card.features if spec.kind == "numeric"]
+        arrays: dict[str, np.ndarray] = {}
+        if numeric:
+            # one conversion for every numeric column: each row of the table is a column,
+            # contiguous, as the interpreter wants it
+            table = np.array([self.columns[name] for name in numeric], dtype=np.float32)
+            for name, column in zip(numeric, table, strict=True):
+                arrays[name] = column.reshape(-1, 1)
+        for spec in card.features:
+            if spec.kind == "categorical":
+                arrays[spec.name] = np.array(self.columns[spec.name], dtype=object).reshape(-1, 1)
+        return {spec.name: arrays[spec.name] for spec in card.features}
 
 
 # --- decoding -------------------------------------------------------------------------------
@@ -169,23 +175,39 @@ def decode_records(document: Any, card: ModelCard) -> tuple[FeatureBatch, str | 
         )
     if not records:
         raise InvalidInput("records", "records: empty batch; send at least one record")
+    names = kinds.keys()
+    checks = list(kinds.items())
     for index, record in enumerate(records):
-        prefix = "" if single else f"records[{index}]."
-        if not isinstance(record, dict):
-            raise InvalidInput(
-                f"records[{index}]", f"records[{index}] is not an object keyed by feature name"
-            )
-        if len(record) != len(kinds) or any(name not in kinds for name in record):
-            for name in record:
-                if name not in kinds:
-                    raise _unknown(f"{prefix}{name}", name, card)
-            for name in kinds:
-                if name not in record:
-                    raise _missing(f"{prefix}{name}", name)
-        for name, categorical in kinds.items():
-            _check_value(f"{prefix}{name}", record[name], categorical)
+        if not isinstance(record, dict) or record.keys() != names:
+            _record_problem(record, index, single, kinds, card)
+        for name, categorical in checks:
+            value = record[name]
+            kind = type(value)
+            # inlined for speed; ``value - value == 0`` is false for NaN and infinity
+            if categorical:
+                if kind is str:
+                    continue
+            elif (kind is float and value - value == 0) or kind is int:
+                continue
+            _check_value(f"{'' if single else f'records[{index}].'}{name}", value, categorical)
     columns = {name: [record[name] for record in records] for name in kinds}
     return FeatureBatch(columns, len(records), records), request_id
+
+
+def _record_problem(
+    record: Any, index: int, single: bool, kinds: dict[str, bool], card: ModelCard
+) -> None:
+    prefix = "" if single else f"records[{index}]."
+    if not isinstance(record, dict):
+        raise InvalidInput(
+            f"records[{index}]", f"records[{index}] is not an object keyed by feature name"
+        )
+    for name in record:
+        if name not in kinds:
+            raise _unknown(f"{prefix}{name}", name, card)
+    for name in kinds:
+        if name not in record:
+            raise _missing(f"{prefix}{name}", name)
 
 
 def _flatten(field: str, data: Any) -> list[Any]:
@@ -313,7 +335,8 @@ def requested_outputs(document: dict[str, Any], available: tuple[str, ...]) -> s
 
 
 def new_request_id() -> str:
-    return str(uuid.uuid4())
+    """A random id (128 bits, hex): a uuid4's randomness at a tenth of its cost."""
+    return os.urandom(16).hex()
 
 
 def row_ids(request_id: str, rows: int) -> list[str]:
@@ -439,7 +462,7 @@ def prediction_events(
     for index, features in enumerate(batch.row_features()):
         event = {
             "schema_version": SCHEMA_VERSION,
-            "event_id": str(uuid.uuid4()),
+            "event_id": os.urandom(16).hex(),
             "event_time": event_time,
             "request_id": ids[index],
             "model_name": name,

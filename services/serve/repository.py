@@ -51,12 +51,16 @@ Arrays = dict[str, np.ndarray]
 
 @dataclass
 class LoadedVersion:
-    """What a loader returns: a version's card and its compiled call path (see runtime)."""
+    """What a loader returns: a version's card and its compiled call path (see runtime).
+
+    ``one_row_ms`` is the chosen path's measured one-row call, when it was measured.
+    """
 
     card: ModelCard
     call: Callable[[Arrays], np.ndarray]
     path: str
     timings_ms: dict[str, Any]
+    one_row_ms: float | None = None
 
 
 @dataclass
@@ -108,7 +112,7 @@ class ModelRepository:
         name: str,
         resolve: Callable[[], str | None],
         load: Callable[[str, Callable[[ModelCard], None]], LoadedVersion],
-        batcher: Callable[[Callable[[Arrays], np.ndarray]], MicroBatcher],
+        batcher: Callable[[LoadedVersion], MicroBatcher],
         publish: Callable[[EventType, list[dict[str, Any]]], Any],
         replica: str,
         retry_failed_s: float = 600.0,
@@ -175,7 +179,7 @@ class ModelRepository:
             return self._failure(version, serving, error, time.perf_counter() - start)
         old = self.current
         self.current = ServedModel(
-            self.name, version, loaded.card, self._batcher(loaded.call), loaded.path
+            self.name, version, loaded.card, self._batcher(loaded), loaded.path
         )  # the swap: requests from here on take the new version
         self.problem = None
         self._failed.pop(version, None)

@@ -95,8 +95,10 @@ def create_app(
 
     async def read(request: Request) -> Any:
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"the body of {declared} bytes is over the {limit} allowed")
+        if declared is not None and declared.isdigit():
+            if int(declared) > limit:
+                raise PayloadTooLarge(f"the body of {declared} bytes is over the {limit} allowed")
+            return _parse(await request.body())  # the server stops at the declared length
         body = b""
         async for chunk in request.stream():
             body += chunk
@@ -197,7 +199,14 @@ def create_app(
             **({"error": outcome.error} if outcome.error else {}),
         }
 
-    routes = [
+    routes = [  # matched in order: inference first
+        Route("/v1/predict", inference("v1", predict), methods=["POST"]),
+        Route("/v2/models/{name}/infer", inference("v2", infer), methods=["POST"]),
+        Route(
+            "/v2/models/{name}/versions/{version}/infer",
+            inference("v2", infer),
+            methods=["POST"],
+        ),
         Route("/v2/health/live", guarded(live)),
         Route("/v2/health/ready", guarded(ready)),
         Route("/v2", guarded(server)),
@@ -205,13 +214,6 @@ def create_app(
         Route("/v2/models/{name}/ready", guarded(model_ready)),
         Route("/v2/models/{name}/versions/{version}", guarded(model)),
         Route("/v2/models/{name}/versions/{version}/ready", guarded(model_ready)),
-        Route("/v2/models/{name}/infer", inference("v2", infer), methods=["POST"]),
-        Route(
-            "/v2/models/{name}/versions/{version}/infer",
-            inference("v2", infer),
-            methods=["POST"],
-        ),
-        Route("/v1/predict", inference("v1", predict), methods=["POST"]),
         Route("/v2/repository/models/{name}/load", guarded(load), methods=["POST"]),
         Mount("/metrics", metrics_app()),
     ]

@@ -115,15 +115,26 @@ def _tflite(model: Any, card: ModelCard) -> Callable[[Arrays], np.ndarray]:
         warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
         interpreter = tf.lite.Interpreter(model_content=blob, num_threads=1)
     runner = interpreter.get_signature_runner()
-    (output,) = runner.get_output_details()
+    indices = {name: detail["index"] for name, detail in runner.get_input_details().items()}
+    (output,) = runner.get_output_details().values()
     categorical = {spec.name for spec in card.features if spec.kind == "categorical"}
+    allocated_rows = -1
 
+    # The interpreter directly rather than the signature runner, which resizes and
+    # reallocates every input on every call: here only when the batch size changes.
     def call(inputs: Arrays) -> np.ndarray:
-        feed = {
-            name: array.astype(np.bytes_) if name in categorical else array
-            for name, array in inputs.items()
-        }
-        return np.array(runner(**feed)[output])
+        nonlocal allocated_rows
+        rows = len(next(iter(inputs.values())))
+        if rows != allocated_rows:
+            for index in indices.values():
+                interpreter.resize_tensor_input(index, [rows, 1], strict=False)
+            interpreter.allocate_tensors()
+            allocated_rows = rows
+        for name, index in indices.items():
+            array = inputs[name]
+            interpreter.set_tensor(index, array.astype(np.bytes_) if name in categorical else array)
+        interpreter.invoke()
+        return interpreter.get_tensor(output["index"])
 
     return call
 

@@ -21,6 +21,13 @@ class ServeSettings(Settings):
         description="Longest a request waits for others to share its model call; only waited "
         "when requests are arriving concurrently (0: never wait).",
     )
+    serve_inline_below_ms: float = Field(
+        0.2,
+        ge=0,
+        description="A model version whose one-row call measures under this is called on the "
+        "event loop, unbatched (a hand-off to the model thread costs more); 0: always batch "
+        "on the model thread.",
+    )
     serve_max_body_bytes: int = Field(
         1 << 20, ge=1024, description="Largest HTTP request body serve accepts (else 413)."
     )
@@ -35,6 +42,11 @@ class ServeSettings(Settings):
         ge=1,
         description="Most predictions held for Kafka; past it (Kafka down) new ones are dropped "
         "and counted.",
+    )
+    serve_log_linger_ms: float = Field(
+        20.0,
+        ge=0,
+        description="How long a prediction waits for others to share its send to Kafka.",
     )
     serve_admin_token: str = Field(
         "",

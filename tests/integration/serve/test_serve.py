@@ -114,7 +114,7 @@ def test_no_champion_then_promotion_and_the_protocol(
     assert row["request_id"] == "req-plain" and row["prediction"] in ("no", "yes")
     assert set(row["scores"]) == {"no", "yes"}
     status, body = serve.post("/v1/predict", [RECORD, RECORD, RECORD])
-    assert status == 200 and len(body["request_id"]) == 36
+    assert status == 200 and len(body["request_id"]) == 32
     assert [p["request_id"] for p in body["predictions"]] == [
         f"{body['request_id']}-{i}" for i in range(3)
     ]

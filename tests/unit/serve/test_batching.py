@@ -82,3 +82,12 @@ async def test_a_model_failure_fails_only_its_batch() -> None:
         await batcher.close()
         # a closed batcher still answers what reaches it (a request that took it before a swap)
         assert (await batcher.predict(rows(4), 1)).item() == 4.0
+
+
+async def test_an_inline_model_is_called_on_the_event_loop_at_once() -> None:
+    model = Model()
+    with ThreadPoolExecutor(1, thread_name_prefix="model") as executor:
+        batcher = MicroBatcher(model, executor, inline=True)
+        outputs = await asyncio.gather(*(batcher.predict(rows(i), 1) for i in range(3)))
+    assert [o.item() for o in outputs] == [0.0, 2.0, 4.0]
+    assert model.calls == [1, 1, 1] and model.threads == {threading.current_thread().name}

@@ -48,7 +48,7 @@ def repository(registry: Registry, events: list[dict[str, Any]], executor: Any) 
         "m",
         resolve=lambda: registry.champion,
         load=registry.load,
-        batcher=lambda call: MicroBatcher(call, executor),
+        batcher=lambda loaded: MicroBatcher(loaded.call, executor),
         publish=publish,
         replica="r1",
     )
@@ -123,7 +123,7 @@ async def test_a_registry_that_does_not_answer_keeps_the_replica_not_ready_with_
             "m",
             resolve,
             Registry().load,
-            lambda call: MicroBatcher(call, executor),
+            lambda loaded: MicroBatcher(loaded.call, executor),
             lambda *a: None,
             "r1",
         )
