@@ -100,12 +100,26 @@ class Timeline:
     def observe(self, kind: str, event: dict[str, Any]) -> LoopEvent | None:
         """Record a loop event by its schema name; returns it, or None when it is not shown.
 
-        Drift events of severity ``none`` (a window that closed clean) are not shown.
+        Drift events of severity ``none`` (a window that closed clean) are not shown, nor the
+        repeated training results of one fit that answered several triggers.
         """
         recorded = _loop_event(kind, event)
-        if recorded is not None:
-            self.events.append(recorded)
+        if recorded is None or self._repeats(recorded):
+            return None
+        self.events.append(recorded)
         return recorded
+
+    def _repeats(self, event: LoopEvent) -> bool:
+        # The trainer sends one training result per trigger a fit answered: a fit that
+        # coalesced three triggers arrives three times, with one verdict.
+        if event.kind != "fit":
+            return False
+        last = next((e for e in reversed(self.events) if e.kind == "fit"), None)
+        return (
+            last is not None
+            and (last.version, last.detail) == (event.version, event.detail)
+            and abs(last.t - event.t) < 5.0
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -52,6 +52,17 @@ def recorded_run() -> Timeline:
             "champion_metrics": {"accuracy": 0.41},
         },
     )
+    # One fit that answered two triggers: two training results, one verdict.
+    timeline.observe(
+        "training_result",
+        {
+            "event_time": stamp(1000.0 + 1300 * 0.05),
+            "outcome": "promoted",
+            "model_version": "2",
+            "metrics": {"accuracy": 0.95},
+            "champion_metrics": {"accuracy": 0.41},
+        },
+    )
     timeline.observe(
         "model_update",
         {"event_time": stamp(1000.0 + 1301 * 0.05), "model_version": "2", "previous_version": "1"},
@@ -76,7 +87,7 @@ def test_summary_shows_fall_and_recovery_with_delays() -> None:
     assert figures["requests"] == 2000 and figures["failed"] == 0
     assert figures["versions"] == ["1", "2"]
     assert figures["drift_events"] == 1  # the clean window is not an event
-    assert figures["triggers"] == figures["promotions"] == figures["swaps"] == 1
+    assert figures["triggers"] == figures["fits"] == figures["promotions"] == figures["swaps"] == 1
     assert abs(figures["accuracy_before"] - 0.9) < 1e-9
     assert figures["accuracy_worst"] <= 0.45
     assert abs(figures["accuracy_after"] - 0.95) < 1e-9
