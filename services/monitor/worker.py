@@ -156,13 +156,15 @@ class MonitorWorker:
         return self._references.get((name, version))
 
     def _load(self, name: str, version: str) -> ModelReference:
+        # Whatever fails (a missing version or artifact, an unreachable server, a malformed
+        # file), the version gets no verdict with the reason, and is tried again later.
         try:
             card = self.registry.model_card(name, version)
-        except (MlflowException, OSError, ValueError) as error:
+        except Exception as error:
             return ModelReference(None, None, f"no model card for {name} v{version}: {error}")
         try:
             sketch = self.registry.reference(name, version)
-        except (MlflowException, OSError, ValueError) as error:
+        except Exception as error:
             return ModelReference(card, None, f"no reference for {name} v{version}: {error}")
         return ModelReference(card, sketch)
 
