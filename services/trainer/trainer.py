@@ -332,7 +332,9 @@ class Trainer:
             sketch = ReferenceSketch.build(
                 card, feature_rows(card, recent), self._labels(card, model, recent)
             )
-            card = card.model_copy(update={"metrics": scores})
+            # The monitor sizes its error-stream tests by how sure the holdout score is.
+            holdout = {"holdout_rows": float(len(window.holdout))}
+            card = card.model_copy(update={"metrics": scores | holdout})
         with watch.stage("registration"):
             version = register_model(model, card, sketch, self.name)
             outcome.model_version = version
