@@ -479,7 +479,8 @@ def live_latency(plan_services: dict[str, Any] | None = None) -> dict[str, Any]:
             stack.down()
     keys = (
         *("requests", "failed", "versions", "accuracy_before", "accuracy_worst"),
-        *("accuracy_after", "to_drift_event_s", "to_trigger_s", "to_promotion_s", "to_swap_s"),
+        *("accuracy_drifted", "version_after", "accuracy_after", "to_drift_event_s"),
+        *("to_trigger_s", "to_promotion_s", "to_swap_s"),
     )
     return {key: figures.get(key) for key in keys}
 
@@ -491,7 +492,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--block", type=int, default=500, help="events a refit takes to serve")
     parser.add_argument("--every", type=int, default=5_000, help="periodic retraining's period")
     parser.add_argument("--rate", type=float, default=10.0, help="events per second (event time)")
-    parser.add_argument("--streams", default="abrupt,gradual,recurring,stationary")
+    parser.add_argument(
+        "--streams", default=None, help="default: abrupt,gradual,recurring,stationary"
+    )
     parser.add_argument("--learners", default="loop,static,periodic,arf,no-change")
     parser.add_argument("--quick", action="store_true", help="8,000 events, two streams")
     parser.add_argument(
