@@ -513,12 +513,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.set)
     if args.quick:
-        args.events, args.streams, args.warmup, args.every = (
-            8_000,
-            "abrupt,stationary",
-            1_000,
-            2_000,
-        )
+        args.events, args.warmup, args.every = 8_000, 1_000, 2_000
+        args.streams = args.streams or "abrupt,stationary"
+    args.streams = args.streams or "abrupt,gradual,recurring,stationary"
     learners = args.learners.split(",")
     rows: list[dict[str, Any]] = []
     wall = time.perf_counter()
