@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from driftloop.errors import DriftloopError
+from driftloop.errors import DriftloopError, RegistryError
 from driftloop.logs import configure_logging
 from driftloop.settings import Settings, settings_table
 
@@ -189,8 +190,15 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+# Commands a person waits on: MLflow's client retries an absent server for minutes by default.
+ONE_SHOT = {"train", "rollback", "models", "status"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command in ONE_SHOT:
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     try:
         settings = Settings()
         configure_logging(settings.log_level, settings.log_format)
@@ -205,6 +213,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        if not _from_mlflow(error):
+            raise
+        print(f"driftloop: MLflow at {settings.mlflow_tracking_uri}: {error}", file=sys.stderr)
+        return RegistryError.exit_code
+
+
+def _from_mlflow(error: Exception) -> bool:
+    """An MLflow client error (the server down or refusing), without importing mlflow here."""
+    return any(cls.__module__.split(".")[0] == "mlflow" for cls in type(error).__mro__)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import mlflow.tensorflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
@@ -216,6 +215,8 @@ def register_model(model: Any, card: ModelCard, reference: ReferenceSketch, name
     alias moves here: promotion is the gate's decision.
     """
     log_model_card(card, reference)
+    import mlflow.tensorflow  # imports TensorFlow: only the processes that log models pay
+
     info = mlflow.tensorflow.log_model(
         model, name="model", registered_model_name=name, pip_requirements=pip_requirements()
     )

@@ -6,6 +6,7 @@ import uuid
 
 import keras
 import mlflow
+import mlflow.tensorflow
 import numpy as np
 
 from driftloop.model_card import FeatureSpec, ModelCard
