@@ -61,13 +61,7 @@ def _stack(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    module_name = f"services.{args.service}.main"
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name != module_name:
-            raise
-        raise DriftloopError(f"the {args.service} service is not built yet") from None
+    module = importlib.import_module(f"services.{args.service}.main")
     return int(module.main() or 0)
 
 

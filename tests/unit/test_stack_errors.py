@@ -67,10 +67,17 @@ def test_no_broker_is_a_clear_error_not_a_hang() -> None:
         EventProducer(settings, service="test")
 
 
-def test_running_an_unbuilt_service_says_so(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "monitor"]) == 1
-    assert "monitor service is not built yet" in capsys.readouterr().err
-
-
 def test_cluster_ids_never_look_like_an_option() -> None:
     assert not any(new_cluster_id().startswith("-") for _ in range(2000))
+
+
+def test_a_command_against_an_absent_mlflow_says_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DRIFTLOOP_MLFLOW_PORT", str(free_port()))
+    monkeypatch.setenv("DRIFTLOOP_LOG_LEVEL", "ERROR")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    assert main(["models"]) == 4
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("driftloop: MLflow at http://127.0.0.1:")
