@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "mlflow": (
                 [
-                    shutil.which("mlflow") or "mlflow",
+                    mlflow_command(),
                     "models",
                     "serve",
                     "-m",
@@ -326,7 +326,12 @@ def main(argv: list[str] | None = None) -> int:
                     "-p",
                     str(mlflow_port),
                 ],
-                environment(settings) | {"MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri},
+                environment(settings)
+                | {
+                    "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+                    # it starts `uvicorn` from PATH: the virtualenv's, even when not activated
+                    "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+                },
                 f"http://127.0.0.1:{mlflow_port}/invocations",
                 f"http://127.0.0.1:{mlflow_port}/ping",
             ),
@@ -354,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                         settings, serve_port, url, first, second, swap_seconds, swap_every, folder
                     )
                     swap["steady_p99_ms"] = results[("serve", "1 record c=8")]["p99_ms"]
+                    print(f"  swaps under load: {swap}", flush=True)
     finally:
         stack.down()
         shutil.rmtree(folder, ignore_errors=True)
@@ -364,7 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     for _, connections, size in LOADS:
         load = f"{'1 record' if size == 1 else '64 records'} c={connections}"
         mine = results[("serve", load)]["req_s"]
-        ratios[f"serve / mlflow req/s, {load}"] = mine / results[("mlflow", load)]["req_s"]
+        theirs = results[("mlflow", load)]["req_s"]
+        if theirs > 0:  # mlflow may finish no request at all within a run
+            ratios[f"serve / mlflow req/s, {load}"] = mine / theirs
         ratios[f"serve / floor req/s, {load}"] = mine / results[("floor", load)]["req_s"]
     ratios["swap p99 / steady p99, c=8"] = swap["p99_ms"] / swap["steady_p99_ms"]
     write(

@@ -44,7 +44,7 @@ BUFFERED = Gauge("driftloop_serve_log_buffered", "Events waiting for Kafka.")
 KAFKA_UP = Gauge("driftloop_serve_log_kafka_up", "1 while the event producer is connected.")
 
 LOG_EVERY_S = 10.0
-SEND_BATCH = 2000
+SEND_BATCH = 500  # per send: the encoding runs on the event loop, so keep each slice short
 RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
