@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 def main() -> int:
     settings = ServeSettings()
     configure_logging(settings.log_level, settings.log_format)
+    # aiokafka logs an ERROR per reconnect attempt (ten a second while a broker is down); the
+    # outbox and the watcher log their own outages, once.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     # The model thread waits for the GIL while the event loop is busy: the default 5 ms
     # switch interval would be the floor of every batched call's latency under load.
     sys.setswitchinterval(0.0005)

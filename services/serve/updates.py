@@ -55,6 +55,7 @@ class ChampionWatcher:
 
     async def listen(self, stop: asyncio.Event) -> None:
         """Refresh on every model-update event for this model; reconnect when Kafka fails."""
+        warned = False  # one warning per outage, not one per retry
         while not stop.is_set():
             consumer = AsyncEventConsumer(
                 self.settings,
@@ -66,9 +67,14 @@ class ChampionWatcher:
             try:
                 await consumer.start()
             except Exception as error:
-                log.warning("cannot listen for model updates yet", extra={"error": str(error)})
+                level = logging.DEBUG if warned else logging.WARNING
+                log.log(level, "cannot listen for model updates yet", extra={"error": str(error)})
+                warned = True
                 await _pause(stop, RETRY_S)
                 continue
+            if warned:
+                log.info("listening for model updates")
+            warned = False
             try:
                 while not stop.is_set():
                     for received in await consumer.poll(500):
