@@ -7,8 +7,8 @@ leave them. Every later event is then a prediction (features and the model's out
 at once, a labelled example (labels without delay), fed to three detectors:
 
 - **monitor**: this service's core (``DriftMonitor``, its defaults: tumbling windows of 500,
-  KS/chi-squared with Holm's correction, two drifted windows open an episode, ADWIN and a
-  rolling-accuracy check on the error stream, the default budget of one false trigger per
+  KS/chi-squared with Holm's correction, two drifted windows open an episode, ADWIN and the
+  holdout CUSUMs on the error stream, the default budget of one false trigger per
   100,000 events);
 - **adwin**: river's ``ADWIN()`` with its defaults on the 0/1 error stream, every detection a
   trigger (the usual single-detector setup);

@@ -18,7 +18,12 @@ The concept-drift detectors get the rest of the budget, half each: ADWIN's ``del
 its chance of a false cut at each step [1], so ``delta = share * rate`` bounds its false
 alarms per labelled example; KSWIN tests at every step, so its ``alpha`` is the same; the
 holdout CUSUM's threshold is set for an in-control run length of at least ``1 / alpha``
-examples [2].
+examples [2]. That run length holds while the CUSUM's in-control error rate is at least the
+model's true one: it is an upper confidence bound (three standard errors), the holdout's, or
+the live stream's once that is tighter (:class:`~services.monitor.concept.HoldoutCusum`).
+Each bound lies below the true rate with probability 0.13%: that much is left to chance at
+the holdout and at each of the live stream's few looks (1,000, 2,000, 4,000... examples).
+The live bound makes the CUSUM faster without a larger share of the budget.
 
 This is analytic, not calibrated: it assumes the reference describes the stationary stream
 (a reference from a few hundred rows is itself noisy: the two-sample effective size in the

@@ -10,7 +10,9 @@ adds a 0/1 error (classification; absolute error for regression) to two checks:
 - :class:`HoldoutCusum`, a Bernoulli CUSUM [4] of the errors against the holdout accuracy
   the serving version was promoted with (its ModelCard's ``metrics``). A detector that knows
   the baseline needs fewer examples than one that must first learn it from the stream, and
-  CUSUM is the fastest detector of a change between two known rates [5].
+  CUSUM is the fastest detector of a change between two known rates [5]. Once the live
+  stream has measured the error on enough examples, its upper bound becomes the baseline
+  where it is the tighter one.
 
 Example:
     >>> detector = ErrorStreamDetector("adwin", delta=1e-5, holdout_accuracy=0.9)
@@ -46,6 +48,7 @@ from river import drift
 DetectorName = Literal["adwin", "page_hinkley", "kswin"]
 ROLLING = 500  # examples behind the rolling accuracy shown in /metrics
 HOLDOUT_Z = 3.0  # standard errors above the holdout's error: a 0.13% chance it is worse
+LIVE_FIRST_LOOK = 1000  # live examples before the live error rate may lower the baseline
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,20 @@ def is_error(prediction: Any, label: Any, task: str = "classification") -> float
     return float(str(prediction) != str(label))
 
 
+def wilson_upper(error: float, examples: float, z: float = HOLDOUT_Z) -> float:
+    """Wilson's upper confidence bound on an error rate measured on ``examples`` examples.
+
+    Sound at an error of 0 too, where the normal approximation's bound collapses.
+
+    >>> round(wilson_upper(0.0, 800), 4), round(wilson_upper(0.2, 16_000), 4)
+    (0.0111, 0.2097)
+    """
+    n = max(examples, 1)
+    centre = error + z * z / (2 * n)
+    spread = z * math.sqrt(error * (1 - error) / n + z * z / (4 * n * n))
+    return (centre + spread) / (1 + z * z / n)
+
+
 def cusum_threshold(drift_per_step: float, run_length: float) -> float:
     """The CUSUM threshold ``h`` whose in-control run length is ``run_length`` examples.
 
@@ -98,7 +115,15 @@ class HoldoutCusum:
 
     The holdout's error rate is itself an estimate, often an optimistic one (the gate picked
     the candidate that scored best on it), so the in-control rate ``p0`` is its upper
-    confidence bound (Wilson, three standard errors, from ``holdout_examples``). Two CUSUMs
+    confidence bound (Wilson, three standard errors, from ``holdout_examples``). A holdout of
+    a few hundred rows gives a loose bound, and a loose ``p0`` makes every rise look smaller
+    than it is; the live stream measures the same error on many more examples. So after
+    1,000, 2,000, 4,000... live examples (since the version started, or since the last
+    alarm: an alarm means the rate moved), ``p0`` becomes the lower of the holdout's bound and
+    the live errors' Wilson bound (again three standard errors; a handful of looks, each
+    wrong with probability 0.13%). The live bound can only tighten ``p0``, never loosen it
+    past the holdout's: errors that creep up while the baseline is learnt cannot hide a
+    drift behind a raised baseline. Retuning restarts the sums. Two CUSUMs
     run side by side, tuned to a rise to ``p0 + min_rise`` and to ``p0 + 4 * min_rise``: the
     first catches small rises, the second catches large ones in fewer examples (a CUSUM is
     fastest for the change it is tuned to). Each error adds its log-likelihood ratio of the
@@ -121,22 +146,27 @@ class HoldoutCusum:
         min_rise: float = 0.05,
     ) -> None:
         error = min(max(1.0 - holdout_accuracy, 0.0), 1.0)
-        z = HOLDOUT_Z
-        # The Wilson score bound: sound at an error of 0 too, where the normal one collapses.
-        n = max(holdout_examples, 1)
-        centre = error + z * z / (2 * n)
-        spread = z * math.sqrt(error * (1 - error) / n + z * z / (4 * n * n))
-        self.p0 = min((centre + spread) / (1 + z * z / n), 0.5)
-        self.rates = [min(self.p0 + rise, 0.99) for rise in (min_rise, 4 * min_rise)]
+        self.holdout_p0 = wilson_upper(error, holdout_examples)
+        self.alpha = alpha
+        self.min_rise = min_rise
+        self.live_examples = 0  # examples since the version started or the last alarm
+        self._live_errors = 0.0
+        self._next_look = LIVE_FIRST_LOOK
+        self.detected: float | None = None  # the rate of the CUSUM that fired last
+        self._tune(self.holdout_p0)
+
+    def _tune(self, p0: float) -> None:
+        """Set the in-control rate, the risen rates, the LLR steps and the thresholds."""
+        self.p0 = min(p0, 0.5)
+        self.rates = [min(self.p0 + rise, 0.99) for rise in (self.min_rise, 4 * self.min_rise)]
         self._steps = [
             (math.log(p1 / self.p0), math.log((1 - p1) / (1 - self.p0))) for p1 in self.rates
         ]
         self.thresholds = [
-            cusum_threshold(self.p0 * up + (1 - self.p0) * down, len(self.rates) / alpha)
+            cusum_threshold(self.p0 * up + (1 - self.p0) * down, len(self.rates) / self.alpha)
             for up, down in self._steps
         ]
         self.statistics = [0.0] * len(self.rates)
-        self.detected: float | None = None  # the rate of the CUSUM that fired last
 
     @property
     def level(self) -> float:
@@ -151,11 +181,23 @@ class HoldoutCusum:
             self.statistics[i] = max(0.0, self.statistics[i] + wrong * up + (1 - wrong) * down)
             if self.statistics[i] > self.thresholds[i] and fired is None:
                 fired = i
-        if fired is None:
-            return False
-        self.detected = self.rates[fired]
-        self.statistics = [0.0] * len(self.rates)
-        return True
+        if fired is not None:
+            self.detected = self.rates[fired]
+            # The error rate changed: forget the live baseline, start again from the holdout's.
+            self.live_examples, self._live_errors = 0, 0.0
+            self._next_look = LIVE_FIRST_LOOK
+            self._tune(self.holdout_p0)
+            return True
+        self.live_examples += 1
+        self._live_errors += wrong
+        if self.live_examples >= self._next_look:
+            # Looks at 1000, 2000, 4000... examples: a handful of bounds, each at z = 3.
+            self._next_look *= 2
+            live = wilson_upper(self._live_errors / self.live_examples, self.live_examples)
+            p0 = min(self.holdout_p0, live)
+            if p0 != self.p0:
+                self._tune(p0)
+        return False
 
 
 class ErrorStreamDetector:
@@ -222,6 +264,7 @@ class ErrorStreamDetector:
             shown["rolling_accuracy"] = 1.0 - sum(self._window) / len(self._window)
         if self.cusum is not None:
             shown["cusum_level"] = self.cusum.level
+            shown["cusum_in_control_error"] = self.cusum.p0
         return shown
 
     def update(self, error: float) -> ConceptAlarm | None:

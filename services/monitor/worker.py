@@ -69,7 +69,8 @@ DRIFT_EVENTS = Counter(
 )
 DETECTOR = Gauge(
     "driftloop_monitor_detector_state",
-    "The error-stream detector of each version: error_rate, width, rolling_accuracy, examples.",
+    "The error-stream detector of each version: error_rate, width, rolling_accuracy, examples, "
+    "cusum_level, cusum_in_control_error.",
     ["model", "version", "quantity"],
 )
 EPISODE = Gauge(

@@ -146,6 +146,46 @@ def test_the_holdout_cusum_tolerates_an_optimistic_small_holdout() -> None:
     assert not any(cusum.update(float(e["prediction"] != e["label"])) for e in errors)
 
 
+def errors_at(rate: float, count: int, seed: int) -> list[float]:
+    return (np.random.default_rng(seed).random(count) < rate).astype(float).tolist()
+
+
+def first_alarm(cusum: HoldoutCusum, errors: list[float]) -> int | None:
+    return next((i for i, error in enumerate(errors) if cusum.update(error)), None)
+
+
+def test_the_live_error_tightens_a_loose_holdout_baseline() -> None:
+    # A holdout of 800 said 0.78 (bound ~0.26); live, the model errs 20% of the time: after
+    # 16,000 live examples the baseline is the live bound, and a rise to 46% is seen in
+    # fewer examples than against the holdout's bound alone.
+    live = HoldoutCusum(0.78, holdout_examples=800, alpha=2.5e-6)
+    assert first_alarm(live, errors_at(0.2, 16_000, seed=5)) is None
+    assert 0.2 < live.p0 < 0.215 < live.holdout_p0
+    drifted = errors_at(0.46, 2_000, seed=6)
+    tightened = first_alarm(live, drifted)
+    held = first_alarm(HoldoutCusum(0.78, holdout_examples=800, alpha=2.5e-6), drifted)
+    assert tightened is not None and held is not None and tightened < held
+
+
+def test_the_live_baseline_never_loosens_the_holdouts_and_restarts_after_an_alarm() -> None:
+    cusum = HoldoutCusum(0.99, holdout_examples=5_000, alpha=2.5e-6)
+    # Errors a little above the holdout's bound: the baseline stays the holdout's.
+    assert first_alarm(cusum, errors_at(0.016, 8_000, seed=7)) is None
+    assert cusum.p0 == cusum.holdout_p0 and cusum.live_examples == 8_000
+    # Then far above it: an alarm, and the live baseline starts again from nothing.
+    assert first_alarm(cusum, errors_at(0.3, 1_000, seed=8)) is not None
+    assert cusum.p0 == cusum.holdout_p0 and cusum.live_examples == 0
+
+
+def test_a_live_baseline_keeps_the_false_alarm_rate() -> None:
+    # With the baseline learnt from the stream itself, a stationary stream still alarms at
+    # most alpha per example (the run-length bound is loose: far fewer in practice).
+    for rate, seed in ((0.01, 9), (0.2, 10)):
+        cusum = HoldoutCusum(1 - rate, holdout_examples=800, alpha=1e-4)
+        alarms = sum(cusum.update(error) for error in errors_at(rate, 200_000, seed))
+        assert alarms <= 1e-4 * 200_000
+
+
 def test_a_model_swap_switches_the_reference() -> None:
     # Version 2 was trained on older people: its own data is no drift against its reference,
     # though against version 1's it is.
