@@ -188,8 +188,9 @@ def gradual(
 ) -> DriftingStream:
     """River's ``ConceptDriftStream`` nested: Agrawal concepts blending over ``width`` events.
 
-    The drift point is the centre of the blend (half the new concept there); ``DriftPoint``
-    records its start, ``position - width // 2``, where the first new-concept events appear.
+    ``drift_at`` names the centre of each blend (half the new concept there); ``DriftPoint``
+    records its start, ``centre - width``, where the new concept's share reaches 2% (river's
+    sigmoid is ``1 / (1 + exp(-4 (t - centre) / width))``).
     """
     if len(functions) != len(drift_at) + 1:
         raise ValueError("gradual needs one more function than drift points")
@@ -215,7 +216,7 @@ def gradual(
     return DriftingStream(
         name="agrawal-gradual",
         n_events=n_events,
-        drifts=tuple(DriftPoint(max(0, p - width // 2), "gradual", width) for p in drift_at),
+        drifts=tuple(DriftPoint(max(0, p - width), "gradual", 2 * width) for p in drift_at),
         classes=(0, 1),
         features=AGRAWAL_FEATURES,
         seed=seed,

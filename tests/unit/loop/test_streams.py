@@ -47,7 +47,7 @@ def test_streams_repeat_and_carry_plain_json_values() -> None:
 
 def test_gradual_blends_the_new_concept_in_over_its_width() -> None:
     stream = streams.gradual(n_events=3000, drift_at=(1500,), functions=(0, 2), width=600)
-    assert stream.drifts[0].position == 1200 and stream.drifts[0].width == 600
+    assert stream.drifts[0].position == 900 and stream.drifts[0].width == 1200
     from river.datasets.synth import Agrawal
 
     f0 = Agrawal(classification_function=0)._classification_functions[0]
