@@ -30,7 +30,8 @@ from services.serve.protocol import (
     infer_response,
     model_metadata,
     new_request_id,
-    prediction_events,
+    prediction_event,
+    prediction_rows,
     records_response,
     requested_outputs,
     row_ids,
@@ -51,14 +52,15 @@ class DataPlane:
     Parameters:
         name: the model this server serves.
         repository: holds the serving version.
-        publish: takes prediction events (must not block: the outbox's ``put``).
+        publish: takes prediction rows and what builds their events (must not block: the
+            outbox's ``put``).
     """
 
     def __init__(
         self,
         name: str,
         repository: ModelRepository,
-        publish: Callable[[EventType, list[dict[str, Any]]], Any],
+        publish: Callable[..., Any],
     ) -> None:
         self.name = name
         self.repository = repository
@@ -138,8 +140,9 @@ class DataPlane:
         latency_ms = (time.perf_counter() - start) * 1e3
         predictions = Predictions.decode(model.card, outputs)
         ids = row_ids(request_id, batch.rows)
-        self.publish(
+        self.publish(  # compact rows: the outbox builds the events off the request's path
             EventType.PREDICTION,
-            prediction_events(model.name, model.version, ids, batch, predictions, latency_ms),
+            prediction_rows(model.name, model.version, ids, batch, predictions, latency_ms),
+            prediction_event,
         )
         return predictions, ids

@@ -1,12 +1,14 @@
 """Events on their way to Kafka, kept out of the requests' way: a bounded buffer and a sender.
 
 A request hands its prediction events to :meth:`EventOutbox.put`, which never waits and never
-fails: when the buffer is full (Kafka down for a while) the new events are dropped, counted in
+fails. It may hand compact rows with a ``build`` that turns each into its event: the request
+pays for a tuple, and the sender builds, serializes and partitions the events in batches. When
+the buffer is full (Kafka down for a while) new events are dropped, counted in
 ``driftloop_serve_log_dropped_total`` and logged at most once per ``LOG_EVERY_S``. A background
 task (:meth:`EventOutbox.run`) sends what is buffered in batches; an event leaves the buffer
-only once Kafka has stored it, so a send that fails is sent again (consumers dedupe on
-``event_id``). The producer is created lazily and re-created after a failure, so serve starts
-without a broker and logging resumes by itself when the broker is back.
+only once Kafka has stored it, so a send that fails is sent again, the same events (consumers
+dedupe on ``event_id``). The producer is created lazily and re-created after a failure, so
+serve starts without a broker and logging resumes by itself when the broker is back.
 
 Example:
     >>> outbox = EventOutbox(settings, capacity=100_000)  # doctest: +SKIP
@@ -18,17 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
 from driftloop.async_messaging import AsyncEventProducer
+from driftloop.errors import BrokerUnavailable
 from driftloop.events import EventType
+from driftloop.messaging import EVENTS_PRODUCED
+from driftloop.schemas import dumps
 from driftloop.settings import Settings
+from services.serve.partitioning import partition_for
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +72,11 @@ class EventOutbox:
         self.capacity = capacity
         self.linger_s = linger_s
         self.service = service
-        self._buffer: deque[tuple[EventType, dict[str, Any]]] = deque()
+        # (event type, event or compact row, what builds the event from the row or None)
+        self._buffer: deque[tuple[EventType, Any, Callable[[Any], dict[str, Any]] | None]] = deque()
+        # events built and being sent: kept as built until Kafka stores them, so a retry
+        # sends the same event ids
+        self._sending: list[tuple[EventType, dict[str, Any]]] = []
         self._arrived = asyncio.Event()
         self._producer: AsyncEventProducer | None = None
         self._stopping: set[asyncio.Task[None]] = set()
@@ -75,11 +85,20 @@ class EventOutbox:
         self._timeout_s = max(settings.kafka_client_timeout_ms / 1000, 1.0)
 
     def __len__(self) -> int:
-        return len(self._buffer)
+        return len(self._buffer) + len(self._sending)
 
-    def put(self, event_type: EventType, events: list[dict[str, Any]]) -> int:
-        """Buffer ``events`` for sending; returns how many were kept (the rest are dropped)."""
-        room = self.capacity - len(self._buffer)
+    def put(
+        self,
+        event_type: EventType,
+        events: list[Any],
+        build: Callable[[Any], dict[str, Any]] | None = None,
+    ) -> int:
+        """Buffer ``events`` for sending; returns how many were kept (the rest are dropped).
+
+        ``build``, when given, turns each of ``events`` into the event to send, later, in the
+        sender (compact rows from a request, built off its path).
+        """
+        room = self.capacity - len(self._buffer) - len(self._sending)
         if room < len(events):
             dropped = len(events) - max(room, 0)
             DROPPED.labels(event_type.schema_name).inc(dropped)
@@ -92,7 +111,10 @@ class EventOutbox:
                     extra={"dropped": self._dropped_since_log, "capacity": self.capacity},
                 )
                 self._dropped_since_log, self._last_log = 0, now
-        self._buffer.extend((event_type, event) for event in events)
+        if len(events) == 1:
+            self._buffer.append((event_type, events[0], build))
+        else:
+            self._buffer.extend((event_type, event, build) for event in events)
         if events:
             self._arrived.set()
         return len(events)
@@ -103,7 +125,7 @@ class EventOutbox:
         stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
-                if not self._buffer:
+                if not self._buffer and not self._sending:
                     self._arrived.clear()
                     arrived = asyncio.create_task(self._arrived.wait())
                     await asyncio.wait({arrived, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -119,7 +141,7 @@ class EventOutbox:
                 failures += 1
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(stopping), delay)
-            if self._buffer:
+            if self._buffer or self._sending:
                 await self._send_some()
         finally:
             stopping.cancel()
@@ -127,11 +149,19 @@ class EventOutbox:
             if self._stopping:
                 await asyncio.wait(self._stopping, timeout=5.0)
 
+    def _take(self) -> list[tuple[EventType, dict[str, Any]]]:
+        """The oldest events, built, moved from the buffer to the send in progress."""
+        if not self._sending:
+            buffer = self._buffer
+            for _ in range(min(SEND_BATCH, len(buffer))):
+                event_type, event, build = buffer.popleft()
+                self._sending.append((event_type, build(event) if build else event))
+        return self._sending
+
     async def _send_some(self) -> bool:
         """Send the oldest events; True when Kafka stored them (they leave the buffer)."""
-        batch = list(itertools.islice(self._buffer, SEND_BATCH))
         by_type: dict[EventType, list[dict[str, Any]]] = {}
-        for event_type, event in batch:
+        for event_type, event in self._take():
             by_type.setdefault(event_type, []).append(event)
         # Waited on without wait_for: a client call that ignores its cancellation (seen with
         # aiokafka after a broker restart) must not hold the sender; it is dropped instead.
@@ -147,8 +177,7 @@ class EventOutbox:
             self._note_failure(error)
             self._drop_producer()
             return False
-        for _ in batch:
-            self._buffer.popleft()
+        self._sending = []
         for event_type, events in by_type.items():
             LOGGED.labels(event_type.schema_name).inc(len(events))
         BUFFERED.set(len(self._buffer))
@@ -158,8 +187,40 @@ class EventOutbox:
         producer = await self._connected()
         futures: list[Any] = []
         for event_type, events in by_type.items():
-            futures += await producer.send_many(event_type, events, validate=False)
+            futures += await self._send_batches(producer.client, event_type, events)
         await asyncio.gather(*futures)
+
+    async def _send_batches(
+        self, client: Any, event_type: EventType, events: list[dict[str, Any]]
+    ) -> list[Any]:
+        """Queue ``events`` as one record batch per partition; returns the batches' futures.
+
+        ``AsyncEventProducer.send_many`` does the same; this one partitions with the faster
+        :func:`~services.serve.partitioning.partition_for` (same partitions), since on the
+        serving event loop every microsecond an event costs is taken from requests.
+        """
+        topic = self.settings.topic_for(event_type)
+        await client.client._wait_on_metadata(topic)
+        partitions = sorted(client.client.cluster.partitions_for_topic(topic) or ())
+        if not partitions:
+            raise BrokerUnavailable(f"no partitions known for topic {topic}")
+        count = len(partitions)
+        batches: dict[int, Any] = {}
+        futures = []
+        for index, event in enumerate(events):
+            key = event_type.key(event)
+            partition = partitions[index % count if key is None else partition_for(key, count)]
+            value = dumps(event)
+            batch = batches.get(partition)
+            if batch is None or batch.append(key=key, value=value, timestamp=None) is None:
+                if batch is not None:
+                    futures.append(await client.send_batch(batch, topic, partition=partition))
+                batch = batches[partition] = client.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+        for partition, batch in batches.items():
+            futures.append(await client.send_batch(batch, topic, partition=partition))
+        EVENTS_PRODUCED.labels(topic).inc(len(events))
+        return futures
 
     async def _connected(self) -> AsyncEventProducer:
         if self._producer is None:
@@ -174,7 +235,7 @@ class EventOutbox:
             self._producer = producer  # dropped (and stopped) by the caller if start fails
             await producer.start()
             KAFKA_UP.set(1)
-            log.info("sending events to Kafka", extra={"buffered": len(self._buffer)})
+            log.info("sending events to Kafka", extra={"buffered": len(self)})
         return self._producer
 
     def _drop_producer(self) -> None:
@@ -191,11 +252,11 @@ class EventOutbox:
             await asyncio.wait_for(producer.stop(), 5.0)
 
     def _note_failure(self, error: Exception) -> None:
-        BUFFERED.set(len(self._buffer))
+        BUFFERED.set(len(self))
         now = time.monotonic()
         if now - self._last_log >= LOG_EVERY_S:
             self._last_log = now
             log.warning(
                 "Kafka is not taking events; keeping them and retrying",
-                extra={"error": str(error) or type(error).__name__, "buffered": len(self._buffer)},
+                extra={"error": str(error) or type(error).__name__, "buffered": len(self)},
             )

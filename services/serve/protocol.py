@@ -31,13 +31,15 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from driftloop.errors import InvalidInput, MalformedRequest
-from driftloop.events import SCHEMA_VERSION, Scalar, now
+from driftloop.events import SCHEMA_VERSION, Scalar
 from driftloop.model_card import ModelCard
 
 FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
@@ -50,20 +52,58 @@ NUMERIC_TYPES = FLOAT_TYPES | INT_TYPES | UINT_TYPES | {"BOOL"}
 ID_KEYS = ("request_id", "id")
 
 
-@dataclass(slots=True)
-class FeatureBatch:
-    """Validated feature values, one list per feature, all ``rows`` long.
+class FeatureLayout:
+    """What checking and converting a card's features needs, worked out once per card.
 
     Parameters:
-        columns: feature name -> values (floats/ints for numeric, strings for categorical).
-        rows: how many rows.
-        records: the rows as ``{feature: value}`` when the request came as records (reused
-            for the prediction log instead of rebuilt from the columns).
+        card: the model card.
     """
 
-    columns: dict[str, list[Any]]
+    __slots__ = ("card", "categorical", "kinds", "names", "numeric")
+
+    def __init__(self, card: ModelCard) -> None:
+        self.card = card
+        self.names = [spec.name for spec in card.features]
+        self.kinds = {spec.name: spec.kind == "categorical" for spec in card.features}
+        self.numeric = [name for name, categorical in self.kinds.items() if not categorical]
+        self.categorical = [name for name, categorical in self.kinds.items() if categorical]
+
+
+_LAYOUTS: dict[int, FeatureLayout] = {}
+
+
+def layout(card: ModelCard) -> FeatureLayout:
+    """The card's :class:`FeatureLayout` (cached: cards are made once per loaded version)."""
+    found = _LAYOUTS.get(id(card))
+    if found is None or found.card is not card:
+        if len(_LAYOUTS) > 64:  # versions come and go; their layouts need not stay
+            _LAYOUTS.clear()
+        found = _LAYOUTS[id(card)] = FeatureLayout(card)
+    return found
+
+
+@dataclass(slots=True)
+class FeatureBatch:
+    """Validated feature values, all ``rows`` long: as records, or one list per feature.
+
+    Parameters:
+        rows: how many rows.
+        records: the rows as ``{feature: value}`` (what plain records decode to; what the
+            prediction log carries).
+        by_feature: feature name -> values (what OIP tensors decode to).
+    """
+
     rows: int
     records: list[dict[str, Scalar]] | None = None
+    by_feature: dict[str, list[Any]] | None = None
+
+    @property
+    def columns(self) -> dict[str, list[Any]]:
+        """Feature name -> values (floats/ints for numeric, strings for categorical)."""
+        if self.by_feature is None:
+            records = self.records or []
+            self.by_feature = {name: [r[name] for r in records] for name in records[0]}
+        return self.by_feature
 
     def row_features(self) -> list[dict[str, Scalar]]:
         """One ``{feature: value}`` per row, as prediction events carry them."""
@@ -77,18 +117,27 @@ class FeatureBatch:
 
     def arrays(self, card: ModelCard) -> dict[str, np.ndarray]:
         """The model's inputs: a ``(rows, 1)`` float32 or object (str) array per feature."""
-        numeric = [spec.name for spec in card.features if spec.kind == "numeric"]
+        features = layout(card)
         arrays: dict[str, np.ndarray] = {}
-        if numeric:
-            # one conversion for every numeric column: each row of the table is a column,
-            # contiguous, as the interpreter wants it
-            table = np.array([self.columns[name] for name in numeric], dtype=np.float32)
-            for name, column in zip(numeric, table, strict=True):
-                arrays[name] = column.reshape(-1, 1)
-        for spec in card.features:
-            if spec.kind == "categorical":
-                arrays[spec.name] = np.array(self.columns[spec.name], dtype=object).reshape(-1, 1)
-        return {spec.name: arrays[spec.name] for spec in card.features}
+        if features.numeric:
+            # one conversion for every numeric value, into a (features, rows, 1) table whose
+            # slices are each feature's column, contiguous, as the interpreter wants it
+            if self.by_feature is None and self.records is not None:
+                table = np.array(
+                    [[r[name] for name in features.numeric] for r in self.records],
+                    dtype=np.float32,
+                ).T
+                table = np.ascontiguousarray(table) if self.rows > 1 else table
+            else:
+                table = np.array([self.columns[n] for n in features.numeric], dtype=np.float32)
+            arrays = dict(zip(features.numeric, table[:, :, None], strict=True))
+            if not features.categorical:
+                return arrays
+        for name in features.categorical:
+            values = [r[name] for r in self.records] if self.by_feature is None else None
+            column = values if values is not None else self.columns[name]
+            arrays[name] = np.array(column, dtype=object).reshape(-1, 1)
+        return {name: arrays[name] for name in features.names}
 
 
 # --- decoding -------------------------------------------------------------------------------
@@ -125,10 +174,6 @@ def _check_value(field: str, value: Any, categorical: bool) -> None:
         _check_number(field, value)
 
 
-def _features(card: ModelCard) -> dict[str, bool]:
-    return {spec.name: spec.kind == "categorical" for spec in card.features}
-
-
 def _unknown(field: str, name: str, card: ModelCard) -> InvalidInput:
     return InvalidInput(
         field,
@@ -151,7 +196,7 @@ def _request_id(value: Any, field: str) -> str | None:
 
 def decode_records(document: Any, card: ModelCard) -> tuple[FeatureBatch, str | None]:
     """Check plain records against ``card``; returns the batch and the body's request id."""
-    kinds = _features(card)
+    kinds = layout(card).kinds
     request_id = None
     single = False
     if isinstance(document, dict) and isinstance(document.get("records"), list):
@@ -190,8 +235,7 @@ def decode_records(document: Any, card: ModelCard) -> tuple[FeatureBatch, str | 
             elif (kind is float and value - value == 0) or kind is int:
                 continue
             _check_value(f"{'' if single else f'records[{index}].'}{name}", value, categorical)
-    columns = {name: [record[name] for record in records] for name in kinds}
-    return FeatureBatch(columns, len(records), records), request_id
+    return FeatureBatch(len(records), records), request_id
 
 
 def _record_problem(
@@ -270,7 +314,7 @@ def decode_infer(document: Any, card: ModelCard) -> tuple[FeatureBatch, str | No
         raise InvalidInput(
             "inputs", "inputs must be a non-empty list of named tensors, one per feature"
         )
-    kinds = _features(card)
+    kinds = layout(card).kinds
     columns: dict[str, list[Any]] = {}
     rows = -1
     for index, tensor in enumerate(tensors):
@@ -311,7 +355,7 @@ def decode_infer(document: Any, card: ModelCard) -> tuple[FeatureBatch, str | No
         if name not in columns:
             raise _missing(f"inputs.{name}", name)
     request_id = _request_id(document.get("id"), "id")
-    return FeatureBatch({name: columns[name] for name in kinds}, rows), request_id
+    return FeatureBatch(rows, None, {name: columns[name] for name in kinds}), request_id
 
 
 def requested_outputs(document: dict[str, Any], available: tuple[str, ...]) -> set[str]:
@@ -360,20 +404,24 @@ class Predictions:
     values: list[Scalar]
     scores: np.ndarray | None
     classes: list[Scalar]
+    by_class: list[dict[str, float]] | None = None  # scores_by_class, once computed
 
     @classmethod
     def decode(cls, card: ModelCard, outputs: np.ndarray) -> Predictions:
         if card.task == "regression":
             return cls(outputs[:, 0].astype(float).tolist(), None, [])
         picked = outputs.argmax(axis=1).tolist()
-        classes = list(card.classes)
+        classes = card.classes
         return cls([classes[i] for i in picked], outputs, classes)
 
     def scores_by_class(self) -> list[dict[str, float]] | None:
+        """``{class: score}`` per row (computed once: the response and the log share it)."""
         if self.scores is None:
             return None
-        keys = [str(c) for c in self.classes]
-        return [dict(zip(keys, row, strict=True)) for row in self.scores.tolist()]
+        if self.by_class is None:
+            keys = [str(c) for c in self.classes]
+            self.by_class = [dict(zip(keys, row, strict=True)) for row in self.scores.tolist()]
+        return self.by_class
 
 
 def label_datatype(classes: list[Scalar]) -> str:
@@ -447,6 +495,56 @@ def records_response(
     }
 
 
+# What a request leaves for the prediction log: the event's fields without its ``event_id``
+# and without the dict around them. The request builds this tuple (cheap); the outbox turns it
+# into the event (:func:`prediction_event`) in its own time, in batches.
+PredictionRow = tuple[float, str, str, str, dict[str, Scalar], Scalar, float, Any]
+
+
+def prediction_rows(
+    name: str,
+    version: str,
+    ids: list[str],
+    batch: FeatureBatch,
+    predictions: Predictions,
+    latency_ms: float,
+) -> list[PredictionRow]:
+    """One :data:`PredictionRow` per row of the batch, for :func:`prediction_event`."""
+    event_time = time.time()  # formatted by prediction_event, off the request's path
+    scores = predictions.scores_by_class()
+    return [
+        (event_time, ids[index], name, version, features, value, latency_ms, score)
+        for index, (features, value, score) in enumerate(
+            zip(
+                batch.row_features(),
+                predictions.values,
+                scores if scores is not None else (None,) * batch.rows,
+                strict=True,
+            )
+        )
+    ]
+
+
+def prediction_event(row: PredictionRow) -> dict[str, Any]:
+    """The prediction event (schemas/prediction.schema.json) of one row, with a new event id."""
+    seconds, request_id, name, version, features, value, latency_ms, scores = row
+    event_time = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds")
+    event = {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": os.urandom(16).hex(),
+        "event_time": event_time.replace("+00:00", "Z"),  # as driftloop.events.now()
+        "request_id": request_id,
+        "model_name": name,
+        "model_version": version,
+        "features": features,
+        "prediction": value,
+        "latency_ms": latency_ms,
+    }
+    if scores is not None:
+        event["scores"] = scores
+    return event
+
+
 def prediction_events(
     name: str,
     version: str,
@@ -456,25 +554,8 @@ def prediction_events(
     latency_ms: float,
 ) -> list[dict[str, Any]]:
     """One prediction event (schemas/prediction.schema.json) per row."""
-    event_time = now()
-    scores = predictions.scores_by_class()
-    events = []
-    for index, features in enumerate(batch.row_features()):
-        event = {
-            "schema_version": SCHEMA_VERSION,
-            "event_id": os.urandom(16).hex(),
-            "event_time": event_time,
-            "request_id": ids[index],
-            "model_name": name,
-            "model_version": version,
-            "features": features,
-            "prediction": predictions.values[index],
-            "latency_ms": latency_ms,
-        }
-        if scores is not None:
-            event["scores"] = scores[index]
-        events.append(event)
-    return events
+    rows = prediction_rows(name, version, ids, batch, predictions, latency_ms)
+    return [prediction_event(row) for row in rows]
 
 
 def model_metadata(name: str, version: str, card: ModelCard) -> dict[str, Any]:

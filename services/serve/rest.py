@@ -8,10 +8,14 @@
     GET  /metrics
 
 A lean Starlette app (no validation layer of its own: :mod:`services.serve.protocol` checks
-bodies against the model card) with orjson. Errors are mapped to status codes in one place
-(:func:`_answer`), with the protocol's error body ``{"error": "..."}``: 400 not JSON, 401 bad
-admin token, 404 unknown model or version (or admin off), 413 body too large, 422 input that
-does not fit the model (the body names the field), 503 no model loaded yet.
+bodies against the model card) with orjson, behind :class:`InferenceFront`: a bare ASGI
+callable that answers the inference POSTs itself (Starlette's middleware, routing, request and
+response objects cost about as much as the rest of a request) and hands everything else
+(metadata, health, admin, metrics, lifespan, odd paths and methods) to the Starlette app.
+Errors are mapped to status codes in one place per kind of endpoint, with the protocol's
+error body ``{"error": "..."}``: 400 not JSON, 401 bad admin token, 404 unknown model or
+version (or admin off), 413 body too large, 422 input that does not fit the model (the body
+names the field), 503 no model loaded yet.
 """
 
 from __future__ import annotations
@@ -65,11 +69,15 @@ class JSONResponse(Response):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def _error(error: DriftloopError) -> JSONResponse:
+def _error_body(error: DriftloopError) -> bytes:
     body: dict[str, Any] = {"error": str(error)}
     if isinstance(error, InvalidInput):
         body["field"] = error.field
-    return JSONResponse(body, status_code=error.http_status)
+    return orjson.dumps(body)
+
+
+def _error(error: DriftloopError) -> Response:
+    return Response(_error_body(error), error.http_status, media_type="application/json")
 
 
 def _parse(body: bytes) -> Any:
@@ -84,71 +92,175 @@ def _parse(body: bytes) -> Any:
             raise MalformedRequest(f"the body is not JSON: {error}") from None
 
 
+JSON_HEADERS = [(b"content-type", b"application/json")]
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class _Gone(Exception):
+    """The client went away before its body arrived: nothing to answer."""
+
+
+class InferenceFront:
+    """The inference POSTs on bare ASGI; everything else goes to ``app``.
+
+    Answers exactly what the app's inference routes answer (same handlers, same errors,
+    same metrics); a path or method it does not recognise is the app's to answer.
+
+    Parameters:
+        app: the full Starlette app.
+        v1: answers ``POST /v1/predict``: (path params, caller's request id, body) -> response.
+        v2: answers ``POST /v2/models/{name}[/versions/{version}]/infer``, the same way.
+        limit: the largest body accepted (413 past it).
+    """
+
+    def __init__(self, app: Starlette, v1: Any, v2: Any, limit: int) -> None:
+        self.app = app
+        self.v1 = v1
+        self.v2 = v2
+        self.limit = limit
+
+    def _route(self, path: str) -> tuple[Any, dict[str, str]] | None:
+        if path == "/v1/predict":
+            return self.v1, {}
+        if path.startswith("/v2/models/") and path.endswith("/infer"):
+            parts = path.split("/")  # "", "v2", "models", name, [versions, version,] infer
+            if len(parts) == 5 and parts[3]:
+                return self.v2, {"name": parts[3]}
+            if len(parts) == 7 and parts[4] == "versions" and parts[3] and parts[5]:
+                return self.v2, {"name": parts[3], "version": parts[5]}
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = None
+        if scope["type"] == "http" and scope["method"] == "POST":
+            route = self._route(scope["path"])
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        handle, params = route
+        declared = caller = None
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                declared = value
+            elif key == b"x-request-id":
+                caller = value.decode("latin-1")
+        try:
+            status, body = await handle(params, caller, lambda: self._body(declared, receive))
+        except _Gone:
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _body(self, declared: bytes | None, receive: Receive) -> bytes:
+        limit = self.limit
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(
+                f"the body of {declared.decode()} bytes is over the {limit} allowed"
+            )
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # http.disconnect
+                raise _Gone()
+            body += message.get("body", b"")
+            if len(body) > limit:
+                raise PayloadTooLarge(f"the body is over the {limit} bytes allowed")
+            if not message.get("more_body", False):
+                return body
+
+
 def create_app(
     settings: ServeSettings,
     plane: DataPlane,
     lifespan: Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]] | None = None,
-) -> Starlette:
+) -> InferenceFront:
     """The HTTP app over ``plane``; ``lifespan`` starts and stops what runs beside it."""
     limit = settings.serve_max_body_bytes
     token = settings.serve_admin_token.encode()
 
-    async def read(request: Request) -> Any:
+    async def read(request: Request) -> bytes:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit():
             if int(declared) > limit:
                 raise PayloadTooLarge(f"the body of {declared} bytes is over the {limit} allowed")
-            return _parse(await request.body())  # the server stops at the declared length
+            return await request.body()  # the server stops at the declared length
         body = b""
         async for chunk in request.stream():
             body += chunk
             if len(body) > limit:
                 raise PayloadTooLarge(f"the body is over the {limit} bytes allowed")
-        return _parse(body)
+        return body
 
     def inference(
         endpoint: str,
-        handle: Callable[[Request, Any], Awaitable[tuple[dict[str, Any], ServedModel]]],
-    ) -> Callable[[Request], Awaitable[Response]]:
-        requests = {}  # (version, status) -> counter child, so labels are looked up once
+        handle: Callable[[dict[str, str], str | None, Any], Awaitable[tuple[Any, ServedModel]]],
+    ) -> Callable[..., Awaitable[tuple[int, bytes]]]:
+        """An inference endpoint: (path params, caller's id, body reader) -> status, body."""
+        children = {}  # (version, status) -> metric children, so labels are looked up once
 
-        async def answer(request: Request) -> Response:
+        async def answer(
+            params: dict[str, str], caller: str | None, body: Callable[[], Awaitable[bytes]]
+        ) -> tuple[int, bytes]:
             start = time.perf_counter()
             version = NO_VERSION
             try:
-                body, model = await handle(request, await read(request))
+                document = _parse(await body())
+                result, model = await handle(params, caller, document)
                 version, status = model.version, 200
-                response: Response = JSONResponse(body)
+                content = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
             except DriftloopError as error:
                 status = error.http_status
-                response = _error(error)
+                content = _error_body(error)
+            except _Gone:
+                raise
             except Exception as error:  # the model itself failed: a server error, said plainly
                 status = 500
-                response = JSONResponse({"error": f"the model failed: {error}"}, 500)
+                content = orjson.dumps({"error": f"the model failed: {error}"})
             key = (version, status)
-            metrics = requests.get(key)
+            metrics = children.get(key)
             if metrics is None:
-                metrics = requests[key] = (
+                metrics = children[key] = (
                     REQUESTS.labels(endpoint, version, str(status)),
                     LATENCY.labels(version, str(status)),
                 )
             metrics[0].inc()
             metrics[1].observe(time.perf_counter() - start)
-            return response
+            return status, content
 
         return answer
 
-    def caller_id(request: Request) -> str | None:
-        return request.headers.get(REQUEST_ID_HEADER)
+    def routed(
+        answer: Callable[..., Awaitable[tuple[int, bytes]]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """The same endpoint as a Starlette route (for what the front hands on)."""
 
-    async def infer(request: Request, document: Any) -> tuple[dict[str, Any], ServedModel]:
-        params = request.path_params
-        return await plane.infer(
-            params["name"], document, params.get("version"), caller_id(request)
-        )
+        async def endpoint(request: Request) -> Response:
+            async def body() -> bytes:
+                return await read(request)
 
-    async def predict(request: Request, document: Any) -> tuple[dict[str, Any], ServedModel]:
-        return await plane.predict_records(document, caller_id(request))
+            caller = request.headers.get(REQUEST_ID_HEADER)
+            status, content = await answer(request.path_params, caller, body)
+            return Response(content, status, media_type="application/json")
+
+        return endpoint
+
+    async def infer(
+        params: dict[str, str], caller: str | None, document: Any
+    ) -> tuple[dict[str, Any], ServedModel]:
+        return await plane.infer(params["name"], document, params.get("version"), caller)
+
+    async def predict(
+        params: dict[str, str], caller: str | None, document: Any
+    ) -> tuple[dict[str, Any], ServedModel]:
+        return await plane.predict_records(document, caller)
 
     def guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Awaitable[Response]]:
         async def answer(request: Request) -> Response:
@@ -199,14 +311,11 @@ def create_app(
             **({"error": outcome.error} if outcome.error else {}),
         }
 
+    v1, v2 = inference("v1", predict), inference("v2", infer)
     routes = [  # matched in order: inference first
-        Route("/v1/predict", inference("v1", predict), methods=["POST"]),
-        Route("/v2/models/{name}/infer", inference("v2", infer), methods=["POST"]),
-        Route(
-            "/v2/models/{name}/versions/{version}/infer",
-            inference("v2", infer),
-            methods=["POST"],
-        ),
+        Route("/v1/predict", routed(v1), methods=["POST"]),
+        Route("/v2/models/{name}/infer", routed(v2), methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", routed(v2), methods=["POST"]),
         Route("/v2/health/live", guarded(live)),
         Route("/v2/health/ready", guarded(ready)),
         Route("/v2", guarded(server)),
@@ -217,4 +326,4 @@ def create_app(
         Route("/v2/repository/models/{name}/load", guarded(load), methods=["POST"]),
         Mount("/metrics", metrics_app()),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return InferenceFront(Starlette(routes=routes, lifespan=lifespan), v1, v2, limit)
