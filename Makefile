@@ -49,13 +49,13 @@ test: install tools
 	$(BIN)/python -m pytest
 
 up: install tools
-	$(BIN)/driftloop stack up
+	$(BIN)/driftloop up
 
 down: install
-	$(BIN)/driftloop stack down
+	$(BIN)/driftloop down
 
 status: install
-	$(BIN)/driftloop stack status
+	$(BIN)/driftloop status
 
 lint: install
 	$(BIN)/ruff check .
