@@ -100,8 +100,10 @@ def floor_app() -> Any:
 def run_floor(port: int) -> None:
     import uvicorn
 
-    config = uvicorn.Config(floor_app(), host="127.0.0.1", port=port, log_level="warning")
-    config.access_log = False
+    # access_log at construction, where uvicorn applies it (serve turns it off the same way)
+    config = uvicorn.Config(
+        floor_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False
+    )
     uvicorn.Server(config).run()
 
 

@@ -34,7 +34,7 @@ from driftloop.events import EventType
 from driftloop.messaging import EVENTS_PRODUCED
 from driftloop.schemas import dumps
 from driftloop.settings import Settings
-from services.serve.partitioning import partition_for
+from services.serve.partitioning import partitions_for
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ class EventOutbox:
         """Queue ``events`` as one record batch per partition; returns the batches' futures.
 
         ``AsyncEventProducer.send_many`` does the same; this one partitions with the faster
-        :func:`~services.serve.partitioning.partition_for` (same partitions), since on the
+        :func:`~services.serve.partitioning.partitions_for` (same partitions), since on the
         serving event loop every microsecond an event costs is taken from requests.
         """
         topic = self.settings.topic_for(event_type)
@@ -205,11 +205,18 @@ class EventOutbox:
         if not partitions:
             raise BrokerUnavailable(f"no partitions known for topic {topic}")
         count = len(partitions)
+        keys = [event_type.key(event) for event in events]
+        hashed = partitions_for([key for key in keys if key is not None], count)
         batches: dict[int, Any] = {}
         futures = []
+        spread = 0
         for index, event in enumerate(events):
-            key = event_type.key(event)
-            partition = partitions[index % count if key is None else partition_for(key, count)]
+            key = keys[index]
+            if key is None:
+                partition = partitions[index % count]
+            else:
+                partition = partitions[hashed[spread]]
+                spread += 1
             value = dumps(event)
             batch = batches.get(partition)
             if batch is None or batch.append(key=key, value=value, timestamp=None) is None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import struct
 
+import numpy as np
+
 SEED = 0x9747B28C
 M = 0x5BD1E995
 MASK = 0xFFFFFFFF
@@ -49,3 +51,46 @@ def murmur2(data: bytes) -> int:
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition index (of ``partitions``) Kafka's default partitioner picks for ``key``."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def partitions_for(keys: list[bytes], partitions: int) -> list[int]:
+    """:func:`partition_for` of each of ``keys``, hashed together: keys of one length (request
+    ids are) go through numpy's wrapping uint32 arithmetic as one array (~0.1 us a key)."""
+    chosen = [0] * len(keys)
+    by_length: dict[int, list[int]] = {}
+    for index, key in enumerate(keys):
+        by_length.setdefault(len(key), []).append(index)
+    m = np.uint32(M)
+    for length, indices in by_length.items():
+        if len(indices) < 8:  # numpy's per-call cost is more than the loop's
+            for index in indices:
+                chosen[index] = partition_for(keys[index], partitions)
+            continue
+        data = np.frombuffer(b"".join([keys[i] for i in indices]), dtype=np.uint8)
+        data = data.reshape(len(indices), length)
+        h = np.full(len(indices), (SEED ^ length) & MASK, dtype=np.uint32)
+        words = length >> 2
+        if words:
+            table = np.ascontiguousarray(data[:, : words << 2]).view("<u4")
+            for column in range(words):
+                k = table[:, column] * m
+                k ^= k >> np.uint32(24)
+                k *= m
+                h *= m
+                h ^= k
+        tail, extra = words << 2, length & 3
+        if extra >= 3:
+            h ^= data[:, tail + 2].astype(np.uint32) << np.uint32(16)
+        if extra >= 2:
+            h ^= data[:, tail + 1].astype(np.uint32) << np.uint32(8)
+        if extra >= 1:
+            h ^= data[:, tail].astype(np.uint32)
+            h *= m
+        h ^= h >> np.uint32(13)
+        h *= m
+        h ^= h >> np.uint32(15)
+        for index, partition in zip(
+            indices, ((h & np.uint32(0x7FFFFFFF)) % partitions).tolist(), strict=True
+        ):
+            chosen[index] = partition
+    return chosen

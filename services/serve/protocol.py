@@ -29,11 +29,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -91,11 +91,14 @@ class FeatureBatch:
         records: the rows as ``{feature: value}`` (what plain records decode to; what the
             prediction log carries).
         by_feature: feature name -> values (what OIP tensors decode to).
+        numeric: the numeric features' values as a ``(rows, numeric features)`` float64
+            table, in the card's order, when the decoder made one.
     """
 
     rows: int
     records: list[dict[str, Scalar]] | None = None
     by_feature: dict[str, list[Any]] | None = None
+    numeric: np.ndarray | None = None
 
     @property
     def columns(self) -> dict[str, list[Any]]:
@@ -122,7 +125,9 @@ class FeatureBatch:
         if features.numeric:
             # one conversion for every numeric value, into a (features, rows, 1) table whose
             # slices are each feature's column, contiguous, as the interpreter wants it
-            if self.by_feature is None and self.records is not None:
+            if self.numeric is not None:
+                table = np.ascontiguousarray(self.numeric.T, dtype=np.float32)
+            elif self.by_feature is None and self.records is not None:
                 table = np.array(
                     [[r[name] for name in features.numeric] for r in self.records],
                     dtype=np.float32,
@@ -162,6 +167,8 @@ def _check_number(field: str, value: Any) -> None:
             raise InvalidInput(field, f"{field} must be a finite number: got {value}")
     elif kind is not int:
         raise InvalidInput(field, f"{field} is numeric: got {_describe(value)}")
+    elif abs(value) > 1 << 1000:  # past any float: it cannot reach the model as a number
+        raise InvalidInput(field, f"{field} is too large a number")
 
 
 def _check_value(field: str, value: Any, categorical: bool) -> None:
@@ -220,22 +227,49 @@ def decode_records(document: Any, card: ModelCard) -> tuple[FeatureBatch, str | 
         )
     if not records:
         raise InvalidInput("records", "records: empty batch; send at least one record")
+    features = layout(card)
     names = kinds.keys()
-    checks = list(kinds.items())
     for index, record in enumerate(records):
         if not isinstance(record, dict) or record.keys() != names:
             _record_problem(record, index, single, kinds, card)
-        for name, categorical in checks:
+    # The common case, all valid, checked in bulk (type sets, one array); the row-by-row
+    # check below runs only to name the field when the bulk check fails.
+    table = None
+    if features.numeric:
+        values = [record[name] for record in records for name in features.numeric]
+        table = _finite_numbers(values)
+    if (features.numeric and table is None) or (
+        features.categorical
+        and not {type(record[name]) for record in records for name in features.categorical} <= {str}
+    ):
+        _value_problem(records, single, kinds)
+    if table is not None:
+        table = table.reshape(len(records), len(features.numeric))
+    return FeatureBatch(len(records), records, numeric=table), request_id
+
+
+NUMBER_TYPES = frozenset({int, float})
+
+
+def _finite_numbers(values: list[Any]) -> np.ndarray | None:
+    """``values`` as float64 when each is a finite int or float (not a bool); else None."""
+    if not set(map(type, values)) <= NUMBER_TYPES:
+        return None
+    try:
+        total = sum(values)  # NaN or infinity anywhere makes the sum NaN or infinite
+        if total - total != 0:  # (or finite values overflowed: the row-by-row check decides)
+            return None
+        return np.array(values, dtype=np.float64)
+    except OverflowError:  # an int past float64: the row-by-row check decides
+        return None
+
+
+def _value_problem(records: list[dict[str, Any]], single: bool, kinds: dict[str, bool]) -> None:
+    """Raise :class:`InvalidInput` naming the first value that does not fit its feature."""
+    for index, record in enumerate(records):
+        for name, categorical in kinds.items():
             value = record[name]
-            kind = type(value)
-            # inlined for speed; ``value - value == 0`` is false for NaN and infinity
-            if categorical:
-                if kind is str:
-                    continue
-            elif (kind is float and value - value == 0) or kind is int:
-                continue
             _check_value(f"{'' if single else f'records[{index}].'}{name}", value, categorical)
-    return FeatureBatch(len(records), records), request_id
 
 
 def _record_problem(
@@ -420,7 +454,7 @@ class Predictions:
             return None
         if self.by_class is None:
             keys = [str(c) for c in self.classes]
-            self.by_class = [dict(zip(keys, row, strict=True)) for row in self.scores.tolist()]
+            self.by_class = [dict(zip(keys, row, strict=False)) for row in self.scores.tolist()]
         return self.by_class
 
 
@@ -525,14 +559,25 @@ def prediction_rows(
     ]
 
 
+@functools.lru_cache(maxsize=4)
+def _second(whole: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+
+
+def _event_time(seconds: float) -> str:
+    """``seconds`` since the epoch as :func:`driftloop.events.now` writes times (RFC 3339,
+    microseconds, UTC), with the part down to the second formatted once a second."""
+    whole = int(seconds)
+    return f"{_second(whole)}.{int((seconds - whole) * 1e6):06d}Z"
+
+
 def prediction_event(row: PredictionRow) -> dict[str, Any]:
     """The prediction event (schemas/prediction.schema.json) of one row, with a new event id."""
     seconds, request_id, name, version, features, value, latency_ms, scores = row
-    event_time = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds")
     event = {
         "schema_version": SCHEMA_VERSION,
         "event_id": os.urandom(16).hex(),
-        "event_time": event_time.replace("+00:00", "Z"),  # as driftloop.events.now()
+        "event_time": _event_time(seconds),
         "request_id": request_id,
         "model_name": name,
         "model_version": version,

@@ -71,6 +71,9 @@ def test_records_decode_one_a_list_and_a_wrapped_list() -> None:
         ([RECORD, RECORD | {"age": None}], "records[1].age", "null"),
         ([RECORD, 3], "records[1]", "not an object"),
         (RECORD | {"request_id": 5}, "request_id", "string"),
+        ([RECORD, RECORD, RECORD | {"age": float("-inf")}], "records[2].age", "finite"),
+        ([RECORD, RECORD | {"region": None}], "records[1].region", "categorical"),
+        (RECORD | {"age": 10**400}, "age", "too large"),
     ],
 )
 def test_records_that_do_not_fit_name_the_field(body: Any, field: str, words: str) -> None:
@@ -78,6 +81,15 @@ def test_records_that_do_not_fit_name_the_field(body: Any, field: str, words: st
         decode_records(body, CARD)
     assert raised.value.field == field
     assert field.split(".")[-1].split("[")[0] in str(raised.value) and words in str(raised.value)
+
+
+def test_valid_records_become_one_float32_column_per_feature() -> None:
+    batch, _ = decode_records([RECORD, RECORD | {"age": 2.5, "region": "south"}], CARD)
+    arrays = batch.arrays(CARD)
+    assert list(arrays) == ["age", "region"]
+    assert arrays["age"].dtype == np.float32 and arrays["age"].shape == (2, 1)
+    assert arrays["age"].flags.c_contiguous and arrays["age"].ravel().tolist() == [31.0, 2.5]
+    assert arrays["region"].ravel().tolist() == ["north", "south"]
 
 
 def test_records_body_of_the_wrong_shape_is_malformed() -> None:
