@@ -25,9 +25,7 @@ from pydantic import ValidationError
 
 from driftloop.errors import DriftloopError, RegistryError
 from driftloop.logs import configure_logging
-from driftloop.settings import Settings, settings_table
-
-SERVICES = ("ingest", "monitor", "trainer", "serve")
+from driftloop.settings import SERVICES, Settings, service_settings, settings_table
 
 
 def _stack(args: argparse.Namespace, settings: Settings) -> int:
@@ -66,17 +64,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _settings(args: argparse.Namespace, settings: Settings) -> int:
-    classes: list[type[Settings]] = [Settings]
-    for service in SERVICES:
-        try:
-            module = importlib.import_module(f"services.{service}.settings")
-        except ModuleNotFoundError:
-            continue
-        classes += [
-            value
-            for value in vars(module).values()
-            if isinstance(value, type) and issubclass(value, Settings) and value is not Settings
-        ]
+    classes = [Settings, *service_settings().values()]
     if args.markdown:
         print(settings_table(*classes))
     else:

@@ -14,7 +14,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Self, get_args, get_origin
@@ -188,6 +191,36 @@ class Settings(BaseSettings):
         if self.s3_bucket:
             return f"s3://{self.s3_bucket}/{self.s3_prefix.strip('/')}/mlflow"
         return str((self.state_dir / "mlflow" / "artifacts").resolve())
+
+
+SERVICES = ("ingest", "monitor", "trainer", "serve")
+
+
+@functools.cache
+def service_settings() -> dict[str, type[Settings]]:
+    """Each service's settings class, by service name.
+
+    Imported when asked for, never at import time: the services build on this package.
+    """
+    found: dict[str, type[Settings]] = {}
+    for service in SERVICES:
+        module = importlib.import_module(f"services.{service}.settings")
+        (cls,) = (
+            value
+            for value in vars(module).values()
+            if isinstance(value, type)
+            and issubclass(value, Settings)
+            and value.__module__ == module.__name__
+        )
+        found[service] = cls
+    return found
+
+
+def as_environment(values: Settings | Mapping[str, Any]) -> dict[str, str]:
+    """Settings (or ``{field: value}``) as the ``DRIFTLOOP_<FIELD>`` variables that give them."""
+    if isinstance(values, Settings):
+        values = values.model_dump(mode="json")
+    return {f"{ENV_PREFIX}{name.upper()}": str(value) for name, value in values.items()}
 
 
 def settings_table(*classes: type[BaseSettings]) -> str:

@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import time
@@ -27,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from driftloop.errors import StackError
-from driftloop.settings import Settings
+from driftloop.settings import SERVICES, Settings, as_environment, service_settings
 from driftloop.stack.process import ManagedProcess, free_port
 
-SERVICES = ("ingest", "monitor", "trainer", "serve")
 # Readiness: serve is ready only with a model loaded, the others once they consume.
 READY_PATHS = {"serve": ("/v2/health/ready",)}
 LIVE_PATHS = {"serve": ("/v2/health/live", "/health/live")}
@@ -39,31 +37,12 @@ DEFAULT_LIVE = ("/health/live",)
 DEFAULT_PORTS = {"ingest": 8081, "monitor": 8083, "trainer": 8084, "serve": 8080}
 
 
-def settings_classes() -> dict[str, type[Settings]]:
-    """Each built service's settings class (a service not built yet is left out)."""
-    found: dict[str, type[Settings]] = {}
-    for service in SERVICES:
-        try:
-            module = importlib.import_module(f"services.{service}.settings")
-        except ModuleNotFoundError:
-            continue
-        for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, Settings) and value is not Settings:
-                found[service] = value
-    return found
-
-
 def setting_names() -> set[str]:
     """Every field of the shared settings and of each service's settings."""
     names = set(Settings.model_fields)
-    for cls in settings_classes().values():
+    for cls in service_settings().values():
         names |= set(cls.model_fields)
     return names
-
-
-def as_environment(values: Mapping[str, Any]) -> dict[str, str]:
-    """``{field: value}`` as ``DRIFTLOOP_<FIELD>`` variables."""
-    return {f"DRIFTLOOP_{name.upper()}": str(value) for name, value in values.items()}
 
 
 def isolated_environment(
@@ -75,7 +54,7 @@ def isolated_environment(
     gets ``-<tag>``, each service gets a free port. ``overrides`` win.
     """
     fields: dict[str, Any] = {}
-    classes = [Settings, *settings_classes().values()]
+    classes = [Settings, *service_settings().values()]
     for cls in classes:
         for name, field in cls.model_fields.items():
             if name.startswith("topic_") and name not in ("topic_partitions",):
@@ -87,7 +66,6 @@ def isolated_environment(
     fields |= {
         "model_name": f"{settings.model_name}-{tag}",
         "store_uri": str(store_dir.resolve()),
-        "ingest_store_uri": str(store_dir.resolve()),
     }
     known = setting_names()
     return {name: value for name, value in (fields | overrides).items() if name in known}

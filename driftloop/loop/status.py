@@ -19,9 +19,9 @@ import orjson
 from kafka import TopicPartition
 
 from driftloop.events import EventType, epoch
-from driftloop.loop.services import ServiceSupervisor, settings_classes
+from driftloop.loop.services import ServiceSupervisor
 from driftloop.messaging import kafka_admin, kafka_consumer
-from driftloop.settings import Settings
+from driftloop.settings import Settings, service_settings
 
 LAST_OF = {
     "drift": EventType.DRIFT,
@@ -76,7 +76,7 @@ def last_events(settings: Settings, model_name: str | None = None) -> dict[str, 
 def consumer_lag(settings: Settings) -> dict[str, int | None]:
     """Uncommitted records per service group, summed over the partitions it has committed on."""
     groups: dict[str, str] = {}
-    for service, cls in settings_classes().items():
+    for service, cls in service_settings().items():
         merged = cls.model_validate(settings.model_dump())
         for name in cls.model_fields:
             if name.endswith("_group_id"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import importlib
 import itertools
 import json
 import re
@@ -15,10 +14,9 @@ from typing import Any
 
 import yaml
 
-from driftloop.settings import ENV_PREFIX, REPO_ROOT, Settings
+from driftloop.settings import ENV_PREFIX, REPO_ROOT, SERVICES, Settings, service_settings
 from tests.deploy.tools import kustomize_command, run, tool
 
-SERVICES = ("ingest", "monitor", "trainer", "serve")
 K8S = REPO_ROOT / "deploy" / "k8s"
 BUILDS = {
     "base": K8S / "base",
@@ -31,29 +29,10 @@ DOCKERFILE = REPO_ROOT / "Dockerfile"
 DRIFTLOOP_IMAGE = re.compile(r"^(ghcr\.io/driftloop/)?driftloop:")
 
 
-@functools.cache
 def settings_class(service: str | None) -> type[Settings]:
-    """The settings class of ``service`` (found the way ``driftloop settings`` finds it), or
-    the shared :class:`Settings` for a process that runs no service or whose settings module
-    does not exist yet."""
-    if service is None:
-        return Settings
-    module_name = f"services.{service}.settings"
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name != module_name:
-            raise
-        return Settings
-    classes = [
-        value
-        for value in vars(module).values()
-        if isinstance(value, type)
-        and issubclass(value, Settings)
-        and value.__module__ == module_name
-    ]
-    assert len(classes) == 1, f"{module_name} should define one settings class, found {classes}"
-    return classes[0]
+    """The settings class of ``service``, or the shared :class:`Settings` for a process that
+    runs no service."""
+    return Settings if service is None else service_settings()[service]
 
 
 def variables(service: str | None) -> dict[str, str]:
