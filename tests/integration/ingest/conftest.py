@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +13,7 @@ from driftloop.settings import Settings
 from driftloop.stack.process import free_port
 from driftloop.store import ExampleStore
 from services.ingest.settings import IngestSettings
+from tests.processes import ServiceProcess
 
 
 @pytest.fixture
@@ -44,57 +40,11 @@ def ingest_settings(settings: Settings, tmp_path: Path) -> IngestSettings:
     return private
 
 
-def as_environment(settings: Settings) -> dict[str, str]:
-    return {
-        f"DRIFTLOOP_{name.upper()}": str(value)
-        for name, value in settings.model_dump(mode="json").items()
-    }
-
-
-class IngestProcess:
-    """`driftloop run ingest` as its own process, as it runs in production."""
-
-    def __init__(self, settings: IngestSettings, log: Path) -> None:
-        self.settings = settings
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-        self.url = f"http://127.0.0.1:{settings.ingest_port}"
-
-    def start(self) -> None:
-        env = os.environ | as_environment(self.settings) | {"DRIFTLOOP_LOG_FORMAT": "text"}
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "driftloop.cli", "run", "ingest"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"ingest exited:\n{self.log.read_text()[-3000:]}"
-            try:
-                with urllib.request.urlopen(f"{self.url}/health/ready", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError(f"ingest did not get ready:\n{self.log.read_text()[-3000:]}")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(timeout=10)
-
-    def stop(self) -> int:
-        assert self.process is not None
-        self.process.terminate()
-        return self.process.wait(timeout=30)
-
-
 @pytest.fixture
-def ingest(ingest_settings: IngestSettings, tmp_path: Path) -> Iterator[IngestProcess]:
-    process = IngestProcess(ingest_settings, tmp_path / "ingest.log")
+def ingest(ingest_settings: IngestSettings, tmp_path: Path) -> Iterator[ServiceProcess]:
+    process = ServiceProcess("ingest", ingest_settings, tmp_path / "ingest.log")
     yield process
-    if process.process is not None and process.process.poll() is None:
+    if process.alive():
         process.kill()
 
 

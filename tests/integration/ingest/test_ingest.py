@@ -20,7 +20,8 @@ from driftloop.store import ExampleStore
 from services.ingest.join import example_id
 from services.ingest.settings import IngestSettings
 from services.ingest.worker import IngestWorker
-from tests.integration.ingest.conftest import IngestProcess, stored_rows
+from tests.integration.ingest.conftest import stored_rows
+from tests.processes import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -164,7 +165,7 @@ async def test_a_label_after_the_ttl_is_counted_late_and_stores_nothing(
 
 
 def test_kill_and_restart_stores_every_joined_request_exactly_once(
-    ingest: IngestProcess,
+    ingest: ServiceProcess,
 ) -> None:
     s = ingest.settings.model_copy(
         update={"ingest_flush_rows": 100, "kafka_max_poll_records": 50, "ingest_flush_s": 0.2}
@@ -221,7 +222,7 @@ def post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
 
 
 def test_http_labels_are_accepted_once_on_kafka_and_bad_ones_are_refused(
-    ingest: IngestProcess,
+    ingest: ServiceProcess,
 ) -> None:
     s = ingest.settings
     ingest.start()

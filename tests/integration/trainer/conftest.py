@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -154,40 +151,3 @@ def updates(trainer_settings: TrainerSettings) -> Iterator[Events]:
     events = Events(trainer_settings, trainer_settings.topic_model_updates)
     yield events
     events.close()
-
-
-def as_environment(settings: Settings) -> dict[str, str]:
-    return {
-        f"DRIFTLOOP_{name.upper()}": str(value)
-        for name, value in settings.model_dump(mode="json").items()
-    }
-
-
-class TrainerProcess:
-    """`driftloop run trainer` as its own process, as it runs in production."""
-
-    def __init__(self, settings: TrainerSettings, log: Path) -> None:
-        self.settings = settings
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = os.environ | as_environment(self.settings) | {"DRIFTLOOP_LOG_FORMAT": "text"}
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "driftloop.cli", "run", "trainer"],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(timeout=10)
-
-    def stop(self) -> int:
-        assert self.process is not None
-        self.process.terminate()
-        return self.process.wait(timeout=60)
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None

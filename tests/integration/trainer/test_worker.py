@@ -16,6 +16,7 @@ from driftloop.cli import main as cli
 from driftloop.events import EventType
 from driftloop.messaging import EventProducer
 from driftloop.registry import PREVIOUS, ModelRegistry
+from driftloop.settings import as_environment
 from services.trainer.coalesce import Refit
 from services.trainer.lineage import TRIGGER_KEY, Lineage, trigger_key
 from services.trainer.settings import TrainerSettings
@@ -23,12 +24,11 @@ from services.trainer.trainer import Trainer
 from services.trainer.worker import TrainerWorker
 from tests.integration.trainer.conftest import (
     Events,
-    TrainerProcess,
-    as_environment,
     classification_rows,
     trigger,
     write_examples,
 )
+from tests.processes import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -118,8 +118,8 @@ def test_a_crash_mid_fit_leaves_the_champion_and_the_trigger_runs_after_restart(
                 "trainer_max_fit_s": 300, "trainer_batch_size": 4}
     )  # fmt: skip
     log = tmp_path / "trainer.log"
-    first = TrainerProcess(slow, log)
-    first.start()
+    first = ServiceProcess("trainer", slow, log)
+    first.start(ready_path=None)
     deadline = time.monotonic() + 120
     while not runs_for(lineage, event["trigger_id"]):
         assert first.alive(), log.read_text()[-3000:]
@@ -131,8 +131,10 @@ def test_a_crash_mid_fit_leaves_the_champion_and_the_trigger_runs_after_restart(
     assert lineage.handled(event["trigger_id"]) is None, "no verdict was recorded"
     assert not results_for(results.seen, event["trigger_id"])
 
-    second = TrainerProcess(trainer_settings.model_copy(update={"trainer_max_epochs": 10}), log)
-    second.start()
+    second = ServiceProcess(
+        "trainer", trainer_settings.model_copy(update={"trainer_max_epochs": 10}), log
+    )
+    second.start(ready_path=None)
     try:
         seen = results.wait_for(lambda seen: bool(results_for(seen, event["trigger_id"])), 180)
         verdict = results_for(seen, event["trigger_id"])[0]
