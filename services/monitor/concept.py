@@ -49,6 +49,7 @@ DetectorName = Literal["adwin", "page_hinkley", "kswin"]
 ROLLING = 500  # examples behind the rolling accuracy shown in /metrics
 HOLDOUT_Z = 3.0  # standard errors above the holdout's error: a 0.13% chance it is worse
 LIVE_FIRST_LOOK = 1000  # live examples before the live error rate may lower the baseline
+ONSET_MEMORY = 65_536  # event times kept to date a change point (ADWIN may cut further back)
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,17 @@ class ConceptAlarm:
         source: ``adwin``, ``page_hinkley``, ``kswin`` or ``holdout_cusum``.
         examples: labelled examples the detector had seen (for this version).
         evidence: what it measured (error rates, the baseline and the statistic).
+        onset: event time (seconds) of the first example after the estimated change point:
+            ADWIN's cut, the CUSUM's last reset (the argmin of its sum), KSWIN's newest
+            sample; None when the detector does not say or no times were given.
+        onset_examples: examples from the onset to the alarm, the alarm's own included.
     """
 
     source: str
     examples: int
     evidence: dict[str, Any] = field(default_factory=dict)
+    onset: float | None = None
+    onset_examples: int | None = None
 
 
 def is_error(prediction: Any, label: Any, task: str = "classification") -> float:
@@ -153,6 +160,8 @@ class HoldoutCusum:
         self._live_errors = 0.0
         self._next_look = LIVE_FIRST_LOOK
         self.detected: float | None = None  # the rate of the CUSUM that fired last
+        self.seen = 0  # examples added, ever
+        self.onset: int | None = None  # the example (1-based) the fired CUSUM's rise began at
         self._tune(self.holdout_p0)
 
     def _tune(self, p0: float) -> None:
@@ -167,6 +176,8 @@ class HoldoutCusum:
             for up, down in self._steps
         ]
         self.statistics = [0.0] * len(self.rates)
+        # Per CUSUM, the example after its sum last stood at zero: the change-point estimate.
+        self._starts = [self.seen + 1] * len(self.rates)
 
     @property
     def level(self) -> float:
@@ -176,13 +187,17 @@ class HoldoutCusum:
     def update(self, error: float) -> bool:
         """Add one 0/1 error; True when a CUSUM crosses its threshold (then all restart)."""
         wrong = min(max(error, 0.0), 1.0)
+        self.seen += 1
         fired = None
         for i, (up, down) in enumerate(self._steps):
             self.statistics[i] = max(0.0, self.statistics[i] + wrong * up + (1 - wrong) * down)
+            if self.statistics[i] == 0.0:
+                self._starts[i] = self.seen + 1
             if self.statistics[i] > self.thresholds[i] and fired is None:
                 fired = i
         if fired is not None:
             self.detected = self.rates[fired]
+            self.onset = self._starts[fired]
             # The error rate changed: forget the live baseline, start again from the holdout's.
             self.live_examples, self._live_errors = 0, 0.0
             self._next_look = LIVE_FIRST_LOOK
@@ -234,6 +249,7 @@ class ErrorStreamDetector:
         )
         self.examples = 0
         self._window: deque[float] = deque(maxlen=ROLLING)
+        self._times: deque[float | None] = deque(maxlen=ONSET_MEMORY)
         self._mean = 0.0  # running error mean, the baseline for "rise" of two-sided detectors
 
     @staticmethod
@@ -267,9 +283,17 @@ class ErrorStreamDetector:
             shown["cusum_in_control_error"] = self.cusum.p0
         return shown
 
-    def update(self, error: float) -> ConceptAlarm | None:
-        """Add one example's error; returns an alarm when either check fires."""
+    def _onset(self, back: int) -> tuple[float | None, int]:
+        """The event time of the example ``back`` examples ago (1: this one), and ``back``."""
+        back = max(1, min(back, self.examples))
+        kept = min(back, len(self._times))
+        return (self._times[-kept] if kept else None), back
+
+    def update(self, error: float, time: float | None = None) -> ConceptAlarm | None:
+        """Add one example's error (at event time ``time``); returns an alarm when either
+        check fires, dated back to the change point it estimates."""
         self.examples += 1
+        self._times.append(time)
         before = self.error_rate
         self._mean += (error - self._mean) / min(self.examples, 1000)
         self._window.append(error)
@@ -281,12 +305,16 @@ class ErrorStreamDetector:
                 after >= before + self.min_rise if self.method == "adwin" else self._recent_rise()
             )
             if rose:
+                onset, back = self._onset(self._since_change())
                 alarm = ConceptAlarm(
                     self.method,
                     self.examples,
                     {"error_rate_before": round(before, 6), "error_rate_after": round(after, 6)},
+                    onset,
+                    back,
                 )
         if self.cusum is not None and self.cusum.update(error) and alarm is None:
+            onset, back = self._onset(self.cusum.seen - (self.cusum.onset or 0) + 1)
             alarm = ConceptAlarm(
                 "holdout_cusum",
                 self.examples,
@@ -296,8 +324,19 @@ class ErrorStreamDetector:
                     "detected_error": round(self.cusum.detected or 0.0, 6),
                     "rolling_accuracy": round(1.0 - sum(self._window) / len(self._window), 6),
                 },
+                onset,
+                back,
             )
         return alarm
+
+    def _since_change(self) -> int:
+        """Examples since the river detector's change point (this one included)."""
+        if self.method == "adwin":
+            # ADWIN dropped the part before its cut: what is left is the new concept.
+            return int(self.detector.width)
+        if self.method == "kswin":
+            return int(self.detector.stat_size)
+        return min(self.examples, ROLLING)  # Page-Hinkley does not say: the rolling window
 
     def _recent_rise(self) -> bool:
         # Page-Hinkley in "up" mode only fires on a rise; KSWIN is two-sided: compare the

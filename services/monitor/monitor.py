@@ -184,7 +184,72 @@ class TriggerDecision:
         return event
 
 
-Outcome = WindowVerdict | TriggerDecision
+@dataclass
+class ConceptDrift:
+    """A concept alarm as a drift event, for alerting consumers (schemas/drift.schema.json).
+
+    Its window runs from the estimated onset to the alarm; its one "feature" is the error
+    rate (``error_rate``), with the detector as the statistic, the error measured after the
+    change as the score and the error before it (or the CUSUM's in-control error) as the
+    threshold.
+
+    Parameters:
+        model_name, model_version: the version whose error stream alarmed.
+        alarm: what the detector said.
+        time: event time of the example that raised the alarm.
+    """
+
+    model_name: str
+    model_version: str
+    alarm: ConceptAlarm
+    time: float
+    drift_event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def error_before(self) -> float:
+        evidence = self.alarm.evidence
+        return float(evidence.get("error_rate_before", evidence.get("in_control_error", 0.0)))
+
+    @property
+    def error_after(self) -> float:
+        evidence = self.alarm.evidence
+        return float(evidence.get("error_rate_after", evidence.get("detected_error", 0.0)))
+
+    @property
+    def severity(self) -> Severity:
+        rise = self.error_after - self.error_before
+        return "high" if rise >= 0.2 else "medium" if rise >= 0.1 else "low"
+
+    def window_field(self) -> dict[str, Any]:
+        start = self.alarm.onset if self.alarm.onset is not None else self.time
+        return {
+            "kind": "count",
+            "start": rfc3339(min(start, self.time)),
+            "end": rfc3339(self.time),
+            "size": self.alarm.onset_examples or 1,
+        }
+
+    def drift_event(self) -> dict[str, Any]:
+        """The drift event of this alarm (schemas/drift.schema.json)."""
+        feature = {
+            "feature": "error_rate",
+            "statistic": self.alarm.source,
+            "score": round(self.error_after, 6),
+            "threshold": round(self.error_before, 6),
+            "p_value": None,
+            "drifted": True,
+        }
+        return new_event(
+            event_id=self.drift_event_id,
+            model_name=self.model_name,
+            model_version=self.model_version,
+            window=self.window_field(),
+            features=[feature],
+            severity=self.severity,
+        )
+
+
+Outcome = WindowVerdict | TriggerDecision | ConceptDrift
 
 
 def rfc3339(seconds: float) -> str:
@@ -211,6 +276,7 @@ class _Version:
         self.window = window
         self.detector = detector
         self.predictions: dict[int, Any] = {}  # id(row) -> prediction, for the window's rows
+        self.drift_start: float | None = None  # start of the first drifted window in a row
 
 
 class DriftMonitor:
@@ -222,7 +288,8 @@ class DriftMonitor:
         min_window_events: fewer events than this in a closed window give no verdict.
         budget: the false-alarm budget the test levels and detector settings come from.
         correction: ``holm`` or ``bonferroni`` over a window's features.
-        open_after, close_after, cooldown_s, data_arrival_examples: see :class:`TriggerPolicy`.
+        open_after, close_after, cooldown_s, data_arrival_examples, retry_s: see
+            :class:`TriggerPolicy`.
         detector: ``adwin``, ``page_hinkley`` or ``kswin`` on the error stream.
         holdout_metric: the ModelCard metric (an accuracy) the holdout CUSUM starts from.
         holdout_examples: the holdout's size, when the card's metrics do not say
@@ -244,6 +311,7 @@ class DriftMonitor:
         close_after: int = 3,
         cooldown_s: float = 600.0,
         data_arrival_examples: int = 0,
+        retry_s: float = 60.0,
         detector: DetectorName = "adwin",
         holdout_metric: str = "accuracy",
         holdout_examples: int = 1000,
@@ -260,6 +328,7 @@ class DriftMonitor:
         self.close_after = close_after
         self.cooldown_s = cooldown_s
         self.data_arrival_examples = data_arrival_examples
+        self.retry_s = retry_s
         self.detector = detector
         self.holdout_metric = holdout_metric
         self.holdout_examples = holdout_examples
@@ -268,7 +337,8 @@ class DriftMonitor:
         self.champions: dict[str, str] = {}
         self._versions: dict[str, OrderedDict[str, _Version]] = {}
         self._last_verdict: dict[str, WindowVerdict] = {}
-        self.events = {"predictions": 0, "examples": 0, "promotions": 0}
+        self._latest: dict[str, float] = {}  # newest event time seen per model
+        self.events = {"predictions": 0, "examples": 0, "promotions": 0, "training_results": 0}
 
     # --- inputs ---------------------------------------------------------------------------
 
@@ -279,22 +349,35 @@ class DriftMonitor:
         state = self._version(name, version)
         row = event["features"]
         state.predictions[id(row)] = event.get("prediction")
-        closed = state.window.update(row, epoch(event["event_time"]))
+        time = epoch(event["event_time"])
+        self._latest[name] = max(self._latest.get(name, time), time)
+        closed = state.window.update(row, time)
         return self._judge(name, version, state, closed)
 
     def observe_example(self, event: Mapping[str, Any]) -> list[Outcome]:
-        """One labelled example; returns any trigger (concept drift or data arrival)."""
+        """One labelled example; returns any trigger (concept drift or data arrival), and the
+        drift event of a concept alarm that opened an episode or fired."""
         self.events["examples"] += 1
         name, version = event["model_name"], str(event["model_version"])
         state = self._version(name, version)
         policy = self.policy(name)
         time = epoch(event["event_time"])
+        self._latest[name] = max(self._latest.get(name, time), time)
         outcomes: list[Outcome] = []
         if state.detector is not None:
             task = self._card_task(name, version)
-            alarm = state.detector.update(is_error(event["prediction"], event["label"], task))
-            if alarm is not None and policy.concept_alarm(time):
-                outcomes.append(self._concept_trigger(name, version, alarm))
+            error = is_error(event["prediction"], event["label"], task)
+            alarm = state.detector.update(error, time)
+            # Only the champion's errors count: a replaced version's late examples say nothing
+            # about the model that serves now.
+            if alarm is not None and self._is_champion(name, version):
+                opened = not policy.episode_open
+                fired = policy.concept_alarm(time)
+                drift = ConceptDrift(name, version, alarm, time)
+                if opened or fired:  # one drift event per episode opened or trigger sent
+                    outcomes.append(drift)
+                if fired:
+                    outcomes.append(self._concept_trigger(name, version, alarm, drift))
         if policy.labelled():
             outcomes.append(
                 TriggerDecision(
@@ -307,11 +390,39 @@ class DriftMonitor:
         return outcomes
 
     def observe_model_update(self, event: Mapping[str, Any]) -> None:
-        """A promotion: the new champion's data-arrival count and episode start afresh."""
+        """A promotion: the new champion's data-arrival count and episode start afresh.
+
+        From now on only the new champion's predictions and examples can raise an alarm: the
+        replaced version's stragglers (requests it answered before serve swapped) would
+        otherwise fire a trigger for a model that no longer serves. The new version's
+        windows and detector start fresh.
+        """
         self.events["promotions"] += 1
         name, version = event["model_name"], str(event["model_version"])
         self.champions[name] = version
-        self.policy(name).promoted()
+        latest = self._latest.get(name)
+        self.policy(name).promoted(latest)
+        self._versions.get(name, OrderedDict()).pop(version, None)
+
+    def observe_training_result(self, event: Mapping[str, Any]) -> None:
+        """A fit's outcome: a ``rejected`` or ``failed`` fit for the current champion re-arms
+        the open drift episode (see :meth:`TriggerPolicy.rejected`), so that a model that
+        stays degraded is retried after ``retry_s`` rather than after the episode closes.
+
+        The backoff counts from the newest event time the monitor has seen for the model,
+        not the result's own time: the trainer's clock need not be the data's.
+        """
+        self.events["training_results"] += 1
+        if event.get("outcome") not in ("rejected", "failed"):
+            return
+        name = event["model_name"]
+        champion = event.get("champion_version")
+        if champion is not None and str(champion) != self.champions.get(name, str(champion)):
+            return  # about a version that no longer serves
+        latest = self._latest.get(name)
+        if latest is None:
+            latest = epoch(event["event_time"])
+        self.policy(name).rejected(latest)
 
     def advance(self, time: float) -> list[Outcome]:
         """Close the time windows that ended by ``time`` (a quiet stream's last windows)."""
@@ -326,7 +437,11 @@ class DriftMonitor:
     def policy(self, name: str) -> TriggerPolicy:
         if name not in self.policies:
             self.policies[name] = TriggerPolicy(
-                self.open_after, self.close_after, self.cooldown_s, self.data_arrival_examples
+                self.open_after,
+                self.close_after,
+                self.cooldown_s,
+                self.data_arrival_examples,
+                self.retry_s,
             )
         return self.policies[name]
 
@@ -338,6 +453,11 @@ class DriftMonitor:
             for version, state in versions.items()
             if state.detector is not None
         }
+
+    def _is_champion(self, name: str, version: str) -> bool:
+        """True when ``version`` serves as the champion (or no champion is known yet)."""
+        champion = self.champions.get(name)
+        return champion is None or champion == version
 
     def _version(self, name: str, version: str) -> _Version:
         versions = self._versions.setdefault(name, OrderedDict())
@@ -392,9 +512,16 @@ class DriftMonitor:
             outcomes.append(verdict)
             if verdict.has_verdict:
                 self._last_verdict[name] = verdict
+                if verdict.drifted:
+                    if state.drift_start is None:
+                        state.drift_start = window.start
+                else:
+                    state.drift_start = None
+                if not self._is_champion(name, version):
+                    continue  # a replaced version's windows are reported, not acted on
                 policy = self.policy(name)
                 if policy.window(verdict.drifted, window.end):
-                    outcomes.append(self._drift_trigger(verdict, policy))
+                    outcomes.append(self._drift_trigger(verdict, policy, state.drift_start))
         if closed:
             # Forget predictions of rows no open window holds any more.
             kept = {id(row) for row in state.window.rows()}
@@ -427,10 +554,15 @@ class DriftMonitor:
         )
         return verdict
 
-    def _drift_trigger(self, verdict: WindowVerdict, policy: TriggerPolicy) -> TriggerDecision:
+    def _drift_trigger(
+        self, verdict: WindowVerdict, policy: TriggerPolicy, onset: float | None
+    ) -> TriggerDecision:
         drifted = [test for test in verdict.tests if test.drifted]
         evidence = {
             "source": "data",
+            # The data moved from the first drifted window of the run: the trainer's
+            # since_drift window starts there.
+            "onset": rfc3339(onset if onset is not None else verdict.window.start),
             "drifted_features": [test.feature for test in drifted if test.feature != PREDICTION],
             "prediction_drift": any(test.feature == PREDICTION for test in drifted),
             "statistics": [test.as_event() | {"scores": test.scores} for test in drifted],
@@ -448,7 +580,9 @@ class DriftMonitor:
             verdict.drift_event_id,
         )
 
-    def _concept_trigger(self, name: str, version: str, alarm: ConceptAlarm) -> TriggerDecision:
+    def _concept_trigger(
+        self, name: str, version: str, alarm: ConceptAlarm, drift: ConceptDrift
+    ) -> TriggerDecision:
         evidence = {
             "source": "concept",
             "detector": alarm.source,
@@ -457,4 +591,14 @@ class DriftMonitor:
             **alarm.evidence,
             "episode": self.policy(name).episodes,
         }
-        return TriggerDecision(name, self.champions.get(name, version), "drift", evidence)
+        if alarm.onset is not None:
+            # The trainer's since_drift window starts at the change point, not at the alarm.
+            evidence["onset"] = rfc3339(alarm.onset)
+            evidence["onset_examples"] = alarm.onset_examples
+        return TriggerDecision(
+            name,
+            self.champions.get(name, version),
+            "drift",
+            evidence,
+            drift_event_id=drift.drift_event_id,
+        )

@@ -49,6 +49,12 @@ class MonitorSettings(Settings):
     monitor_cooldown_s: float = Field(
         600, ge=0, description="Least event time between two drift triggers of one model."
     )
+    monitor_retry_s: float = Field(
+        60,
+        ge=0,
+        description="After a promotion, or a rejected or failed fit for the champion, event "
+        "time before the next drift trigger (instead of the rest of the cooldown).",
+    )
     monitor_data_arrival_examples: int = Field(
         0,
         ge=0,

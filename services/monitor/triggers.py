@@ -5,11 +5,15 @@ per window. The policy turns verdicts into *episodes*:
 
 - **hysteresis**: ``open_after`` drifted windows in a row open an episode, ``close_after``
   clean windows in a row close it (a concept alarm from the error stream opens one at once:
-  its detector has already accumulated the evidence); a promotion closes it too;
+  its detector has already accumulated the evidence); a promotion closes it too, and ends
+  the cooldown after ``retry_s``;
 - **one trigger per episode**, and none within ``cooldown_s`` (event time) of the last
   trigger: an episode that opens during the cooldown fires when it ends, if still open;
 - **data arrival**: a trigger after ``data_arrival_examples`` labelled examples since the
-  last promotion (or the last data-arrival trigger), whatever the drift.
+  last promotion (or the last data-arrival trigger), whatever the drift;
+- **retry**: a fit the gate rejected (or that failed) re-arms the open episode: its next
+  alarm fires again once ``retry_s`` have passed, cooldown or not. Without it a rejected
+  candidate left the model degraded, with no trigger, until the episode closed.
 
 Example:
     >>> policy = TriggerPolicy(open_after=2, close_after=2, cooldown_s=0)
@@ -29,6 +33,7 @@ class TriggerPolicy:
         cooldown_s: least event time between two drift triggers.
         data_arrival_examples: labelled examples since the last promotion that fire a
             ``data_arrival`` trigger; 0 turns it off.
+        retry_s: least event time between a rejected or failed fit and the next trigger.
     """
 
     def __init__(
@@ -37,6 +42,7 @@ class TriggerPolicy:
         close_after: int = 3,
         cooldown_s: float = 600.0,
         data_arrival_examples: int = 0,
+        retry_s: float = 60.0,
     ) -> None:
         if open_after < 1 or close_after < 1:
             raise ValueError("open_after and close_after must be at least 1")
@@ -44,6 +50,8 @@ class TriggerPolicy:
         self.close_after = close_after
         self.cooldown_s = cooldown_s
         self.data_arrival_examples = data_arrival_examples
+        self.retry_s = retry_s
+        self._retry_at: float | None = None  # a rejected fit: the next trigger not before
         self.episode_open = False
         self.episodes = 0
         self._fired = False  # this episode's trigger went out
@@ -53,6 +61,8 @@ class TriggerPolicy:
         self.examples_since_promotion = 0
 
     def cooling(self, time: float) -> bool:
+        if self._retry_at is not None:
+            return time < self._retry_at
         return self._last_trigger is not None and time - self._last_trigger < self.cooldown_s
 
     def window(self, drifted: bool, time: float) -> bool:
@@ -86,11 +96,22 @@ class TriggerPolicy:
             return True
         return False
 
-    def promoted(self) -> None:
-        """A new version serves: the episode that asked for it is over, the count restarts."""
+    def promoted(self, time: float | None = None) -> None:
+        """A new version serves (at event time ``time``): the episode that asked for it is
+        over, the count restarts, and the new version's first trigger waits ``retry_s``
+        rather than the rest of the cooldown: a new concept may follow soon after a
+        promotion, and the old version's alarms no longer count (see the monitor)."""
         self.examples_since_promotion = 0
         self.episode_open = False
         self._drifted_run = self._clean_run = 0
+        self._retry_at = None if time is None else time + self.retry_s
+
+    def rejected(self, time: float) -> None:
+        """The fit a trigger asked for was rejected or failed, at event time ``time``: the
+        episode's next alarm fires again after ``retry_s`` (instead of the cooldown)."""
+        if self.episode_open and self._fired:
+            self._fired = False
+            self._retry_at = time + self.retry_s
 
     def _open(self) -> None:
         self.episode_open = True
@@ -101,5 +122,6 @@ class TriggerPolicy:
         if self.episode_open and not self._fired and not self.cooling(time):
             self._fired = True
             self._last_trigger = time
+            self._retry_at = None
             return True
         return False

@@ -1,6 +1,7 @@
 """MonitorWorker: the monitor's Kafka and registry edges around the pure DriftMonitor.
 
-One consumer group reads predictions, labelled examples and model updates; each batch is
+One consumer group reads predictions, labelled examples, model updates and training results
+(a rejected fit re-arms the drift episode); each batch is
 handed to :class:`~services.monitor.monitor.DriftMonitor` in order, after the references of
 any version it has not met are loaded from the registry (in a thread, cached per version;
 a version whose load failed is retried after ``REFERENCE_RETRY_S``). What the core returns
@@ -33,7 +34,13 @@ from driftloop.async_messaging import AsyncEventConsumer, AsyncEventProducer
 from driftloop.events import EventType
 from driftloop.registry import ModelRegistry
 from services.monitor.budget import FalseAlarmBudget
-from services.monitor.monitor import DriftMonitor, ModelReference, TriggerDecision, WindowVerdict
+from services.monitor.monitor import (
+    ConceptDrift,
+    DriftMonitor,
+    ModelReference,
+    TriggerDecision,
+    WindowVerdict,
+)
 from services.monitor.report import WindowReports
 from services.monitor.settings import MonitorSettings
 
@@ -99,6 +106,7 @@ def build_monitor(settings: MonitorSettings, references: Any) -> DriftMonitor:
         close_after=settings.monitor_close_after,
         cooldown_s=settings.monitor_cooldown_s,
         data_arrival_examples=settings.monitor_data_arrival_examples,
+        retry_s=settings.monitor_retry_s,
         detector=settings.monitor_detector,
         holdout_metric=settings.monitor_holdout_metric,
         holdout_examples=settings.monitor_holdout_examples,
@@ -130,7 +138,12 @@ class MonitorWorker:
         self.consumer = AsyncEventConsumer(
             settings,
             settings.monitor_group_id,
-            [EventType.PREDICTION, EventType.LABELLED_EXAMPLE, EventType.MODEL_UPDATE],
+            [
+                EventType.PREDICTION,
+                EventType.LABELLED_EXAMPLE,
+                EventType.MODEL_UPDATE,
+                EventType.TRAINING_RESULT,
+            ],
             service="monitor",
         )
 
@@ -174,6 +187,7 @@ class MonitorWorker:
         wanted = {
             (received.event["model_name"], str(received.event["model_version"]))
             for received in batch
+            if received.event_type != EventType.TRAINING_RESULT
         }
         now = time.monotonic()
         loop = asyncio.get_running_loop()
@@ -210,9 +224,13 @@ class MonitorWorker:
             elif received.event_type == EventType.LABELLED_EXAMPLE:
                 EVENTS.labels("example").inc()
                 outcomes = self.monitor.observe_example(event)
-            else:
+            elif received.event_type == EventType.MODEL_UPDATE:
                 EVENTS.labels("model_update").inc()
                 self.monitor.observe_model_update(event)
+                outcomes = []
+            else:
+                EVENTS.labels("training_result").inc()
+                self.monitor.observe_training_result(event)
                 outcomes = []
             for outcome in outcomes:
                 sent += await self._act(outcome)
@@ -266,7 +284,10 @@ class MonitorWorker:
 
     # --- outcomes -------------------------------------------------------------------------
 
-    async def _act(self, outcome: WindowVerdict | TriggerDecision) -> list[Any]:
+    async def _act(self, outcome: WindowVerdict | TriggerDecision | ConceptDrift) -> list[Any]:
+        if isinstance(outcome, ConceptDrift):
+            DRIFT_EVENTS.labels(outcome.model_name, outcome.severity).inc()
+            return [await self.producer.send(EventType.DRIFT, outcome.drift_event())]
         if isinstance(outcome, TriggerDecision):
             TRIGGERS.labels(outcome.model_name, outcome.reason).inc()
             log.info("trigger", extra={"model": outcome.model_name, "reason": outcome.reason,
