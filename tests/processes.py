@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -47,8 +48,9 @@ class ServiceProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.alive(), f"{self.service} exited:\n{self.tail()}"
-            if done():
-                return
+            with contextlib.suppress(OSError):  # not listening yet
+                if done():
+                    return
             time.sleep(0.2)
         raise AssertionError(f"{self.service}: no {what} after {timeout} s:\n{self.tail()}")
 
@@ -62,7 +64,7 @@ class ServiceProcess:
         except OSError:
             return None
 
-    def get(self, path: str) -> bytes:
+    def read(self, path: str) -> bytes:
         with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:
             return bytes(response.read())
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -24,6 +22,7 @@ from driftloop.reference import FeatureSketch, ReferenceSketch
 from driftloop.settings import Settings
 from driftloop.stack.process import free_port
 from services.serve.settings import ServeSettings
+from tests.processes import ServiceProcess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -122,48 +121,15 @@ def promote(settings: ServeSettings, version: str, previous: str | None = None) 
         producer.flush()
 
 
-def as_environment(settings: Settings) -> dict[str, str]:
-    return {
-        f"DRIFTLOOP_{name.upper()}": str(value)
-        for name, value in settings.model_dump(mode="json").items()
-    }
-
-
-class ServeProcess:
+class ServeProcess(ServiceProcess):
     """`driftloop run serve` as its own process, with a small HTTP client."""
 
     def __init__(self, settings: ServeSettings, log: Path) -> None:
-        self.settings = settings
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__("serve", settings, log)
         self.host, self.port = "127.0.0.1", settings.serve_port
 
-    def start(self) -> None:
-        env = os.environ | as_environment(self.settings) | {"DRIFTLOOP_LOG_FORMAT": "text"}
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "driftloop.cli", "run", "serve"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.wait_for(lambda: self.get("/v2/health/live")[0] == 200, "live")
-
-    def wait_for(self, done: Callable[[], bool], what: str, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None and self.process.poll() is None, (
-                f"serve exited:\n{self.log.read_text()[-4000:]}"
-            )
-            try:
-                if done():
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(
-            f"serve: not {what} after {timeout} s:\n{self.log.read_text()[-4000:]}"
-        )
+    def start(self, ready_path: str | None = "/v2/health/live", timeout: float = 90) -> None:
+        super().start(ready_path, timeout)
 
     def request(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
@@ -198,15 +164,9 @@ class ServeProcess:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
-    def stop(self) -> int:
-        assert self.process is not None
-        self.process.terminate()
-        return self.process.wait(timeout=30)
-
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        if self.alive():
+            super().kill()
 
 
 @pytest.fixture

@@ -65,7 +65,7 @@ def test_no_champion_then_promotion_and_the_protocol(
 
     version = register(serve_settings)
     promote(serve_settings, version)
-    serve.wait_for(lambda: serve.get("/v2/health/ready")[0] == 200, "ready")
+    serve.wait_until(lambda: serve.get("/v2/health/ready")[0] == 200, "ready")
 
     # Server and model metadata.
     status, body = serve.get("/v2")
@@ -188,7 +188,7 @@ def test_bad_input_gets_a_4xx_naming_the_field(
     version = register(serve_settings)
     promote(serve_settings, version)
     serve = serve_process(serve_settings)
-    serve.wait_for(lambda: serve.get("/v2/health/ready")[0] == 200, "ready")
+    serve.wait_until(lambda: serve.get("/v2/health/ready")[0] == 200, "ready")
     infer = f"/v2/models/{serve_settings.model_name}/infer"
 
     for body, status, field in BAD_RECORDS:
@@ -272,12 +272,12 @@ def test_swap_under_load_loses_nothing_and_a_broken_version_never_serves(
         serve_settings, card=CARD.model_copy(update={"features": CARD.features[:2]})
     )
     serve = serve_process(serve_settings)
-    serve.wait_for(lambda: serve.get("/v2/health/ready")[0] == 200, "ready")
+    serve.wait_until(lambda: serve.get("/v2/health/ready")[0] == 200, "ready")
 
     with Load(serve) as load:
-        serve.wait_for(lambda: len(load.answers[0]) >= 20, "answering")
+        serve.wait_until(lambda: len(load.answers[0]) >= 20, "answering")
         promote(serve_settings, second, first)
-        serve.wait_for(lambda: second in {v for _, v in load.answers[0][-5:]}, f"on {second}")
+        serve.wait_until(lambda: second in {v for _, v in load.answers[0][-5:]}, f"on {second}")
         time.sleep(0.5)
     assert load.failures() == []
     assert load.versions() == {first, second}
@@ -289,7 +289,7 @@ def test_swap_under_load_loses_nothing_and_a_broken_version_never_serves(
     # A version that fails its warm-up, and one with other features, never replace it.
     for failed, bad in enumerate((broken, other_features), start=1):
         promote(serve_settings, bad, second)
-        serve.wait_for(
+        serve.wait_until(
             lambda failed=failed: serve.metric("driftloop_serve_failed_loads_total") >= failed,
             f"refusing {bad}",
         )
@@ -303,7 +303,7 @@ def test_swap_under_load_loses_nothing_and_a_broken_version_never_serves(
     MlflowClient(serve_settings.mlflow_tracking_uri).set_registered_model_alias(
         serve_settings.model_name, "champion", first
     )
-    serve.wait_for(
+    serve.wait_until(
         lambda: serve.post("/v1/predict", RECORD)[1]["model_version"] == first, "rolled back"
     )
 
@@ -342,7 +342,7 @@ def test_kafka_down_then_back_requests_succeed_drops_are_counted_logging_resumes
         version = register(serve_settings)
         promote(serve_settings, version)
         serve = serve_process(private)
-        serve.wait_for(lambda: serve.get("/v2/health/ready")[0] == 200, "ready")
+        serve.wait_until(lambda: serve.get("/v2/health/ready")[0] == 200, "ready")
 
         def predict(request_id: str) -> None:
             status, body = serve.post("/v1/predict", RECORD | {"request_id": request_id})
@@ -367,7 +367,7 @@ def test_kafka_down_then_back_requests_succeed_drops_are_counted_logging_resumes
 
         broker.up()
         # The producer comes back by itself and sends what the buffer kept...
-        serve.wait_for(
+        serve.wait_until(
             lambda: serve.metric("driftloop_serve_log_sent_total", event="prediction") >= 25,
             "sending the buffered predictions",
         )
