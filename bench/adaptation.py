@@ -230,6 +230,17 @@ class MonitorCore:
             {"model_name": MODEL, "model_version": str(served.version), "event_time": rfc3339(t)}
         )
 
+    def reject(self, champion: Served, t: float) -> None:
+        """Tell the monitor a fit was rejected, as the training-results topic does live."""
+        self.monitor.observe_training_result(
+            {
+                "model_name": MODEL,
+                "outcome": "rejected",
+                "champion_version": str(champion.version),
+                "event_time": rfc3339(t),
+            }
+        )
+
     def observe(
         self,
         features: list[dict[str, Any]],
@@ -349,6 +360,8 @@ def run_loop(
             served = verdict.candidate
             run.promotions.append(end)
             monitor.promote(served, float(part["t"].iloc[-1]))
+        else:
+            monitor.reject(served, float(part["t"].iloc[-1]))
     run.correct = np.concatenate(correct)
     run.seconds = time.perf_counter() - started
     return run
