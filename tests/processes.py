@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -67,6 +68,20 @@ class ServiceProcess:
     def read(self, path: str) -> bytes:
         with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:
             return bytes(response.read())
+
+    def post(self, path: str, document: object) -> tuple[int, bytes]:
+        """POST ``document`` as JSON; the status and the body (4xx and 5xx included)."""
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=json.dumps(document).encode(),
+            headers={"content-type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=20) as response:
+                return int(response.status), bytes(response.read())
+        except urllib.error.HTTPError as error:
+            return int(error.code), error.read()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +18,7 @@ from driftloop.registry import log_model_card
 from driftloop.settings import Settings
 from driftloop.stack.process import free_port
 from services.monitor.settings import MonitorSettings
+from tests.processes import ServiceProcess
 
 CARD = ModelCard(
     task="classification",
@@ -80,66 +75,9 @@ def monitor_settings(settings: Settings, tmp_path: Path) -> MonitorSettings:
     return private
 
 
-def as_environment(settings: Settings) -> dict[str, str]:
-    return {
-        f"DRIFTLOOP_{name.upper()}": str(value)
-        for name, value in settings.model_dump(mode="json").items()
-    }
-
-
-class MonitorProcess:
-    """`driftloop run monitor` as its own process, as it runs in production."""
-
-    def __init__(self, settings: MonitorSettings, log: Path) -> None:
-        self.settings = settings
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-        self.url = f"http://127.0.0.1:{settings.monitor_port}"
-
-    def start(self) -> None:
-        env = os.environ | as_environment(self.settings) | {"DRIFTLOOP_LOG_FORMAT": "text"}
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "driftloop.cli", "run", "monitor"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"monitor exited:\n{self.log.read_text()[-3000:]}"
-            try:
-                with urllib.request.urlopen(f"{self.url}/health/ready", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError(f"monitor did not get ready:\n{self.log.read_text()[-3000:]}")
-
-    def get(self, path: str) -> bytes:
-        with urllib.request.urlopen(f"{self.url}{path}", timeout=5) as response:
-            return bytes(response.read())
-
-    def post(self, path: str, document: object) -> bytes:
-        request = urllib.request.Request(
-            f"{self.url}{path}",
-            data=json.dumps(document).encode(),
-            headers={"content-type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=20) as response:
-            assert response.status == 202
-            return bytes(response.read())
-
-    def stop(self) -> int:
-        assert self.process is not None
-        self.process.terminate()
-        return self.process.wait(timeout=30)
-
-
 @pytest.fixture
-def monitor(monitor_settings: MonitorSettings, tmp_path: Path) -> Iterator[MonitorProcess]:
-    process = MonitorProcess(monitor_settings, tmp_path / "monitor.log")
+def monitor(monitor_settings: MonitorSettings, tmp_path: Path) -> Iterator[ServiceProcess]:
+    process = ServiceProcess("monitor", monitor_settings, tmp_path / "monitor.log")
     yield process
-    if process.process is not None and process.process.poll() is None:
-        process.process.kill()
-        process.process.wait(timeout=10)
+    if process.alive():
+        process.kill()

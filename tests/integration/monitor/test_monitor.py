@@ -14,7 +14,8 @@ import pytest
 from driftloop.events import EventType, new_event
 from driftloop.messaging import EventConsumer, EventProducer, Received
 from services.monitor.settings import MonitorSettings
-from tests.integration.monitor.conftest import MonitorProcess, features, register_version
+from tests.integration.monitor.conftest import features, register_version
+from tests.processes import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +45,7 @@ def collect(
 
 
 def test_a_shift_gives_drift_events_with_reports_and_one_trigger(
-    monitor_settings: MonitorSettings, monitor: MonitorProcess
+    monitor_settings: MonitorSettings, monitor: ServiceProcess
 ) -> None:
     settings = monitor_settings
     version = register_version(settings, settings.model_name)
@@ -90,23 +91,25 @@ def test_a_shift_gives_drift_events_with_reports_and_one_trigger(
         assert json.loads(path.with_suffix(".json").read_text())["metrics"]
 
     # The page and its JSON twin list the windows, with the reason for those without a verdict.
-    windows = json.loads(monitor.get("/v1/windows"))["windows"]
+    windows = json.loads(monitor.read("/v1/windows"))["windows"]
     verdicts = [w["verdict"] for w in windows if w["model_version"] == version]
     assert verdicts.count("drift") == 8 and verdicts.count("clean") == 2
     unknown = [w for w in windows if w["model_version"] == "99"]
     assert unknown and unknown[0]["verdict"] == "no_verdict"
     assert "no model card" in unknown[0]["reason"]
-    page = monitor.get("/").decode()
+    page = monitor.read("/").decode()
     assert "no verdict" in page and f"v{version}" in page
     served = [w["report"] for w in windows if w["report"]]
-    assert served and monitor.get(served[0]).lstrip().startswith(b"<!DOCTYPE html>")
-    metrics = monitor.get("/metrics").decode()
+    assert served and monitor.read(served[0]).lstrip().startswith(b"<!DOCTYPE html>")
+    metrics = monitor.read("/metrics").decode()
     name = settings.model_name
     assert f'driftloop_monitor_triggers_total{{model="{name}",reason="drift"}} 1.0' in metrics
     assert "driftloop_monitor_feature_drift_score" in metrics
 
     # A person can ask for a refit too.
-    answer = json.loads(monitor.post("/v1/triggers", {"evidence": {"who": "on-call"}}))
+    status, body = monitor.post("/v1/triggers", {"evidence": {"who": "on-call"}})
+    assert status == 202, body
+    answer = json.loads(body)
     with EventConsumer(settings, None, [EventType.TRIGGER], service="test") as triggers:
         every = collect(triggers, lambda events: len(events) >= 2)
     manual = every[-1].event
