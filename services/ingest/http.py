@@ -23,10 +23,10 @@ from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from driftloop.asgi import service_app
 from driftloop.async_messaging import AsyncEventProducer
 from driftloop.errors import SchemaViolation
 from driftloop.events import EventType, new_event
-from driftloop.metrics import metrics_app
 from services.ingest.settings import IngestSettings
 
 ACK_TIMEOUT_S = 15.0
@@ -38,8 +38,7 @@ def create_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
     """The intake app; ``lifespan`` starts and stops what runs beside it (the worker)."""
-    app = FastAPI(title="driftloop ingest", docs_url=None, redoc_url=None, lifespan=lifespan)
-    app.mount("/metrics", metrics_app())
+    app = service_app("ingest", "the consumer is not running", lifespan)
 
     async def intake(request: Request, event_type: EventType, plural: str) -> Response:
         declared = int(request.headers.get("content-length") or 0)
@@ -86,17 +85,6 @@ def create_app(
     async def predictions(request: Request) -> Response:
         return await intake(request, EventType.PREDICTION, "predictions")
 
-    @app.get("/health/live")
-    async def live() -> dict[str, str]:
-        return {"status": "live"}
-
-    @app.get("/health/ready")
-    async def ready() -> Response:
-        if app.state.ready():
-            return JSONResponse({"status": "ready"})
-        return _error(503, "the consumer is not running")
-
-    app.state.ready = lambda: True
     return app
 
 

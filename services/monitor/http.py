@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from driftloop.metrics import metrics_app
+from driftloop.asgi import service_app
 from services.monitor.report import WindowReports
 
 ACK_TIMEOUT_S = 15.0
@@ -42,8 +42,7 @@ def create_app(
             returns its trigger id.
         lifespan: starts and stops what runs beside the app (the worker).
     """
-    app = FastAPI(title="driftloop monitor", docs_url=None, redoc_url=None, lifespan=lifespan)
-    app.mount("/metrics", metrics_app())
+    app = service_app("monitor", "the consumer is not running", lifespan)
 
     @app.get("/v1/windows")
     async def recent() -> dict[str, Any]:
@@ -82,17 +81,6 @@ def create_app(
             return _error(503, f"Kafka did not take the trigger; retry it: {reason}")
         return JSONResponse({"trigger_id": trigger_id}, status_code=202)
 
-    @app.get("/health/live")
-    async def live() -> dict[str, str]:
-        return {"status": "live"}
-
-    @app.get("/health/ready")
-    async def ready() -> Response:
-        if app.state.ready():
-            return JSONResponse({"status": "ready"})
-        return _error(503, "the consumer is not running")
-
-    app.state.ready = lambda: True
     return app
 
 

@@ -10,24 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
 
-from driftloop.metrics import metrics_app
+from driftloop.asgi import service_app
 
 
 def create_app(ready: Callable[[], bool]) -> FastAPI:
     """The app; ``ready`` says whether the consuming loop runs."""
-    app = FastAPI(title="driftloop trainer", docs_url=None, redoc_url=None)
-    app.mount("/metrics", metrics_app())
-
-    @app.get("/health/live")
-    async def live() -> dict[str, str]:
-        return {"status": "live"}
-
-    @app.get("/health/ready")
-    async def is_ready() -> Response:
-        if ready():
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"error": "the trigger consumer is not running"}, status_code=503)
-
+    app = service_app("trainer", "the trigger consumer is not running")
+    app.state.ready = ready
     return app
