@@ -258,12 +258,27 @@ class IngestWorker(ConsumerRebalanceListener):
             self.join.drop_partitions({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        partitions = {tp.partition for tp in assigned}
+        taken = list(assigned)
+        partitions = {tp.partition for tp in taken}
+        # aiokafka hands the new partitions to poll() before it calls this listener, and the
+        # loop goes on polling while it runs: a label joined against a state not yet restored
+        # would wait alone, and its snapshot would overwrite its prediction's in the changelog.
+        # Paused partitions return nothing (what was fetched for them is dropped and fetched
+        # again from the same position on resume), so pause them before the first await.
+        self.consumer.pause(*taken)
         # The changelog is the truth for a partition being taken on, even one held before.
         self.join.drop_partitions(partitions)
-        restored = await read_changelog(self.settings, partitions)
+        while True:
+            try:
+                restored = await read_changelog(self.settings, partitions)
+                break
+            except Exception:
+                # Joining against a partial state would lose examples: wait for the changelog.
+                log.exception("reading the join changelog failed; retrying")
+                await asyncio.sleep(1)
         for request_id, snapshot in restored.items():
             self.join.restore(request_id, snapshot)
+        self.consumer.resume(*taken)
         log.info(
             "join state restored",
             extra={"partitions": sorted(partitions), "entries": len(restored)},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 from driftloop.events import EventType, new_event
 from driftloop.messaging import EventConsumer, EventProducer
 from driftloop.store import ExampleStore
+from services.ingest import worker as worker_module
 from services.ingest.join import example_id
 from services.ingest.settings import IngestSettings
 from services.ingest.worker import IngestWorker
@@ -164,6 +166,44 @@ async def test_a_label_after_the_ttl_is_counted_late_and_stores_nothing(
     assert stored_rows(s) == ["new"]
 
 
+async def test_labels_wait_for_the_restored_state_of_a_partition_taken_on(
+    ingest_settings: IngestSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiokafka hands new partitions to poll() before the assignment listener has run: the
+    worker must not join a label before its partition's predictions are restored."""
+    s = ingest_settings
+    waiting = [f"w{i}" for i in range(20)]
+    with EventProducer(s, service="test") as producer:
+        for request_id in waiting:
+            producer.send(EventType.PREDICTION, prediction(request_id))
+        producer.flush()
+        first = IngestWorker(s, ExampleStore(s.store_uri))
+        await first.start()
+        try:
+            await run_until(first, lambda: first.join.outcomes["pending"] == len(waiting))
+        finally:
+            await first.close()  # predictions committed, their entries in the changelog
+        for request_id in waiting:
+            producer.send(EventType.LABEL, label(request_id))
+        producer.flush()
+
+    read_changelog = worker_module.read_changelog
+
+    async def slow_read_changelog(*args: Any) -> Any:
+        await asyncio.sleep(2)  # a loaded machine: the labels are fetched meanwhile
+        return await read_changelog(*args)
+
+    monkeypatch.setattr(worker_module, "read_changelog", slow_read_changelog)
+    second = IngestWorker(s, ExampleStore(s.store_uri))
+    await second.start()
+    try:
+        await run_until(second, lambda: len(stored_rows(s)) == len(waiting))
+    finally:
+        await second.close()
+    assert second.join.outcomes["joined"] == len(waiting), dict(second.join.outcomes)
+    assert sorted(stored_rows(s)) == sorted(waiting)
+
+
 def test_kill_and_restart_stores_every_joined_request_exactly_once(
     ingest: ServiceProcess,
 ) -> None:
@@ -246,6 +286,11 @@ def test_http_labels_are_accepted_once_on_kafka_and_bad_ones_are_refused(
     status, body = post(labels_url, orjson.dumps({"request_id": "big", "label": "x" * 5000}))
     assert status == 413 and "4096" in body["error"]
 
+    # The three labels wait in the join before their predictions come; the worker reads the
+    # partitions only once its state is restored, so wait for that rather than race it.
+    ingest.wait_until(
+        lambda: 'outcome="pending"} 3.0' in ingest.read("/metrics/").decode(), "3 pending labels"
+    )
     status, _ = post(f"{ingest.url}/v1/predictions", orjson.dumps(prediction("h1")))
     assert status == 202
     with EventProducer(s, service="test") as producer:
@@ -256,8 +301,9 @@ def test_http_labels_are_accepted_once_on_kafka_and_bad_ones_are_refused(
         time.sleep(0.3)
     assert sorted(stored_rows(s)) == ["h1", "h2", "h3"], "h4 was in a refused batch"
 
-    with urllib.request.urlopen(f"{ingest.url}/metrics/", timeout=5) as response:
-        metrics = response.read().decode()
-    assert 'driftloop_ingest_join_outcomes_total{outcome="label_before_prediction"}' in metrics
+    before = 'driftloop_ingest_join_outcomes_total{outcome="label_before_prediction"} 3.0'
+    # Outcomes are published once a checkpoint is committed, a moment after the rows are stored.
+    ingest.wait_until(lambda: before in ingest.read("/metrics/").decode(), before)
+    metrics = ingest.read("/metrics/").decode()
     assert "driftloop_ingest_store_rows_total" in metrics
     assert ingest.stop() == 0
