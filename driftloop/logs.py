@@ -53,3 +53,6 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = LogFormat.JSON) -> N
     root.setLevel(level)
     # kafka-python logs every reconnect attempt at INFO/WARNING; keep only its errors.
     logging.getLogger("kafka").setLevel(max(logging.ERROR, root.level))
+    # httpx logs every request at INFO: a service or the demo's app would log its whole traffic.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
