@@ -133,30 +133,39 @@ class AsyncEventProducer(StartsAndStops):
         return await self.client.send(topic, dumps(event), key=key or event_type.key(event))
 
     async def send_many(
-        self, event_type: EventType, events: list[dict[str, Any]], *, validate: bool = True
+        self,
+        event_type: EventType,
+        events: list[dict[str, Any]],
+        *,
+        validate: bool = True,
+        partitions: list[int] | None = None,
     ) -> list[Any]:
         """Queue many events of one type as one batch per partition; returns their futures.
 
         Partitions are chosen as :meth:`send` chooses them (murmur2 of the key, as the Java
         client does), so per-key order holds across both; the cost per event is a fraction
-        of :meth:`send`'s.
+        of :meth:`send`'s. ``partitions`` gives each event's partition instead, for a caller
+        that already knows it (ingest writes an example to the partition number its request
+        came in on, which is murmur2's choice for topics of equal size).
         """
         if validate:
             for event in events:
                 self.schemas.validate(event_type, event)
         topic = self.settings.topic_for(event_type)
         await self.client.client._wait_on_metadata(topic)
-        partitions = sorted(self.client.client.cluster.partitions_for_topic(topic) or ())
-        if not partitions:
+        known = sorted(self.client.client.cluster.partitions_for_topic(topic) or ())
+        if not known:
             raise BrokerUnavailable(f"no partitions known for topic {topic}")
+        if partitions is None:
+            partitions = [
+                self._partition(event_type, event, i, known) for i, event in enumerate(events)
+            ]
+        elif len(partitions) != len(events) or not set(partitions) <= set(known):
+            raise ValueError(f"partitions must name one partition of {topic} per event")
         batches: dict[int, Any] = {}
         futures = []
-        for event in events:
+        for event, partition in zip(events, partitions, strict=True):
             key = event_type.key(event)
-            if key is None:
-                partition = partitions[len(futures) % len(partitions)]
-            else:
-                partition = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
             value = dumps(event)
             batch = batches.get(partition)
             if batch is None or batch.append(key=key, value=value, timestamp=None) is None:
@@ -168,6 +177,13 @@ class AsyncEventProducer(StartsAndStops):
             futures.append(await self.client.send_batch(batch, topic, partition=partition))
         EVENTS_PRODUCED.labels(topic).inc(len(events))
         return futures
+
+    @staticmethod
+    def _partition(event_type: EventType, event: dict[str, Any], i: int, known: list[int]) -> int:
+        key = event_type.key(event)
+        if key is None:
+            return known[i % len(known)]
+        return known[(murmur2(key) & 0x7FFFFFFF) % len(known)]
 
     async def flush(self) -> None:
         await self.client.flush()
@@ -213,6 +229,7 @@ class AsyncEventConsumer(StartsAndStops):
         )
         self._grouped = group_id is not None
         self._positions: dict[TopicPartition, int] = {}  # next offsets, not yet committed
+        self._ranges: dict[TopicPartition, list[int]] = {}  # [first, last] since take_ranges
 
     async def start(self) -> None:
         await self._dead_letters.start()
@@ -231,6 +248,8 @@ class AsyncEventConsumer(StartsAndStops):
         for partition, records in fetched.items():
             if records:
                 self._positions[partition] = records[-1].offset + 1
+                span = self._ranges.setdefault(partition, [records[0].offset, 0])
+                span[1] = records[-1].offset
             valid, letters = self._check(partition.topic, records)
             batch += valid
             for key, letter in letters:
@@ -253,6 +272,14 @@ class AsyncEventConsumer(StartsAndStops):
         """
         positions, self._positions = self._positions, {}
         return positions
+
+    def take_ranges(self) -> dict[str, list[int]]:
+        """``{"topic:partition": [first, last]}``: the offsets polled since the last call.
+
+        What a store's manifest records as the source of the rows it holds.
+        """
+        ranges, self._ranges = self._ranges, {}
+        return {f"{tp.topic}:{tp.partition}": span for tp, span in ranges.items()}
 
     async def commit(self, positions: dict[TopicPartition, int] | None = None) -> None:
         """Commit ``positions`` (by default, everything polled), once dead letters are stored."""

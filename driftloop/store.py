@@ -33,7 +33,12 @@ from typing import Any, Protocol
 
 import boto3
 import orjson
+
+# pyarrow imports pandas on its first conversion (to recognise pandas inputs): imported here,
+# that second is spent when a service starts, not inside its first write.
+import pandas  # noqa: F401
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from driftloop.events import epoch
@@ -169,8 +174,7 @@ class ExampleStore:
             return None
         by_hour: dict[str, list[Mapping[str, Any]]] = {}
         for example in fresh.values():
-            hour = _utc(example["event_time"]).strftime("date=%Y-%m-%d/hour=%H")
-            by_hour.setdefault(hour, []).append(example)
+            by_hour.setdefault(_hour(example["event_time"]), []).append(example)
         manifests = [
             self._write_file(hour, rows, offsets or {}) for hour, rows in sorted(by_hour.items())
         ]
@@ -180,22 +184,27 @@ class ExampleStore:
     def _write_file(
         self, hour: str, rows: list[Mapping[str, Any]], offsets: OffsetRanges
     ) -> Manifest:
-        rows = sorted(rows, key=lambda r: (epoch(r["event_time"]), r["event_id"]))
         table = to_table(rows)
+        # In event-time order, ties by id: the same rows always make the same file.
+        order = pc.sort_indices(
+            table, sort_keys=[("event_time", "ascending"), ("event_id", "ascending")]
+        )
+        table = table.take(order)
+        first, last = rows[order[0].as_py()], rows[order[-1].as_py()]
         buffer = io.BytesIO()
         # Fixed writer options: the same rows always make the same bytes.
         pq.write_table(table, buffer, compression="zstd", write_statistics=True)
         data = buffer.getvalue()
         digest = hashlib.sha256(data).hexdigest()
-        first = _utc(rows[0]["event_time"])
-        name = f"{PREFIX}/{hour}/part-{first:%Y%m%dT%H%M%S%f}-{digest[:16]}.parquet"
+        start = _utc(first["event_time"])
+        name = f"{PREFIX}/{hour}/part-{start:%Y%m%dT%H%M%S%f}-{digest[:16]}.parquet"
         manifest = Manifest(
             file=name,
             rows=len(rows),
             sha256=digest,
             bytes=len(data),
-            first_event_time=rows[0]["event_time"],
-            last_event_time=rows[-1]["event_time"],
+            first_event_time=first["event_time"],
+            last_event_time=last["event_time"],
             offsets=offsets,
             written_at=datetime.now(UTC).isoformat(),
             columns=table.column_names,
@@ -262,23 +271,23 @@ def to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
 
     Feature, prediction and label columns take the type Arrow infers; a column whose values
     mix types (a number here, a string there) is stored as text, so that no row is lost.
+    Rows keep their order.
     """
     names = sorted({name for row in rows for name in row["features"]})
-    columns: dict[str, list[Any]] = {
-        "event_id": [r["event_id"] for r in rows],
-        "request_id": [r["request_id"] for r in rows],
-        "model_name": [r["model_name"] for r in rows],
-        "model_version": [r["model_version"] for r in rows],
-        "event_time": [_utc(r["event_time"]) for r in rows],
-        "prediction_time": [_utc(r["prediction_time"]) for r in rows],
-        "label_time": [_utc(r["label_time"]) for r in rows],
-        "prediction": [r["prediction"] for r in rows],
-        "label": [r["label"] for r in rows],
+    columns: dict[str, pa.Array] = {
+        "event_id": pa.array([r["event_id"] for r in rows], pa.string()),
+        "request_id": pa.array([r["request_id"] for r in rows], pa.string()),
+        "model_name": pa.array([r["model_name"] for r in rows], pa.string()),
+        "model_version": pa.array([r["model_version"] for r in rows], pa.string()),
+        "event_time": _timestamps([r["event_time"] for r in rows]),
+        "prediction_time": _timestamps([r["prediction_time"] for r in rows]),
+        "label_time": _timestamps([r["label_time"] for r in rows]),
+        "prediction": _array([r["prediction"] for r in rows]),
+        "label": _array([r["label"] for r in rows]),
     }
     for name in names:
-        columns[f"feature.{name}"] = [r["features"].get(name) for r in rows]
-    arrays = {name: _array(values) for name, values in columns.items()}
-    return pa.table(arrays)
+        columns[f"feature.{name}"] = _array([r["features"].get(name) for r in rows])
+    return pa.table(columns)
 
 
 def _array(values: list[Any]) -> pa.Array:
@@ -288,8 +297,28 @@ def _array(values: list[Any]) -> pa.Array:
         return pa.array([None if v is None else json.dumps(v) for v in values], pa.string())
 
 
+UTC_MICROSECONDS = pa.timestamp("us", tz="UTC")
+
+
+def _timestamps(event_times: list[str]) -> pa.Array:
+    """RFC 3339 times as UTC microseconds, parsed by Arrow (a Python parse per row costs more
+    than the rest of a write); what Arrow refuses, such as a fraction finer than a
+    microsecond, Python parses as it always did."""
+    try:
+        return pa.array(event_times, pa.string()).cast(UTC_MICROSECONDS)
+    except pa.ArrowInvalid:
+        return pa.array([_utc(t) for t in event_times], UTC_MICROSECONDS)
+
+
 def _utc(event_time: str) -> datetime:
     return datetime.fromisoformat(event_time).astimezone(UTC)
+
+
+def _hour(event_time: str) -> str:
+    """The partition of an event time: ``date=YYYY-MM-DD/hour=HH`` in UTC."""
+    if event_time.endswith("Z") and event_time[10:11] == "T":
+        return f"date={event_time[:10]}/hour={event_time[11:13]}"  # UTC already: no parse
+    return _utc(event_time).strftime("date=%Y-%m-%d/hour=%H")
 
 
 def _manifest_key(file: str) -> str:

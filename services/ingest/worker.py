@@ -45,7 +45,7 @@ from driftloop.async_messaging import (
     ConsumerRebalanceListener,
 )
 from driftloop.events import EventType
-from driftloop.messaging import Received, kafka_admin
+from driftloop.messaging import kafka_admin
 from driftloop.store import ExampleStore, Manifest
 from services.ingest.join import LabelJoin
 from services.ingest.settings import IngestSettings
@@ -81,7 +81,8 @@ class IngestWorker(ConsumerRebalanceListener):
         self.store = store
         self.join = LabelJoin(settings.ingest_join_ttl_s, settings.ingest_join_max_entries)
         self._buffer: list[dict[str, Any]] = []
-        self._offsets: dict[str, list[int]] = {}
+        # Whether an example may go to its request's partition number (see ensure_changelog).
+        self._co_partitioned = False
         self._last_checkpoint = time.monotonic()
         self._published: CounterOf[str] = CounterOf()
         self._sent: list[asyncio.Future[Any]] = []  # example batches not yet checkpointed
@@ -106,7 +107,7 @@ class IngestWorker(ConsumerRebalanceListener):
         )
 
     async def start(self) -> None:
-        ensure_changelog(self.settings)
+        self._co_partitioned = ensure_changelog(self.settings)
         await self.examples.start()
         self.changelog = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers.split(","),
@@ -123,11 +124,25 @@ class IngestWorker(ConsumerRebalanceListener):
     async def step(self, timeout_ms: int = 500) -> int:
         """One poll: join what came, checkpoint when due; returns the events handled."""
         batch = await self.consumer.poll(timeout_ms)
-        examples = [example for received in batch if (example := self._handle(received))]
+        examples: list[dict[str, Any]] = []
+        partitions: list[int] = []
+        join = self.join
+        for received in batch:
+            partition = received.origin["partition"]
+            if received.event_type is EventType.PREDICTION:
+                example = join.add_prediction(received.event, partition).example
+            else:
+                example = join.add_label(received.event, partition).example
+            if example is not None:
+                examples.append(example)
+                partitions.append(partition)
         if examples:
             # Built from two validated events; tests check the result against its schema.
             self._sent += await self.examples.send_many(
-                EventType.LABELLED_EXAMPLE, examples, validate=False
+                EventType.LABELLED_EXAMPLE,
+                examples,
+                validate=False,
+                partitions=partitions if self._co_partitioned else None,
             )
             self._buffer += examples
         self.join.expire()
@@ -163,8 +178,9 @@ class IngestWorker(ConsumerRebalanceListener):
             if len(self._in_flight) < IN_FLIGHT:
                 break
             await asyncio.wait(self._in_flight[:1])
-        examples, offsets, sent = self._buffer, self._offsets, self._sent
-        self._buffer, self._offsets, self._sent = [], {}, []
+        examples, sent = self._buffer, self._sent
+        self._buffer, self._sent = [], []
+        offsets = self.consumer.take_ranges()
         changes = self.join.drain_changes()
         positions = self.consumer.take_positions()
         self._last_checkpoint = time.monotonic()
@@ -223,17 +239,6 @@ class IngestWorker(ConsumerRebalanceListener):
         await self.changelog.stop()
         self._store_writer.shutdown()
 
-    def _handle(self, received: Received) -> dict[str, Any] | None:
-        """Join one event; returns the labelled example it completes, if it does."""
-        origin = received.origin
-        span = self._offsets.setdefault(
-            f"{origin['topic']}:{origin['partition']}", [origin["offset"], origin["offset"]]
-        )
-        span[0], span[1] = min(span[0], origin["offset"]), max(span[1], origin["offset"])
-        if received.event_type is EventType.PREDICTION:
-            return self.join.add_prediction(received.event, origin["partition"]).example
-        return self.join.add_label(received.event, origin["partition"]).example
-
     def _publish_metrics(self) -> None:
         # Counted by the join, published per checkpoint: cheaper than per event.
         for outcome, total in self.join.outcomes.items():
@@ -285,12 +290,20 @@ class IngestWorker(ConsumerRebalanceListener):
         )
 
 
-def ensure_changelog(settings: IngestSettings) -> None:
-    """The changelog topic: compacted, with as many partitions as the predictions topic."""
+def ensure_changelog(settings: IngestSettings) -> bool:
+    """The changelog topic: compacted, with as many partitions as the predictions topic.
+
+    Returns whether the predictions, labels and examples topics have as many partitions
+    each, so that an example's partition can be its request's without hashing the key again.
+    """
     admin = kafka_admin(settings, "ingest")
     try:
-        described = admin.describe_topics([settings.topic_predictions])
-        partitions = len(described[0]["partitions"]) or settings.topic_partitions
+        topics = [settings.topic_predictions, settings.topic_labels, settings.topic_examples]
+        described = {
+            topic["name"]: len(topic["partitions"]) for topic in admin.describe_topics(topics)
+        }
+        sizes = [described.get(topic, 0) for topic in topics]
+        partitions = sizes[0] or settings.topic_partitions
         spec = {
             "num_partitions": partitions,
             "replication_factor": settings.topic_replication_factor,
@@ -298,6 +311,7 @@ def ensure_changelog(settings: IngestSettings) -> None:
         }
         with contextlib.suppress(TopicAlreadyExistsError):
             admin.create_topics({settings.topic_ingest_changelog: spec}, wait_for_metadata=True)
+        return len(set(sizes)) == 1 and sizes[0] > 0
     finally:
         admin.close()
 

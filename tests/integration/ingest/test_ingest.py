@@ -14,9 +14,10 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka.partitioner import murmur2
 
 from driftloop.events import EventType, new_event
-from driftloop.messaging import EventConsumer, EventProducer
+from driftloop.messaging import EventConsumer, EventProducer, Received
 from driftloop.store import ExampleStore
 from services.ingest import worker as worker_module
 from services.ingest.join import example_id
@@ -132,12 +133,21 @@ async def test_the_join_in_either_order_with_duplicates_and_poison_around_it(
     assert b"{not json" in payloads and huge in payloads
     assert all(letter["origin"]["topic"] == s.topic_labels for letter in letters)
 
-    examples: list[dict[str, Any]] = []
+    received: list[Received] = []
     with EventConsumer(s, None, [EventType.LABELLED_EXAMPLE], service="test") as consumer:
         deadline = time.monotonic() + 20
-        while len(examples) < 3 and time.monotonic() < deadline:
-            examples += [r.event for r in consumer.poll(250)]
+        while len(received) < 3 and time.monotonic() < deadline:
+            received += consumer.poll(250)
+    examples = [r.event for r in received]
     assert sorted(e["request_id"] for e in examples) == ["after", "before", "twice"]
+    # Each example on its request's partition: where a producer keyed by request_id puts it.
+    for r in received:
+        key = r.event["request_id"].encode()
+        assert r.origin["partition"] == (murmur2(key) & 0x7FFFFFFF) % s.topic_partitions
+    # The manifests name the source offsets their rows came from.
+    sources = {source for m in store.manifests() for source in m.offsets}
+    assert {source.split(":")[0] for source in sources} == {s.topic_predictions, s.topic_labels}
+    assert all(first <= last for m in store.manifests() for first, last in m.offsets.values())
     assert {e["event_id"] for e in examples} == {
         example_id(r) for r in ("after", "before", "twice")
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 from driftloop.events import EventType
 from driftloop.schemas import EventSchemas
-from services.ingest.join import LabelJoin, example_id
+from services.ingest.join import EXAMPLE_NAMESPACE, LabelJoin, example_id, later
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
@@ -204,3 +205,24 @@ def test_outcomes_do_not_depend_on_arrival_order_or_batching() -> None:
                     join.expire()
                 seen.add(tuple(sorted(join.outcomes.items())))
     assert seen == {(("expired_prediction", 1), ("joined", 1), ("late_label", 1), ("pending", 2))}
+
+
+def test_example_ids_are_uuid5_of_the_request_id() -> None:
+    for request_id in ["r", "req-ü-42", "x" * 300]:
+        assert example_id(request_id) == str(uuid.uuid5(EXAMPLE_NAMESPACE, request_id))
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "expected"),
+    [
+        ("2026-11-22T10:00:00.5Z", "2026-11-22T10:00:00.4Z", "2026-11-22T10:00:00.5Z"),
+        ("2026-11-22T10:00:00.4Z", "2026-11-22T10:00:00.5Z", "2026-11-22T10:00:00.5Z"),
+        ("2026-11-22T10:00:00Z", "2026-11-22T10:00:00Z", "2026-11-22T10:00:00Z"),
+        # Different layouts are compared as times, not as text.
+        ("2026-11-22T10:00:00.9Z", "2026-11-22T10:00:01Z", "2026-11-22T10:00:01Z"),
+        ("2026-11-22T12:00:00+02:00", "2026-11-22T10:30:00Z", "2026-11-22T10:30:00Z"),
+        ("2026-11-22 10:00:02Z", "2026-11-22T10:00:01Z", "2026-11-22 10:00:02Z"),
+    ],
+)
+def test_the_later_of_two_times(first: str, second: str, expected: str) -> None:
+    assert later(first, second) == expected
