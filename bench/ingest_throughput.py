@@ -2,11 +2,12 @@
 
 In one run, on a private single-node broker: N predictions and N labels are written to their
 topics; then a plain kafka-python consumer reads them all and does nothing else (the ceiling
-for a Python client, the baseline); then ingest's worker consumes the same records, joins them
-and stores every example, through to its last checkpoint. Also: the memory of the join's state
-per 100k pending predictions (tracemalloc, four features each).
+for a Python client, the baseline); then ingest consumes the same records, joins them and
+stores every example, through to its last commit: as one process, and as one replica per core
+in one consumer group (how ingest scales: partitions split across replicas). Also: the memory
+of the join's state per 100k pending predictions (tracemalloc, four features each).
 
-    python -m bench.ingest_throughput [--pairs 100000]
+    python -m bench.ingest_throughput [--pairs 100000] [--replicas 1 2]
 """
 
 from __future__ import annotations
@@ -14,17 +15,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
+import queue
+import signal
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
+from aiokafka import TopicPartition
 from kafka import KafkaConsumer
 
 from bench.report import write
 from driftloop.events import EventType, new_event
-from driftloop.messaging import EventProducer, ensure_topics
+from driftloop.messaging import EventProducer, ensure_topics, kafka_admin
+from driftloop.settings import as_environment
 from driftloop.stack import KafkaBroker
 from driftloop.stack.process import free_port
 from driftloop.store import ExampleStore
@@ -62,6 +72,8 @@ def produce(settings: IngestSettings, pairs: int) -> None:
 
 # A run that reads nothing for this long has lost records: fail rather than wait forever.
 STALL_S = 60.0
+# Partitions per topic: 1, 2, 3 or 6 replicas split them evenly.
+PARTITIONS = 6
 
 
 def bare_read(settings: IngestSettings, expected: int) -> float:
@@ -82,22 +94,105 @@ def bare_read(settings: IngestSettings, expected: int) -> float:
     return seen / elapsed
 
 
-async def ingest(settings: IngestSettings, pairs: int) -> float:
-    worker = IngestWorker(settings, ExampleStore(settings.store_uri))
+class Replica(IngestWorker):
+    """ingest's worker as one replica of a group: says on stdout what it was assigned."""
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        taken = list(assigned)
+        await super().on_partitions_assigned(taken)
+        print(f"assigned {len(taken)}", flush=True)
+
+
+async def replica(settings: IngestSettings) -> None:
+    """One ingest replica (a child process): start, wait for "go" on stdin, run until SIGTERM."""
+    worker = Replica(settings, ExampleStore(settings.store_uri))
     await worker.start()
-    started = time.perf_counter()
-    outcomes = worker.join.outcomes
-    # Done when every request has joined (a rebalance may deliver some records twice).
-    deadline = started + STALL_S
-    while outcomes["joined"] + outcomes["label_before_prediction"] < pairs:
-        if await worker.step(500):
-            deadline = time.perf_counter() + STALL_S
-        elif time.perf_counter() > deadline:
-            raise RuntimeError(f"ingest stalled {STALL_S:.0f} s short of {pairs}: {outcomes}")
-    await worker.checkpoint()
-    elapsed = time.perf_counter() - started
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.readline)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await worker.run(stop)
     await worker.close()
+
+
+def ingest(settings: IngestSettings, pairs: int, replicas: int) -> float:
+    """Events/s of ``replicas`` ingest processes in one group, from "go" to the last commit.
+
+    Done when the group's committed offsets reach the end of both topics: every record
+    joined, stored, on the examples topic and committed (ingest commits only after all that).
+    The group has settled (every partition assigned) before the clock starts.
+    """
+    command = [sys.executable, "-m", "bench.ingest_throughput", "--replica"]
+    environment = os.environ | as_environment(settings)
+    logs = [settings.state_dir / f"{settings.ingest_group_id}-{i}.log" for i in range(replicas)]
+    children = [
+        subprocess.Popen(
+            command,
+            env=environment,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log.open("w"),  # rebalance chatter; shown if a replica fails
+            text=True,
+        )
+        for log in logs
+    ]
+    try:
+        topics = [settings.topic_predictions, settings.topic_labels]
+        assigned = [0] * replicas
+        lines = queue.Queue[tuple[int, str]]()
+        for i, child in enumerate(children):
+            threading.Thread(target=_lines, args=(i, child, lines), daemon=True).start()
+        deadline = time.monotonic() + STALL_S
+        while sum(assigned) < len(topics) * settings.topic_partitions or 0 in assigned:
+            i, line = lines.get(timeout=max(deadline - time.monotonic(), 0.1))
+            assigned[i] = int(line.split()[1])
+        started = time.perf_counter()
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        _wait_for_commits(settings, topics)
+        elapsed = time.perf_counter() - started
+    finally:
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+        for child in children:
+            child.wait(timeout=60)
+    for child, log in zip(children, logs, strict=True):
+        if child.returncode:
+            raise RuntimeError(f"a replica failed ({child.returncode}):\n{log.read_text()[-3000:]}")
     return 2 * pairs / elapsed
+
+
+def _lines(i: int, child: subprocess.Popen[str], lines: queue.Queue[tuple[int, str]]) -> None:
+    assert child.stdout is not None
+    for line in child.stdout:
+        if line.startswith("assigned "):
+            lines.put((i, line))
+
+
+def _wait_for_commits(settings: IngestSettings, topics: list[str]) -> None:
+    reader = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    partitions = [TopicPartition(t, p) for t in topics for p in range(settings.topic_partitions)]
+    ends = reader.end_offsets(partitions)
+    reader.close()
+    admin = kafka_admin(settings, "bench")
+    try:
+        behind, last_progress = None, time.monotonic()
+        while behind != 0:
+            committed = admin.list_group_offsets(settings.ingest_group_id).get(
+                settings.ingest_group_id, {}
+            )
+            now_behind = sum(
+                ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in partitions
+            )
+            if now_behind != behind:
+                behind, last_progress = now_behind, time.monotonic()
+            elif time.monotonic() - last_progress > STALL_S:
+                raise RuntimeError(f"ingest stalled {STALL_S:.0f} s with {behind} records to go")
+            time.sleep(0.05)
+    finally:
+        admin.close()
 
 
 def join_memory(pending: int = 100_000) -> float:
@@ -131,63 +226,83 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=int, default=100_000, help="predictions (and labels)")
     parser.add_argument("--rounds", type=int, default=2, help="runs of each; the best counts")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        nargs="+",
+        default=sorted({1, min(os.cpu_count() or 1, PARTITIONS)}),
+        help="ingest processes in the group, one run each (default: 1 and one per core)",
+    )
+    parser.add_argument("--replica", action="store_true", help=argparse.SUPPRESS)  # a child
     args = parser.parse_args(argv)
+    if args.replica:
+        asyncio.run(replica(IngestSettings()))
+        return
 
     baseline: list[float] = []
-    ours: list[float] = []
+    ours: dict[int, list[float]] = {n: [] for n in args.replicas}
     with tempfile.TemporaryDirectory() as state:
         settings = IngestSettings(
             state_dir=Path(state),
             kafka_port=free_port(),
             kafka_controller_port=free_port(),
-            ingest_flush_s=1.0,
+            topic_partitions=PARTITIONS,
+            ingest_flush_s=0.25,
         )
         broker = KafkaBroker(settings)
         broker.up()
         try:
             ensure_topics(settings)
             produce(settings, args.pairs)
-            # Alternate the two, so that neither gets a warmer broker or page cache.
+            # Alternate them, so that none gets a warmer broker or page cache.
             for round_ in range(args.rounds):
                 baseline.append(bare_read(settings, 2 * args.pairs))
-                # A fresh group, store and join changelog: a round that restored the last
-                # round's join state would see every pair as already joined.
-                tag = f"{round_}-{uuid.uuid4().hex[:6]}"
-                run = settings.model_copy(
-                    update={
-                        "ingest_group_id": f"bench-{tag}",
-                        "store_uri": str(Path(state) / f"store-{round_}"),
-                        "topic_ingest_changelog": f"bench-changelog-{tag}",
-                    }
-                )
-                ours.append(asyncio.run(ingest(run, args.pairs)))
-                store = ExampleStore(run.store_uri)
-                stored = sum(m.rows for m in store.manifests())
-                assert stored == args.pairs, f"{stored} examples stored for {args.pairs} pairs"
+                for replicas in args.replicas:
+                    # A fresh group, store and join changelog: a run that restored the last
+                    # run's join state would see every pair as already joined.
+                    tag = f"{round_}-{replicas}-{uuid.uuid4().hex[:6]}"
+                    run = settings.model_copy(
+                        update={
+                            "ingest_group_id": f"bench-{tag}",
+                            "store_uri": str(Path(state) / f"store-{tag}"),
+                            "topic_ingest_changelog": f"bench-changelog-{tag}",
+                        }
+                    )
+                    ours[replicas].append(ingest(run, args.pairs, replicas))
+                    store = ExampleStore(run.store_uri)
+                    stored = sum(m.rows for m in store.manifests())
+                    assert stored == args.pairs, f"{stored} examples stored for {args.pairs} pairs"
         finally:
             broker.down()
     memory = join_memory()
     rows = [
         {
-            "pipeline": "plain kafka-python consumer (read only)",
+            "pipeline": "plain kafka-python consumer (read only), 1 process",
             "best_events_per_s": max(baseline),
             "runs": " ".join(f"{r:,.0f}" for r in baseline),
-        },
-        {
-            "pipeline": "ingest: validate + join + examples topic + store",
-            "best_events_per_s": max(ours),
-            "runs": " ".join(f"{r:,.0f}" for r in ours),
-        },
+        }
     ]
+    ratios = {}
+    for replicas, runs in ours.items():
+        what = "1 process" if replicas == 1 else f"{replicas} replicas in one group"
+        rows.append(
+            {
+                "pipeline": f"ingest: validate + join + examples topic + store, {what}",
+                "best_events_per_s": max(runs),
+                "runs": " ".join(f"{r:,.0f}" for r in runs),
+            }
+        )
+        ratios[f"ingest ({what}) / plain read"] = max(runs) / max(baseline)
     write(
         "ingest_throughput",
         rows,
         baseline="plain kafka-python KafkaConsumer reading the same records from the same broker",
-        ratios={"ingest / plain read (best of each)": max(ours) / max(baseline)},
+        ratios=ratios,
         packages=("kafka-python", "aiokafka", "pyarrow", "orjson", "fastjsonschema", "crc32c"),
         notes=(
-            f"{args.pairs} predictions + {args.pairs} labels on 3 partitions, all joined and "
-            "stored each run; one ingest process; the broker shares the machine."
+            f"{args.pairs} predictions + {args.pairs} labels on {PARTITIONS} partitions each, "
+            "all joined and stored each run, timed from the settled group's start to its last "
+            f"commit; the broker shares the machine ({os.cpu_count()} cores)."
         ),
         extra={"join_state_mib_per_100k_pending": round(memory, 1)},
     )
