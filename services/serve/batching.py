@@ -33,14 +33,16 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 
 import numpy as np
-from prometheus_client import Histogram
 
-BATCH_ROWS = Histogram(
+from services.serve.loop_metrics import LoopHistogram
+
+# Observed per model call, inline ones per request: lock-free (see loop_metrics).
+BATCH_ROWS = LoopHistogram(
     "driftloop_serve_batch_rows",
     "Rows per model call (micro-batches of concurrent requests).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
-BATCH_REQUESTS = Histogram(
+BATCH_REQUESTS = LoopHistogram(
     "driftloop_serve_batch_requests",
     "Requests sharing one model call.",
     buckets=(1, 2, 4, 8, 16, 32, 64),

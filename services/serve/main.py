@@ -39,7 +39,7 @@ def main() -> int:
     from driftloop.registry import ModelRegistry
     from services.serve.batching import MicroBatcher
     from services.serve.dataplane import DataPlane
-    from services.serve.loading import load_version
+    from services.serve.loading import VersionLoader
     from services.serve.outbox import EventOutbox
     from services.serve.repository import ModelRepository
     from services.serve.rest import create_app
@@ -51,12 +51,12 @@ def main() -> int:
     name = settings.model_name
     executor = ThreadPoolExecutor(1, thread_name_prefix="serve-model")
     outbox = EventOutbox(settings, settings.serve_log_buffer, settings.serve_log_linger_ms / 1000)
+    # versions load in a process of their own: loading in this one stalls requests in flight
+    loader = VersionLoader(registry, name, settings.serve_max_batch_size, settings.serve_fast_path)
     repository = ModelRepository(
         name,
         resolve=lambda: registry.champion(name),
-        load=lambda version, check: load_version(
-            registry, name, version, check, settings.serve_max_batch_size, settings.serve_fast_path
-        ),
+        load=loader.load,
         batcher=lambda loaded: MicroBatcher(
             loaded.call,
             executor,
@@ -86,6 +86,7 @@ def main() -> int:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 15)
             executor.shutdown(wait=False, cancel_futures=True)
+            loader.close()
 
     server = ServiceServer(
         create_app(settings, plane, lifespan), settings.serve_port, settings.serve_host

@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import os
 import time
@@ -47,6 +48,8 @@ INT_TYPES = frozenset({"INT8", "INT16", "INT32", "INT64"})
 UINT_TYPES = frozenset({"UINT8", "UINT16", "UINT32", "UINT64"})
 DATATYPES = FLOAT_TYPES | INT_TYPES | UINT_TYPES | {"BOOL", "BYTES"}
 NUMERIC_TYPES = FLOAT_TYPES | INT_TYPES | UINT_TYPES | {"BOOL"}
+
+PACKED = "packed_numeric_features"  # a packed model's one input for all numeric features
 
 # Keys of a single-record body that name the request rather than a feature.
 ID_KEYS = ("request_id", "id")
@@ -91,7 +94,7 @@ class FeatureBatch:
         records: the rows as ``{feature: value}`` (what plain records decode to; what the
             prediction log carries).
         by_feature: feature name -> values (what OIP tensors decode to).
-        numeric: the numeric features' values as a ``(rows, numeric features)`` float64
+        numeric: the numeric features' values as a ``(rows, numeric features)`` float32
             table, in the card's order, when the decoder made one.
     """
 
@@ -118,10 +121,33 @@ class FeatureBatch:
             ]
         return self.records
 
-    def arrays(self, card: ModelCard) -> dict[str, np.ndarray]:
-        """The model's inputs: a ``(rows, 1)`` float32 or object (str) array per feature."""
+    def arrays(self, card: ModelCard, packed: bool = False) -> dict[str, np.ndarray]:
+        """The model's inputs: a ``(rows, 1)`` float32 or object (str) array per feature.
+
+        ``packed``: the numeric features side by side instead, one ``(rows, numeric
+        features)`` float32 array under :data:`~services.serve.runtime.PACKED` (what a packed
+        TFLite model takes: see :func:`services.serve.runtime.pack`).
+        """
         features = layout(card)
         arrays: dict[str, np.ndarray] = {}
+        if packed:
+            if not features.numeric:
+                pass  # categorical only: nothing to pack
+            elif self.numeric is not None:
+                arrays[PACKED] = self.numeric  # (rows, n) float32, C order
+            elif self.by_feature is None and self.records is not None:
+                arrays[PACKED] = np.array(
+                    [[r[name] for name in features.numeric] for r in self.records],
+                    dtype=np.float32,
+                )
+            else:
+                columns = [self.columns[n] for n in features.numeric]
+                arrays[PACKED] = np.array(columns, dtype=np.float32).T.copy()
+            for name in features.categorical:
+                column = [r[name] for r in self.records] if self.by_feature is None else None
+                values = column if column is not None else self.columns[name]
+                arrays[name] = np.array(values, dtype=object).reshape(-1, 1)
+            return arrays
         if features.numeric:
             # one conversion for every numeric value, into a (features, rows, 1) table whose
             # slices are each feature's column, contiguous, as the interpreter wants it
@@ -252,14 +278,15 @@ NUMBER_TYPES = frozenset({int, float})
 
 
 def _finite_numbers(values: list[Any]) -> np.ndarray | None:
-    """``values`` as float64 when each is a finite int or float (not a bool); else None."""
+    """``values`` as float32 (what the model takes) when each is a finite int or float (not a
+    bool); else None."""
     if not set(map(type, values)) <= NUMBER_TYPES:
         return None
     try:
         total = sum(values)  # NaN or infinity anywhere makes the sum NaN or infinite
         if total - total != 0:  # (or finite values overflowed: the row-by-row check decides)
             return None
-        return np.array(values, dtype=np.float64)
+        return np.array(values, dtype=np.float32)
     except OverflowError:  # an int past float64: the row-by-row check decides
         return None
 
@@ -412,9 +439,14 @@ def requested_outputs(document: dict[str, Any], available: tuple[str, ...]) -> s
 # --- encoding -------------------------------------------------------------------------------
 
 
+_ID_PREFIX = os.urandom(8).hex()  # this process's, random: ids differ across replicas
+_ID_COUNT = itertools.count()
+
+
 def new_request_id() -> str:
-    """A random id (128 bits, hex): a uuid4's randomness at a tenth of its cost."""
-    return os.urandom(16).hex()
+    """A new id, 32 hex digits: this process's random prefix and a count (unique without a
+    system call per request, which a random id costs)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNT):016x}"
 
 
 def row_ids(request_id: str, rows: int) -> list[str]:

@@ -2,10 +2,11 @@
 
 :class:`ModelRepository` holds one :class:`ServedModel` reference. :meth:`ModelRepository.refresh`
 resolves the champion alias; when it names another version, that version is loaded, compiled
-and warmed up in a worker thread beside the serving one, its features are checked against the
-serving one's, and only then does the reference move (one assignment: atomic for the event
-loop). A request takes the reference once, so it finishes on the model that started it; the
-old model's batcher finishes what it queued and stops. A version that fails anywhere on the
+and warmed up beside the serving one (the loader, :mod:`services.serve.loading`, does the heavy
+part in a process of its own and is waited on from a worker thread), its features are checked
+against the serving one's, and only then does the reference move (one assignment: atomic for
+the event loop). A request takes the reference once, so it finishes on the model that started
+it; the old model's batcher finishes what it queued and stops. A version that fails anywhere on the
 way is never swapped in: the old one keeps serving, and the failure is logged, counted and
 published as a swap event with outcome ``failed``; the timer leaves that version alone for
 ``retry_failed_s`` (the admin reload tries again at once). Rollback is the alias moving back.
@@ -22,7 +23,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -62,6 +63,7 @@ class LoadedVersion:
     path: str
     timings_ms: dict[str, Any]
     one_row_ms: float | None = None
+    packed: bool = False  # call takes the numeric features packed (FeatureBatch.arrays)
 
 
 @dataclass
@@ -73,9 +75,12 @@ class ServedModel:
     card: ModelCard
     batcher: MicroBatcher
     path: str
+    packed: bool = False
 
-    async def predict(self, batch: FeatureBatch) -> np.ndarray:
-        return await self.batcher.predict(batch.arrays(self.card), batch.rows)
+    def predict(self, batch: FeatureBatch) -> Awaitable[np.ndarray]:
+        """The model's outputs for ``batch`` (awaitable; not a coroutine of its own: one
+        frame less per request)."""
+        return self.batcher.predict(batch.arrays(self.card, self.packed), batch.rows)
 
 
 @dataclass
@@ -180,7 +185,7 @@ class ModelRepository:
             return self._failure(version, serving, error, time.perf_counter() - start)
         old = self.current
         self.current = ServedModel(
-            self.name, version, loaded.card, self._batcher(loaded), loaded.path
+            self.name, version, loaded.card, self._batcher(loaded), loaded.path, loaded.packed
         )  # the swap: requests from here on take the new version
         self.problem = None
         self._failed.pop(version, None)

@@ -27,6 +27,7 @@ import numpy as np
 
 from driftloop.errors import ModelLoadFailed
 from driftloop.model_card import ModelCard
+from services.serve.protocol import PACKED
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,17 @@ class ModelRuntime:
         call: the path itself.
         timings_ms: what each path measured (median ms at one row and at the max batch),
             or why it was left out.
+        packed: whether ``call`` takes :func:`pack`-ed inputs (numeric features in one array).
+        blob: the TFLite model, when that path was chosen (what a loader process hands back).
+        expected: the eager call's outputs on the probe batches (one row, the max batch).
     """
 
     path: str
     call: Callable[[Arrays], np.ndarray]
     timings_ms: dict[str, Any] = field(default_factory=dict)
+    packed: bool = False
+    blob: bytes | None = None
+    expected: tuple[np.ndarray, np.ndarray] | None = None  # eager outputs on the probes
 
     def predict(self, inputs: Arrays) -> np.ndarray:
         return self.call(inputs)
@@ -94,49 +101,105 @@ def _keras_paths(
         "predict": lambda: lambda x: np.asarray(model.predict(tensors(x), verbose=0)),
         "call": lambda: lambda x: np.asarray(model(tensors(x), training=False)),
         "function": lambda: lambda x: graph(tensors(x)).numpy(),
-        "tflite": lambda: _tflite(model, card),
+        "tflite": lambda: TFLiteCall(tflite_blob(model, card), card),
     }
 
 
-def _tflite(model: Any, card: ModelCard) -> Callable[[Arrays], np.ndarray]:
+def pack(inputs: Arrays, card: ModelCard) -> Arrays:
+    """Per-feature inputs as a packed model takes them: the numeric features side by side in
+    one ``(rows, numeric features)`` float32 array under :data:`PACKED`, categorical ones as
+    they are."""
+    numeric = [spec.name for spec in card.features if spec.kind == "numeric"]
+    packed = {spec.name: inputs[spec.name] for spec in card.features if spec.kind != "numeric"}
+    if numeric:
+        columns = [np.asarray(inputs[name], dtype=np.float32).reshape(-1, 1) for name in numeric]
+        packed[PACKED] = np.ascontiguousarray(np.concatenate(columns, axis=1))
+    return packed
+
+
+def tflite_blob(model: Any, card: ModelCard) -> bytes:
+    """The model converted to TFLite, its numeric features packed into one input.
+
+    One input tensor for all numeric features makes a call one ``set_tensor`` instead of one
+    per feature (each costs the request a microsecond or two of Python). A model that does not
+    convert packed is converted as it is (one input per feature).
+    """
+    import keras
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    try:
-        blob = converter.convert()
-    except Exception:  # string lookups need TF's own ops inside the TFLite graph
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.TFLITE_BUILTINS,
-            tf.lite.OpsSet.SELECT_TF_OPS,
-        ]
-        blob = converter.convert()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
-        interpreter = tf.lite.Interpreter(model_content=blob, num_threads=1)
-    runner = interpreter.get_signature_runner()
-    indices = {name: detail["index"] for name, detail in runner.get_input_details().items()}
-    (output,) = runner.get_output_details().values()
-    categorical = {spec.name for spec in card.features if spec.kind == "categorical"}
-    allocated_rows = -1
+    def convert(keras_model: Any) -> bytes:
+        try:
+            return bytes(tf.lite.TFLiteConverter.from_keras_model(keras_model).convert())
+        except Exception:  # string lookups need TF's own ops inside the TFLite graph
+            converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS,
+                tf.lite.OpsSet.SELECT_TF_OPS,
+            ]
+            return bytes(converter.convert())
 
-    # The interpreter directly rather than the signature runner, which resizes and
-    # reallocates every input on every call: here only when the batch size changes.
-    def call(inputs: Arrays) -> np.ndarray:
-        nonlocal allocated_rows
+    numeric = [spec.name for spec in card.features if spec.kind == "numeric"]
+    if numeric and PACKED not in card.feature_names:
+        try:
+            packed = keras.Input(shape=(len(numeric),), name=PACKED, dtype="float32")
+            inputs = {PACKED: packed} | {
+                spec.name: keras.Input(shape=(1,), name=spec.name, dtype="string")
+                for spec in card.features
+                if spec.kind != "numeric"
+            }
+            features = {name: packed[:, i : i + 1] for i, name in enumerate(numeric)}
+            features |= {name: tensor for name, tensor in inputs.items() if name != PACKED}
+            # a lone input as itself: Keras warns about a dict of one
+            given = inputs if len(inputs) > 1 else packed
+            return convert(keras.Model(given, model(features, training=False)))
+        except Exception as error:
+            log.info("the model does not convert packed", extra={"error": str(error)[:200]})
+    return convert(model)
+
+
+class TFLiteCall:
+    """A TFLite model's call: the interpreter directly, one thread, reallocated only when the
+    batch size changes (the signature runner resizes and reallocates every input on every
+    call). Takes :func:`pack`-ed inputs when the model was converted packed.
+
+    Parameters:
+        blob: the converted model (:func:`tflite_blob`).
+        card: its features.
+    """
+
+    def __init__(self, blob: bytes, card: ModelCard) -> None:
+        import tensorflow as tf
+
+        self.blob = blob
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+            interpreter = tf.lite.Interpreter(model_content=blob, num_threads=1)
+        runner = interpreter.get_signature_runner()
+        self.indices = {name: d["index"] for name, d in runner.get_input_details().items()}
+        (output,) = runner.get_output_details().values()
+        self.output = output["index"]
+        self.packed = PACKED in self.indices
+        self.categorical = {spec.name for spec in card.features if spec.kind == "categorical"}
+        self.interpreter = interpreter
+        self._rows = -1
+
+    def __call__(self, inputs: Arrays) -> np.ndarray:
         rows = len(next(iter(inputs.values())))
-        if rows != allocated_rows:
-            for index in indices.values():
-                interpreter.resize_tensor_input(index, [rows, 1], strict=False)
+        interpreter = self.interpreter
+        if rows != self._rows:
+            for name, index in self.indices.items():
+                width = inputs[name].shape[1] if name == PACKED else 1
+                interpreter.resize_tensor_input(index, [rows, width], strict=False)
             interpreter.allocate_tensors()
-            allocated_rows = rows
-        for name, index in indices.items():
+            self._rows = rows
+        # the wrapped interpreter, without the wrapper's per-call checks (not kept: a reference
+        # held to it makes the wrapper refuse to resize)
+        raw = interpreter._interpreter
+        for name, index in self.indices.items():
             array = inputs[name]
-            interpreter.set_tensor(index, array.astype(np.bytes_) if name in categorical else array)
-        interpreter.invoke()
-        return interpreter.get_tensor(output["index"])
-
-    return call
+            raw.SetTensor(index, array.astype(np.bytes_) if name in self.categorical else array)
+        raw.Invoke()
+        return raw.GetTensor(self.output)
 
 
 def probe_inputs(card: ModelCard, rows: int) -> Arrays:
@@ -208,9 +271,12 @@ def compile_model(
     candidates = PATHS if path == "auto" else (path,)
     timings: dict[str, Any] = {}
     chosen: tuple[float, str, Callable[[Arrays], np.ndarray]] | None = None
+    built: dict[str, Any] = {}
     for name in candidates:
         try:
-            call = paths[name]()
+            call = built[name] = paths[name]()
+            if getattr(built[name], "packed", False):
+                call = _packing(built[name], card)
             agree = np.allclose(call(small), expected_small, atol=TOLERANCE) and np.allclose(
                 call(large), expected_large, atol=TOLERANCE
             )
@@ -229,4 +295,35 @@ def compile_model(
             chosen = (one + batch, name, call)
     if chosen is None:
         raise ModelLoadFailed(f"no call path gives the model's outputs: {timings}")
-    return ModelRuntime(chosen[1], chosen[2], timings)
+    raw = built[chosen[1]]
+    packed = bool(getattr(raw, "packed", False))
+    return ModelRuntime(
+        chosen[1],
+        raw if packed else chosen[2],
+        timings,
+        packed,
+        getattr(raw, "blob", None),
+        (expected_small, expected_large),
+    )
+
+
+def _packing(call: Callable[[Arrays], np.ndarray], card: ModelCard) -> Callable[[Arrays], Any]:
+    return lambda inputs: call(pack(inputs, card))
+
+
+def tflite_runtime(
+    blob: bytes, card: ModelCard, max_batch_size: int, expected: tuple[np.ndarray, np.ndarray]
+) -> ModelRuntime:
+    """The TFLite path from a blob converted elsewhere, checked against the eager call's
+    ``expected`` outputs on the probe batches of one row and of ``max_batch_size`` rows.
+
+    Raises :class:`ModelLoadFailed` when its outputs differ or do not fit the card.
+    """
+    call = TFLiteCall(blob, card)
+    probe = _packing(call, card) if call.packed else call
+    for rows, wanted in zip((1, max(max_batch_size, 2)), expected, strict=True):
+        outputs = probe(probe_inputs(card, rows))
+        check_outputs(card, outputs, rows)
+        if not np.allclose(outputs, wanted, atol=TOLERANCE):
+            raise ModelLoadFailed("the converted model's outputs differ from the eager call's")
+    return ModelRuntime("tflite", call, {}, call.packed, blob)
