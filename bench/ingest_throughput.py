@@ -7,7 +7,7 @@ stores every example, through to its last commit: as one process, and as one rep
 in one consumer group (how ingest scales: partitions split across replicas). Also: the memory
 of the join's state per 100k pending predictions (tracemalloc, four features each).
 
-    python -m bench.ingest_throughput [--pairs 100000] [--replicas 1 2]
+    python -m bench.ingest_throughput [--pairs 100000] [--replicas 1 2] [--quick]
 """
 
 from __future__ import annotations
@@ -233,11 +233,14 @@ def main(argv: list[str] | None = None) -> None:
         default=sorted({1, min(os.cpu_count() or 1, PARTITIONS)}),
         help="ingest processes in the group, one run each (default: 1 and one per core)",
     )
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 20k pairs, 1 round")
     parser.add_argument("--replica", action="store_true", help=argparse.SUPPRESS)  # a child
     args = parser.parse_args(argv)
     if args.replica:
         asyncio.run(replica(IngestSettings()))
         return
+    if args.quick:
+        args.pairs, args.rounds = 20_000, 1
 
     baseline: list[float] = []
     ours: dict[int, list[float]] = {n: [] for n in args.replicas}
