@@ -12,6 +12,7 @@ from driftloop.events import EventType
 from driftloop.model_card import FeatureSpec, ModelCard
 from driftloop.schemas import EventSchemas
 from services.serve.protocol import (
+    PACKED,
     Predictions,
     decode_infer,
     decode_records,
@@ -90,6 +91,28 @@ def test_valid_records_become_one_float32_column_per_feature() -> None:
     assert arrays["age"].dtype == np.float32 and arrays["age"].shape == (2, 1)
     assert arrays["age"].flags.c_contiguous and arrays["age"].ravel().tolist() == [31.0, 2.5]
     assert arrays["region"].ravel().tolist() == ["north", "south"]
+
+
+def test_packed_inputs_put_the_numeric_features_side_by_side_whatever_the_decoder() -> None:
+    card = ModelCard(
+        task="regression",
+        features=[FeatureSpec(name="b"), FeatureSpec(name="a"), *CARD.features[1:]],
+    )
+    records = [{"b": 1, "a": 2.5, "region": "north"}, {"b": -3, "a": 4, "region": "south"}]
+    columns = {
+        "inputs": [
+            tensor("b", "INT64", [1, -3]),
+            tensor("a", "FP64", [2.5, 4]),
+            tensor("region", "BYTES", ["north", "south"]),
+        ]
+    }
+    for batch in (decode_records(records, card)[0], decode_infer(columns, card)[0]):
+        arrays = batch.arrays(card, packed=True)
+        assert set(arrays) == {PACKED, "region"}
+        table = arrays[PACKED]
+        assert table.dtype == np.float32 and table.flags.c_contiguous
+        assert table.tolist() == [[1.0, 2.5], [-3.0, 4.0]]  # the card's order: b, a
+        assert arrays["region"].ravel().tolist() == ["north", "south"]
 
 
 def test_records_body_of_the_wrong_shape_is_malformed() -> None:
