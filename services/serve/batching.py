@@ -99,11 +99,15 @@ class MicroBatcher:
         self._closed = False
         self._last_requests = 1
 
+    def call(self, inputs: Arrays, rows: int) -> np.ndarray:
+        """The model's outputs for ``inputs`` now, on this thread (what ``inline`` means)."""
+        BATCH_ROWS.observe(rows)
+        return self.model(inputs)
+
     async def predict(self, inputs: Arrays, rows: int) -> np.ndarray:
         """The model's outputs for ``inputs`` (``rows`` rows), computed in some batch."""
         if self.inline:
-            BATCH_ROWS.observe(rows)
-            return self.model(inputs)
+            return self.call(inputs, rows)
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(inputs, rows, future))
         self._arrived.set()

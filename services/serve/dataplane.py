@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+
+import numpy as np
 
 from driftloop.errors import ModelNotFound, ModelNotReady
 from driftloop.events import EventType
 from services.serve.protocol import (
     OUTPUTS,
+    FeatureBatch,
     Predictions,
     decode_infer,
     decode_records,
@@ -103,6 +107,57 @@ class DataPlane:
         return {"name": model.name, "version": model.version, "ready": True}
 
     # --- inference --------------------------------------------------------------------------
+    #
+    # An inference is three steps: `begin_*` checks the body against the serving version's
+    # card (synchronous), the model is called (`ServedModel.predict`, awaited, or
+    # `ServedModel.call` for a model called inline), and `complete` decodes, logs and answers
+    # (synchronous). The HTTP adapter runs them itself, so that a request to an inline model
+    # is one coroutine; `infer` and `predict_records` run all three.
+
+    def begin_infer(
+        self,
+        name: str,
+        document: Any,
+        model_version: str | None = None,
+        request_id: str | None = None,
+    ) -> Inference:
+        """Check an OIP v2 inference request; raises 404, 503 or 422 (see errors)."""
+        model = self.model(name, model_version)
+        batch, body_id = decode_infer(document, model.card)
+        wanted = requested_outputs(document, OUTPUTS)
+        request_id = body_id or request_id or new_request_id()
+        return Inference(model, batch, request_id, None if len(wanted) == len(OUTPUTS) else wanted)
+
+    def begin_records(self, document: Any, request_id: str | None = None) -> Inference:
+        """Check plain records; raises 503 or 422 (see errors)."""
+        model = self.model(self.name)
+        batch, body_id = decode_records(document, model.card)
+        return Inference(model, batch, body_id or request_id or new_request_id(), RECORDS)
+
+    def complete(
+        self, inference: Inference, outputs: np.ndarray, latency_ms: float
+    ) -> dict[str, Any]:
+        """The answer to ``inference`` given the model's ``outputs``; logs the predictions."""
+        model, batch, request_id = inference.model, inference.batch, inference.request_id
+        predictions = Predictions.decode(model.card, outputs)
+        ids = row_ids(request_id, batch.rows)
+        self.publish(  # compact rows: the outbox builds the events off the request's path
+            EventType.PREDICTION,
+            prediction_rows(model.name, model.version, ids, batch, predictions, latency_ms),
+            prediction_event,
+        )
+        if inference.outputs is RECORDS:
+            return records_response(model.name, model.version, request_id, ids, predictions)
+        return infer_response(
+            model.name, model.version, request_id, ids, predictions, inference.outputs
+        )
+
+    async def run(self, inference: Inference) -> tuple[dict[str, Any], ServedModel]:
+        """Call the model on a begun inference and complete it."""
+        start = time.perf_counter()
+        outputs = await inference.model.predict(inference.batch)
+        latency_ms = (time.perf_counter() - start) * 1e3
+        return self.complete(inference, outputs, latency_ms), inference.model
 
     async def infer(
         self,
@@ -112,37 +167,30 @@ class DataPlane:
         request_id: str | None = None,
     ) -> tuple[dict[str, Any], ServedModel]:
         """An OIP v2 inference; returns the response and the model that served it."""
-        model = self.model(name, model_version)
-        batch, body_id = decode_infer(document, model.card)
-        wanted = requested_outputs(document, OUTPUTS)
-        request_id = body_id or request_id or new_request_id()
-        predictions, ids = await self._predict(model, batch, request_id)
-        outputs = None if len(wanted) == len(OUTPUTS) else wanted
-        return infer_response(
-            model.name, model.version, request_id, ids, predictions, outputs
-        ), model
+        return await self.run(self.begin_infer(name, document, model_version, request_id))
 
     async def predict_records(
         self, document: Any, request_id: str | None = None
     ) -> tuple[dict[str, Any], ServedModel]:
         """Plain records in, one prediction per record out."""
-        model = self.model(self.name)
-        batch, body_id = decode_records(document, model.card)
-        request_id = body_id or request_id or new_request_id()
-        predictions, ids = await self._predict(model, batch, request_id)
-        return records_response(model.name, model.version, request_id, ids, predictions), model
+        return await self.run(self.begin_records(document, request_id))
 
-    async def _predict(
-        self, model: ServedModel, batch: Any, request_id: str
-    ) -> tuple[Predictions, list[str]]:
-        start = time.perf_counter()
-        outputs = await model.predict(batch)
-        latency_ms = (time.perf_counter() - start) * 1e3
-        predictions = Predictions.decode(model.card, outputs)
-        ids = row_ids(request_id, batch.rows)
-        self.publish(  # compact rows: the outbox builds the events off the request's path
-            EventType.PREDICTION,
-            prediction_rows(model.name, model.version, ids, batch, predictions, latency_ms),
-            prediction_event,
-        )
-        return predictions, ids
+
+RECORDS = "records"  # Inference.outputs of a plain-records request
+
+
+@dataclass(slots=True)
+class Inference:
+    """A checked request on its way through the model.
+
+    Parameters:
+        model: the version that serves it (taken once: it finishes on this one).
+        batch: its checked features.
+        request_id: the caller's or a new one.
+        outputs: the OIP outputs asked for (None: all), or :data:`RECORDS` for plain records.
+    """
+
+    model: ServedModel
+    batch: FeatureBatch
+    request_id: str
+    outputs: set[str] | str | None

@@ -36,7 +36,7 @@ from services.serve.runtime import ModelRuntime, compile_model, tflite_runtime
 
 log = logging.getLogger(__name__)
 
-NICE = 10  # the loader process yields the CPU to the serving one when both want it
+NICE = 5  # the loader process yields the CPU to the serving one when both want it
 
 
 def load_version(
@@ -82,7 +82,11 @@ def _prepare_loader_process(tracking_uri: str) -> None:
     with contextlib.suppress(OSError):  # not allowed here: it works at the same priority
         os.nice(NICE)
     import mlflow
+    import tensorflow as tf
 
+    # one core at most: the other is the serving process's
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
 

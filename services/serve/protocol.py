@@ -229,7 +229,13 @@ def _request_id(value: Any, field: str) -> str | None:
 
 def decode_records(document: Any, card: ModelCard) -> tuple[FeatureBatch, str | None]:
     """Check plain records against ``card``; returns the batch and the body's request id."""
-    kinds = layout(card).kinds
+    features = layout(card)
+    kinds = features.kinds
+    # The commonest body, one record of numeric features and nothing else, checked first.
+    if type(document) is dict and not features.categorical and document.keys() == kinds.keys():
+        table = _finite_numbers([document[name] for name in features.numeric])
+        if table is not None:
+            return FeatureBatch(1, [document], numeric=table.reshape(1, -1)), None
     request_id = None
     single = False
     if isinstance(document, dict) and isinstance(document.get("records"), list):
@@ -253,7 +259,6 @@ def decode_records(document: Any, card: ModelCard) -> tuple[FeatureBatch, str | 
         )
     if not records:
         raise InvalidInput("records", "records: empty batch; send at least one record")
-    features = layout(card)
     names = kinds.keys()
     for index, record in enumerate(records):
         if not isinstance(record, dict) or record.keys() != names:
@@ -476,8 +481,13 @@ class Predictions:
     def decode(cls, card: ModelCard, outputs: np.ndarray) -> Predictions:
         if card.task == "regression":
             return cls(outputs[:, 0].astype(float).tolist(), None, [])
-        picked = outputs.argmax(axis=1).tolist()
         classes = card.classes
+        if len(outputs) <= 8:  # a few rows: Python on the lists beats numpy's per-call cost
+            rows = outputs.tolist()
+            predictions = cls([classes[row.index(max(row))] for row in rows], outputs, classes)
+            predictions.by_class = _by_class(classes, rows)
+            return predictions
+        picked = outputs.argmax(axis=1).tolist()
         return cls([classes[i] for i in picked], outputs, classes)
 
     def scores_by_class(self) -> list[dict[str, float]] | None:
@@ -485,9 +495,13 @@ class Predictions:
         if self.scores is None:
             return None
         if self.by_class is None:
-            keys = [str(c) for c in self.classes]
-            self.by_class = [dict(zip(keys, row, strict=False)) for row in self.scores.tolist()]
+            self.by_class = _by_class(self.classes, self.scores.tolist())
         return self.by_class
+
+
+def _by_class(classes: list[Scalar], rows: list[list[float]]) -> list[dict[str, float]]:
+    keys = [str(c) for c in classes]
+    return [dict(zip(keys, row, strict=False)) for row in rows]
 
 
 def label_datatype(classes: list[Scalar]) -> str:

@@ -77,10 +77,19 @@ class ServedModel:
     path: str
     packed: bool = False
 
+    @property
+    def inline(self) -> bool:
+        """Whether the model is called on the event loop (:meth:`call`), unbatched."""
+        return self.batcher.inline
+
     def predict(self, batch: FeatureBatch) -> Awaitable[np.ndarray]:
-        """The model's outputs for ``batch`` (awaitable; not a coroutine of its own: one
-        frame less per request)."""
+        """The model's outputs for ``batch``, in some micro-batch (awaitable; not a coroutine
+        of its own: one frame less per request)."""
         return self.batcher.predict(batch.arrays(self.card, self.packed), batch.rows)
+
+    def call(self, batch: FeatureBatch) -> np.ndarray:
+        """The model's outputs for ``batch`` now, on this thread (for an :attr:`inline` one)."""
+        return self.batcher.call(batch.arrays(self.card, self.packed), batch.rows)
 
 
 @dataclass

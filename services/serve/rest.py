@@ -42,9 +42,8 @@ from driftloop.errors import (
     Unauthorized,
 )
 from driftloop.metrics import metrics_app
-from services.serve.dataplane import DataPlane
+from services.serve.dataplane import DataPlane, Inference
 from services.serve.loop_metrics import LoopCounter, LoopHistogram
-from services.serve.repository import ServedModel
 from services.serve.settings import ServeSettings
 
 # Updated on every request: lock-free (see loop_metrics), exposed as usual.
@@ -201,10 +200,13 @@ def create_app(
         return body
 
     def inference(
-        endpoint: str,
-        handle: Callable[[dict[str, str], str | None, Any], Awaitable[tuple[Any, ServedModel]]],
+        endpoint: str, begin: Callable[[dict[str, str], str | None, Any], Inference]
     ) -> Callable[..., Awaitable[tuple[int, bytes]]]:
-        """An inference endpoint: (path params, caller's id, body reader) -> status, body."""
+        """An inference endpoint: (path params, caller's id, body reader) -> status, body.
+
+        ``begin`` checks the body (see :class:`~services.serve.dataplane.DataPlane`); a model
+        called inline is called right here, so such a request is this one coroutine.
+        """
 
         async def answer(
             params: dict[str, str], caller: str | None, body: Callable[[], Awaitable[bytes]]
@@ -212,8 +214,15 @@ def create_app(
             start = time.perf_counter()
             version = NO_VERSION
             try:
-                document = _parse(await body())
-                result, model = await handle(params, caller, document)
+                inference = begin(params, caller, _parse(await body()))
+                model = inference.model
+                called = time.perf_counter()
+                if model.inline:
+                    outputs = model.call(inference.batch)
+                else:
+                    outputs = await model.predict(inference.batch)
+                latency_ms = (time.perf_counter() - called) * 1e3
+                result = plane.complete(inference, outputs, latency_ms)
                 version, status = model.version, 200
                 content = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
             except DriftloopError as error:
@@ -246,16 +255,11 @@ def create_app(
 
         return endpoint
 
-    # plain functions returning the handler's coroutine: one coroutine frame less per request
-    def infer(
-        params: dict[str, str], caller: str | None, document: Any
-    ) -> Awaitable[tuple[dict[str, Any], ServedModel]]:
-        return plane.infer(params["name"], document, params.get("version"), caller)
+    def infer(params: dict[str, str], caller: str | None, document: Any) -> Inference:
+        return plane.begin_infer(params["name"], document, params.get("version"), caller)
 
-    def predict(
-        params: dict[str, str], caller: str | None, document: Any
-    ) -> Awaitable[tuple[dict[str, Any], ServedModel]]:
-        return plane.predict_records(document, caller)
+    def predict(params: dict[str, str], caller: str | None, document: Any) -> Inference:
+        return plane.begin_records(document, caller)
 
     def guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Awaitable[Response]]:
         async def answer(request: Request) -> Response:
