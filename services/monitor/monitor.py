@@ -34,7 +34,7 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -288,8 +288,10 @@ class DriftMonitor:
         min_window_events: fewer events than this in a closed window give no verdict.
         budget: the false-alarm budget the test levels and detector settings come from.
         correction: ``holm`` or ``bonferroni`` over a window's features.
-        open_after, close_after, cooldown_s, data_arrival_examples, retry_s: see
-            :class:`TriggerPolicy`.
+        open_after, close_after, cooldown_s, data_arrival_examples, retry_s, min_examples:
+            see :class:`TriggerPolicy` (``min_examples``: labelled examples since an
+            episode's onset before its trigger goes out; the trigger then carries the
+            evidence of the alarm or window that opened the episode).
         detector: ``adwin``, ``page_hinkley`` or ``kswin`` on the error stream.
         holdout_metric: the ModelCard metric (an accuracy) the holdout CUSUM starts from.
         holdout_examples: the holdout's size, when the card's metrics do not say
@@ -312,6 +314,7 @@ class DriftMonitor:
         cooldown_s: float = 600.0,
         data_arrival_examples: int = 0,
         retry_s: float = 60.0,
+        min_examples: int = 0,
         detector: DetectorName = "adwin",
         holdout_metric: str = "accuracy",
         holdout_examples: int = 1000,
@@ -329,6 +332,7 @@ class DriftMonitor:
         self.cooldown_s = cooldown_s
         self.data_arrival_examples = data_arrival_examples
         self.retry_s = retry_s
+        self.min_examples = min_examples
         self.detector = detector
         self.holdout_metric = holdout_metric
         self.holdout_examples = holdout_examples
@@ -338,6 +342,9 @@ class DriftMonitor:
         self._versions: dict[str, OrderedDict[str, _Version]] = {}
         self._last_verdict: dict[str, WindowVerdict] = {}
         self._latest: dict[str, float] = {}  # newest event time seen per model
+        # Per model, the trigger of the open episode as it would have gone out when the
+        # episode opened, for when enough examples have arrived (see `min_examples`).
+        self._held: dict[str, TriggerDecision] = {}
         self.events = {"predictions": 0, "examples": 0, "promotions": 0, "training_results": 0}
 
     # --- inputs ---------------------------------------------------------------------------
@@ -364,6 +371,7 @@ class DriftMonitor:
         time = epoch(event["event_time"])
         self._latest[name] = max(self._latest.get(name, time), time)
         outcomes: list[Outcome] = []
+        error: float | None = None
         if state.detector is not None:
             task = self._card_task(name, version)
             error = is_error(event["prediction"], event["label"], task)
@@ -372,13 +380,20 @@ class DriftMonitor:
             # about the model that serves now.
             if alarm is not None and self._is_champion(name, version):
                 opened = not policy.episode_open
-                fired = policy.concept_alarm(time)
+                fired = policy.concept_alarm(time, alarm.onset_examples or 0)
                 drift = ConceptDrift(name, version, alarm, time)
                 if opened or fired:  # one drift event per episode opened or trigger sent
                     outcomes.append(drift)
+                trigger = self._concept_trigger(name, version, alarm, drift)
                 if fired:
-                    outcomes.append(self._concept_trigger(name, version, alarm, drift))
-        if policy.labelled():
+                    outcomes.append(trigger)
+                elif opened or name not in self._held:
+                    self._held[name] = trigger
+        champion = self._is_champion(name, version)
+        labelled = policy.labelled(1, error if champion else None, time)
+        if name in self._held and policy.held(time):
+            outcomes.append(self._release(name, policy))
+        if labelled:
             outcomes.append(
                 TriggerDecision(
                     name,
@@ -402,6 +417,7 @@ class DriftMonitor:
         self.champions[name] = version
         latest = self._latest.get(name)
         self.policy(name).promoted(latest)
+        self._held.pop(name, None)
         self._versions.get(name, OrderedDict()).pop(version, None)
 
     def observe_training_result(self, event: Mapping[str, Any]) -> None:
@@ -442,6 +458,7 @@ class DriftMonitor:
                 self.cooldown_s,
                 self.data_arrival_examples,
                 self.retry_s,
+                self.min_examples,
             )
         return self.policies[name]
 
@@ -520,8 +537,11 @@ class DriftMonitor:
                 if not self._is_champion(name, version):
                     continue  # a replaced version's windows are reported, not acted on
                 policy = self.policy(name)
+                opened = verdict.drifted and not policy.episode_open
                 if policy.window(verdict.drifted, window.end):
                     outcomes.append(self._drift_trigger(verdict, policy, state.drift_start))
+                elif opened and policy.episode_open:
+                    self._held[name] = self._drift_trigger(verdict, policy, state.drift_start)
         if closed:
             # Forget predictions of rows no open window holds any more.
             kept = {id(row) for row in state.window.rows()}
@@ -553,6 +573,17 @@ class DriftMonitor:
             reference.sketch, window.rows, predictions, verdict.alpha, self.correction
         )
         return verdict
+
+    def _release(self, name: str, policy: TriggerPolicy) -> TriggerDecision:
+        """The held trigger of ``name``'s open episode, now that enough examples arrived:
+        a fresh id (a retry is a new trigger), the opening evidence plus the count."""
+        held = self._held[name]
+        evidence = held.evidence | {"examples_since_onset": policy.since_onset}
+        if policy.onset is not None:
+            # Held while a gradual change went on: the window starts where the error settled.
+            evidence["detected_onset"] = evidence.get("onset")
+            evidence["onset"] = rfc3339(policy.onset)
+        return replace(held, evidence=evidence, trigger_id=str(uuid.uuid4()))
 
     def _drift_trigger(
         self, verdict: WindowVerdict, policy: TriggerPolicy, onset: float | None

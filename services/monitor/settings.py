@@ -55,6 +55,13 @@ class MonitorSettings(Settings):
         description="After a promotion, or a rejected or failed fit for the champion, event "
         "time before the next drift trigger (instead of the rest of the cooldown).",
     )
+    monitor_trigger_min_examples: int = Field(
+        2_000,
+        ge=0,
+        description="Labelled examples since a drift episode's onset before its trigger goes "
+        "out, so that the one refit it asks for has the new concept to learn from; 0 sends "
+        "it at once.",
+    )
     monitor_data_arrival_examples: int = Field(
         0,
         ge=0,

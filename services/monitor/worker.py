@@ -107,6 +107,7 @@ def build_monitor(settings: MonitorSettings, references: Any) -> DriftMonitor:
         cooldown_s=settings.monitor_cooldown_s,
         data_arrival_examples=settings.monitor_data_arrival_examples,
         retry_s=settings.monitor_retry_s,
+        min_examples=settings.monitor_trigger_min_examples,
         detector=settings.monitor_detector,
         holdout_metric=settings.monitor_holdout_metric,
         holdout_examples=settings.monitor_holdout_examples,

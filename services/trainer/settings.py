@@ -69,7 +69,7 @@ class TrainerSettings(Settings):
         200_000, ge=10, description="Most recent examples any window keeps."
     )
     trainer_history_share: float = Field(
-        1.0,
+        0.0,
         ge=0,
         description="Older examples added before the recent part, as a multiple of its size.",
     )
@@ -77,10 +77,10 @@ class TrainerSettings(Settings):
         0.3, ge=0, le=1, description="Sample weight of the older examples (recent ones: 1)."
     )
     trainer_holdout_fraction: float = Field(
-        0.2, gt=0, lt=0.5, description="Most recent share of the recent part, held out."
+        0.1, gt=0, lt=0.5, description="Most recent share of the recent part, held out."
     )
     trainer_validation_fraction: float = Field(
-        0.15,
+        0.1,
         gt=0,
         lt=0.5,
         description="Share of the recent part just before the holdout, for early stopping.",
@@ -94,7 +94,12 @@ class TrainerSettings(Settings):
     trainer_max_fit_s: float = Field(
         600.0, gt=0, description="Wall-clock bound of one fit; the best weights so far are kept."
     )
-    trainer_batch_size: int = Field(256, ge=1, description="Examples per gradient step.")
+    trainer_batch_size: int = Field(
+        0,
+        ge=0,
+        description="Examples per gradient step; 0 follows the window: about 50 steps an "
+        "epoch, between 32 and 256.",
+    )
     trainer_learning_rate: float = Field(1e-3, gt=0, description="Adam's learning rate.")
     trainer_hidden_units: str = Field(
         "64,32", description="Hidden layer widths of the built-in model, comma-separated."

@@ -409,7 +409,7 @@ class Trainer:
 
     def _labels(self, card: ModelCard, model: Any, frame: pd.DataFrame) -> list[Any]:
         """The model's predictions as served: a class label, or a value."""
-        outputs = predict(model, card, frame, self.config.batch_size * 16)
+        outputs = predict(model, card, frame, 4096)
         if card.task == "classification":
             return [card.classes[i] for i in np.argmax(outputs, axis=1)]
         return [float(v) for v in outputs.reshape(-1)]
@@ -431,7 +431,7 @@ class Trainer:
             "builder": settings.trainer_builder or "built-in",
             "hidden_units": settings.trainer_hidden_units,
             "learning_rate": settings.trainer_learning_rate,
-            "batch_size": self.config.batch_size,
+            "batch_size": self.config.batch_size_for(len(window.train)),
             "max_epochs": self.config.max_epochs,
             "patience": self.config.patience,
             "max_fit_s": self.config.max_seconds,

@@ -7,10 +7,14 @@ A window has a *recent* part, chosen by the policy, and an older *history* part:
   The recent part never has fewer than ``min_examples`` rows when the store has them: a drift
   caught early has few labelled examples after its onset, and the older ones are better than
   none.
-- History: up to ``history_share`` times as many examples from just before the recent part,
-  with the sample weight ``history_weight``. A refit on a few hundred post-drift examples alone
-  was measured to be worse than not retraining; older data, down-weighted, keeps what still
-  holds while the recent data dominates.
+- History (off by default): up to ``history_share`` times as many examples from just before
+  the recent part, with the sample weight ``history_weight``. It helps a fit on a few hundred
+  post-drift examples, which was measured worse than not retraining; but after an abrupt
+  concept switch the older examples carry the old labels, and with a share of 1 at weight 0.3
+  a fit on 1,000-2,000 post-drift examples was 7 points less accurate than one on those
+  alone (:mod:`bench.adaptation`). The monitor now holds a drift trigger until enough
+  post-drift examples exist (``DRIFTLOOP_MONITOR_TRIGGER_MIN_EXAMPLES``), so the recent part
+  alone is trained on.
 
 Split by time, never at random (a random split leaks the future into training): the holdout
 is the most recent ``holdout_fraction`` of the recent part (the data most like tomorrow's, on
@@ -24,7 +28,7 @@ Example:
     >>> policy = WindowPolicy(kind="last_n", size=50, min_examples=20, history_share=0.5)
     >>> window = TrainingWindow.split(frame, policy)
     >>> len(window.train), len(window.validation), len(window.holdout), window.history_rows
-    (57, 8, 10, 25)
+    (65, 5, 5, 25)
 """
 
 from __future__ import annotations
@@ -64,10 +68,10 @@ class WindowPolicy:
     seconds: float = 7 * 86_400
     min_examples: int = 200
     max_examples: int = 200_000
-    history_share: float = 1.0
+    history_share: float = 0.0
     history_weight: float = 0.3
-    holdout_fraction: float = 0.2
-    validation_fraction: float = 0.15
+    holdout_fraction: float = 0.1
+    validation_fraction: float = 0.1
 
     @classmethod
     def from_settings(cls, settings: Any) -> WindowPolicy:

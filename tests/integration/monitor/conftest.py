@@ -68,6 +68,9 @@ def monitor_settings(settings: Settings, tmp_path: Path) -> MonitorSettings:
             "store_uri": str(tmp_path / "store"),
             "monitor_port": free_port(),
             "monitor_window_size": 200,
+            # Triggers at once: these tests send predictions without labels (the hold of a
+            # trigger until labelled examples arrive is the unit tests' subject).
+            "monitor_trigger_min_examples": 0,
             "topic_partitions": 1,  # one partition: the stream's order is the test's order
         }
     )

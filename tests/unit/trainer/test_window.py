@@ -43,7 +43,14 @@ def test_splits_are_time_ordered_and_the_holdout_is_the_most_recent() -> None:
     assert window.train["feature.x"].max() < window.validation["feature.x"].min()
     assert window.validation["feature.x"].max() < window.holdout["feature.x"].min()
     assert window.holdout["feature.x"].max() == 999
-    assert len(window.holdout) == 80 and len(window.validation) == 60
+    assert len(window.holdout) == 40 and len(window.validation) == 40  # 10% each
+
+
+def test_the_defaults_train_on_the_recent_part_alone() -> None:
+    # After an abrupt switch the older examples carry the old labels (see the module).
+    window = TrainingWindow.split(frame(1000), WindowPolicy(kind="since_drift", min_examples=50),
+                                  onset=at(800))  # fmt: skip
+    assert window.history_rows == 0 and window.train["feature.x"].iloc[0] == 800
 
 
 def test_history_is_bounded_and_down_weighted() -> None:
