@@ -31,6 +31,7 @@ from typing import Any
 from driftloop.errors import ModelLoadFailed
 from driftloop.model_card import ModelCard
 from driftloop.registry import ModelRegistry, model_uri
+from services.serve.children import exit_with_parent
 from services.serve.repository import LoadedVersion
 from services.serve.runtime import ModelRuntime, compile_model, tflite_runtime
 
@@ -78,6 +79,7 @@ def _loaded(card: ModelCard, runtime: ModelRuntime) -> LoadedVersion:
 def _prepare_loader_process(tracking_uri: str) -> None:
     """The loader process's start: lower priority, quiet TensorFlow, the registry's address."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    exit_with_parent()
     faulthandler.enable()  # a crash in TensorFlow's C++ says where, in serve's log
     with contextlib.suppress(OSError):  # not allowed here: it works at the same priority
         os.nice(NICE)

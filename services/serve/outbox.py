@@ -49,7 +49,7 @@ from driftloop.schemas import dumps
 from driftloop.settings import Settings
 from services.serve.partitioning import partitions_for
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("services.serve.outbox")  # also when run as __main__ (the sender)
 
 LOGGED = Counter(
     "driftloop_serve_log_sent_total", "Events serve stored on Kafka, by event.", ["event"]
@@ -157,10 +157,11 @@ class EventOutbox:
             assert process.stdin is not None and process.stdout is not None
             writer = process.stdin
             reports = asyncio.create_task(self._read_reports(process.stdout))
+            exited = asyncio.create_task(process.wait())
             try:
                 # no linger there: what it gets is already linger_s of events
                 _write(writer, ("settings", self.settings, 0.0, self.service))
-                await self._hand_until(stop, writer, reports)
+                await self._hand_until(stop, writer, {reports, exited})
                 if stop.is_set():
                     self._hand(writer)
                     _write(writer, ("stop",))
@@ -169,9 +170,10 @@ class EventOutbox:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(process.wait(), self._timeout_s * 2 + 5)
                     return
-            except ConnectionError:
-                pass  # the sender process died: it is started again below
+            except Exception as error:  # the sender died under a write: started again below
+                log.debug("handing events to the sender failed", extra={"error": repr(error)})
             finally:
+                exited.cancel()
                 if process.returncode is None and (stop.is_set() or reports.done()):
                     with contextlib.suppress(ProcessLookupError):
                         process.kill()
@@ -193,21 +195,23 @@ class EventOutbox:
                 return
 
     async def _hand_until(
-        self, stop: asyncio.Event, writer: asyncio.StreamWriter, reports: asyncio.Task[None]
+        self, stop: asyncio.Event, writer: asyncio.StreamWriter, gone: set[asyncio.Task[Any]]
     ) -> None:
+        """Hand what arrives to the sender until ``stop``, or until one of ``gone`` (its
+        reports end, it exits) says the sender is gone."""
         stopping = asyncio.create_task(stop.wait())
         try:
-            while not stop.is_set() and not reports.done():
+            while not stop.is_set() and not any(task.done() for task in gone):
                 if not self._pending:
                     self._arrived.clear()
                     arrived = asyncio.create_task(self._arrived.wait())
                     await asyncio.wait(
-                        {arrived, stopping, reports}, return_when=asyncio.FIRST_COMPLETED
+                        {arrived, stopping, *gone}, return_when=asyncio.FIRST_COMPLETED
                     )
                     arrived.cancel()
                     continue
                 if len(self._pending) < HAND_BATCH:
-                    await asyncio.wait({stopping, reports}, timeout=self.linger_s)
+                    await asyncio.wait({stopping, *gone}, timeout=self.linger_s)
                 self._hand(writer)
                 await writer.drain()  # a sender that does not read holds this task only
         finally:
@@ -500,6 +504,9 @@ async def _send_for(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
 
 
 async def _sender_process() -> None:
+    from services.serve.children import exit_with_parent
+
+    exit_with_parent()  # its end of the pipe closing says so too; this is in case it does not
     loop = asyncio.get_running_loop()
     reports = os.dup(1)  # the reports' channel; anything printed goes to stderr instead
     os.dup2(2, 1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.client
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -378,3 +380,75 @@ def test_kafka_down_then_back_requests_succeed_drops_are_counted_logging_resumes
         assert logged(after) == after
     finally:
         broker.down()
+
+
+def helper_processes(serve: ServeProcess) -> dict[int, str]:
+    """serve's child processes (its event sender, its loader): pid -> command line."""
+    assert serve.process is not None
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == serve.process.pid and fields[0] != "Z":
+            found[int(entry.name)] = command
+    return found
+
+
+def test_a_dead_event_sender_is_replaced_and_a_dead_serve_leaves_no_helpers(
+    serve_settings: ServeSettings, serve_process: Start
+) -> None:
+    version = register(serve_settings)
+    promote(serve_settings, version)
+    serve = serve_process(serve_settings)
+    serve.wait_until(lambda: serve.get("/v2/health/ready")[0] == 200, "ready")
+
+    def predict(request_id: str) -> None:
+        status, body = serve.post("/v1/predict", RECORD | {"request_id": request_id})
+        assert status == 200 and body["request_id"] == request_id
+
+    def logged(ids: set[str]) -> set[str]:
+        events = read_events(
+            serve_settings,
+            EventType.PREDICTION,
+            lambda found: ids <= {e["request_id"] for e in found},
+        )
+        return ids & {e["request_id"] for e in events}
+
+    before = {f"before-{i}" for i in range(3)}
+    for request_id in sorted(before):
+        predict(request_id)
+    assert logged(before) == before
+
+    (sender,) = [pid for pid, command in helper_processes(serve).items() if "outbox" in command]
+    os.kill(sender, signal.SIGKILL)
+    predict("meanwhile")  # answered whatever the sender's state
+
+    def senders() -> list[int]:
+        return [pid for pid, command in helper_processes(serve).items() if "outbox" in command]
+
+    serve.wait_until(lambda: senders() not in ([], [sender]), "a new event sender")
+    assert len(senders()) == 1
+    after = {f"after-{i}" for i in range(3)}
+    for request_id in sorted(after):
+        predict(request_id)
+    assert logged(after) == after  # the new sender sends
+
+    helpers = list(helper_processes(serve))  # the sender, the loader (and its resource tracker)
+    serve.kill()
+
+    def running(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"
+
+    deadline = time.monotonic() + 30
+    while any(running(pid) for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in helpers if running(pid)], "serve's helpers outlived it"

@@ -1,0 +1,26 @@
+"""What serve's helper processes (the loader, the event sender) share: they end with serve.
+
+A helper that outlives its serving process (killed with SIGKILL, or by a test that kills only
+it) would hold its memory for nothing (the loader holds TensorFlow: hundreds of MB), so each
+watches its parent and exits when it is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+WATCH_S = 1.0
+
+
+def exit_with_parent() -> None:
+    """Exit this process (at once, skipping cleanup) within ``WATCH_S`` of its parent's end."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCH_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
