@@ -1,48 +1,60 @@
 """Adaptation: does closing the loop beat not closing it, on streams with known drift points?
 
-Each stream (:mod:`driftloop.loop.streams`: Agrawal with abrupt concept switches, Agrawal
-blending gradually through river's ``ConceptDriftStream``, two Agrawal concepts recurring, and
-the real Statlog Shuttle data shuffled, where nothing drifts) is replayed prequentially (each
-event is predicted, then its label is known) through five learners, in one run:
+Each stream (:mod:`driftloop.loop.streams`: Agrawal with three abrupt concept switches,
+Agrawal blending gradually through river's ``ConceptDriftStream`` twice, two Agrawal concepts
+recurring, and the real Statlog Shuttle data shuffled, where nothing drifts) is replayed
+prequentially (each event is predicted, then its label is known) through five learners, in
+one run. The default scale is the issue's: 60,000 events a stream, periodic retraining every
+5,000 (eleven refits), so the loop may refit at most three times, once per abrupt drift.
 
 - **loop**: the real loop's cores, with the services' default settings. The monitor's
   :class:`~services.monitor.monitor.DriftMonitor` sees every prediction and labelled example
-  (windows against the served version's reference, the error-stream detector, the trigger
-  policy's hysteresis and cooldown); on a trigger the trainer's steps run as
-  :class:`services.trainer.trainer.Trainer` runs them, minus MLflow and the store: the
-  :class:`~services.trainer.window.TrainingWindow` the trigger's onset selects, the card, the
-  built-in Keras MLP, :func:`~services.trainer.fit.fit`, and the
-  :class:`~services.trainer.gate.PromotionGate` on the same holdout as the champion. A
-  promoted candidate serves from the next block of ``--block`` events (the time a real fit,
-  registration and swap take), and the monitor learns its reference.
+  (windows against the served version's reference, the error-stream detectors, the trigger
+  policy: one trigger per episode, held until 2,000 labelled examples follow the onset and
+  the error has settled); a trigger at event ``i`` runs the trainer's steps as
+  :class:`services.trainer.trainer.Trainer` runs them, minus MLflow and the store, on the
+  examples up to ``i``: the :class:`~services.trainer.window.TrainingWindow` the trigger's
+  onset selects, the card, the built-in Keras MLP, :func:`~services.trainer.fit.fit`, and the
+  :class:`~services.trainer.gate.PromotionGate` on the same holdout as the champion. The
+  verdict lands ``--block`` events later (the time a real fit, registration and swap take);
+  a promoted candidate serves from there and the monitor learns its reference, a rejection
+  reaches the monitor as the training-results topic brings it live.
 - **static**: the first model (the same fit on the first ``--warmup`` events), never refit.
-- **periodic**: the same trainer on a cron: refit every ``--every`` events on the last
-  ``--every`` (plus the policy's history), swapped in without a gate, as a scheduled job does.
+- **periodic**: the same trainer on a cron: every ``--every`` events a fit on the last
+  ``--every`` examples, swapped in without a gate ``--block`` events later (the same delay).
 - **arf**: river's ``ARFClassifier`` (adaptive random forest with ADWIN per tree) learning
   online from every event.
+
+ARF and the cron job run in two more processes beside the loop (two cores here), so the
+``seconds`` column is each learner's wall time with the others running.
 - **no-change**: predicts the previous event's label (the stream-learning floor).
 
 Per stream and learner: prequential accuracy after the warm-up, mean accuracy in the 2,000
 events after each drift point, refits, triggers, the loop's detection delay (events from a
 drift point to its first trigger; a drift with no trigger before the next is missed) and
-false triggers (before the first drift, or anywhere on the stationary stream). The loop's
-own latency (seconds from trigger to verdict: window, fit, evaluation) is measured here;
-the end-to-end latency with the services as processes (drift to trigger, to promotion, to
-serve answering with the new version) is what ``make demo`` measures and reports.
+false triggers (before the first drift, or anywhere on the stationary stream). Loop latency:
+``to_trigger_s`` is the drift-to-trigger delay in event time at ``--rate`` events a second
+(mostly the hold for 2,000 labelled examples), ``to_verdict_s`` adds the refit's measured
+wall-clock seconds (window, fit, gate). The rest of the way, registration and serve answering
+with the new version, needs the services as processes: ``--live`` runs the demo's loop on a
+private stack and adds its seconds from the drift to trigger, promotion and swap.
 
 Event time advances ``--rate`` events per second, so the monitor's time-based settings
-(cooldown) mean what they mean in production at that rate.
+(cooldown, retry) mean what they mean in production at that rate.
 
-    python -m bench.adaptation [--quick] [--events 30000] [--streams abrupt,gradual,...]
+    python -m bench.adaptation [--quick] [--events 60000] [--streams abrupt,gradual,...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -294,23 +306,46 @@ def run_static(frame: pd.DataFrame, first: Served, warmup: int, block: int) -> R
     return Run("static", predicted == labels[warmup:], seconds=time.perf_counter() - started)
 
 
-def run_periodic(frame: pd.DataFrame, first: Served, warmup: int, every: int) -> Run:
+STEP = 100  # events predicted per batch: the granularity of a swap
+
+
+def swap_point(trigger: int, block: int) -> int:
+    """The first batch boundary at least ``block`` events after the event at ``trigger``."""
+    ready = trigger + 1 + block
+    return -(-ready // STEP) * STEP
+
+
+def run_periodic(frame: pd.DataFrame, first: Served, warmup: int, every: int, block: int) -> Run:
+    """A cron job: at every ``every``-th event a fit on the last ``every`` examples starts; it
+    serves ``block`` events later (the same delay the loop's fits get), with no gate."""
     started = time.perf_counter()
     trainer = TrainerCore(policy_kind="last_n", size=every, gate=False)
     labels = frame["label"].to_numpy(dtype=object)
     served, correct, run = first, [], Run("periodic", np.array([]))
-    for start in range(warmup, len(frame), every):
-        if start > warmup:
+    swaps: dict[int, Served] = {}
+    for start in range(warmup, len(frame), STEP):
+        if start > warmup and (start - warmup) % every == 0:
             verdict = trainer.refit(frame.iloc[:start], None, served, served.version + 1)
             run.refits += 1
             run.refit_seconds.append(verdict.seconds)
-            served = verdict.candidate
+            swaps[swap_point(start - 1, block)] = verdict.candidate
+        if start in swaps:
+            served = swaps.pop(start)
             run.promotions.append(start)
-        part = frame.iloc[start : start + every]
+        part = frame.iloc[start : start + STEP]
         correct.append(served.labels(part) == labels[start : start + len(part)])
     run.correct = np.concatenate(correct)
     run.seconds = time.perf_counter() - started
     return run
+
+
+def run_periodic_saved(
+    path: str, card: Any, frame: pd.DataFrame, warmup: int, every: int, block: int
+) -> Run:
+    """:func:`run_periodic` in another process, from the first model saved at ``path``."""
+    import keras
+
+    return run_periodic(frame, Served(keras.models.load_model(path), card, 1), warmup, every, block)
 
 
 def run_loop(
@@ -321,50 +356,83 @@ def run_loop(
     log: Callable[[str], None],
     overrides: dict[str, Any] | None = None,
 ) -> Run:
+    """The loop: every prediction and label through the monitor; a trigger at event ``i``
+    refits on the examples up to ``i`` (what the store holds then); the verdict lands, and a
+    promoted candidate serves, ``block`` events later (a real fit, registration and swap)."""
     started = time.perf_counter()
-    # The services' own defaults (since_drift, the gate, the monitor's budget) unless --set.
+    # The services' own defaults (since_drift, the gate, the monitor's policy) unless --set.
     trainer = TrainerCore(overrides=overrides)
     monitor = MonitorCore(overrides)
     monitor.promote(first, float(frame["t"].iloc[warmup - 1]))
     labels = frame["label"].to_numpy(dtype=object)
+    times = frame["t"].to_numpy()
     names = [c for c in frame.columns if c.startswith("feature.")]
     features = [dict(zip([n[8:] for n in names], row, strict=True))
                 for row in frame[names].itertuples(index=False)]  # fmt: skip
     served, correct, run = first, [], Run("loop", np.array([]))
     version = first.version
-    for start in range(warmup, len(frame), block):
-        part = frame.iloc[start : start + block]
+    pending: tuple[int, Verdict] | None = None  # (the event it lands at, the verdict)
+    queued: dict[str, Any] | None = None  # a trigger that came during a fit: the follow-up
+    for start in range(warmup, len(frame), STEP):
+        if pending is not None and start >= pending[0]:
+            verdict = pending[1]
+            pending = None
+            if verdict.promoted:
+                served = verdict.candidate
+                run.promotions.append(start)
+                monitor.promote(served, float(times[start - 1]))
+            else:
+                monitor.reject(served, float(times[start - 1]))
+            if queued is not None:
+                trigger, queued = queued, None
+                fired_at = start - 1
+                version += 1
+                verdict = _refit(trainer, frame, fired_at, trigger, served, version, run, log)
+                pending = (swap_point(fired_at, block), verdict)
+        part = frame.iloc[start : start + STEP]
         predicted = served.labels(part)
         correct.append(predicted == labels[start : start + len(part)])
         fired = monitor.observe(
             features[start : start + len(part)], part, predicted, served.version
         )
-        if not fired:
-            continue
-        run.triggers += [start + i for i, _ in fired]
-        # One fit at a time: the triggers of one block coalesce into one refit on the first.
-        from services.trainer.window import onset_of
-
-        trigger = fired[0][1]
-        end = start + len(part)
-        version += 1
-        verdict = trainer.refit(frame.iloc[:end], onset_of(trigger), served, version)
-        run.refits += 1
-        run.refit_seconds.append(verdict.seconds)
-        log(
-            f"    loop: trigger at {start + fired[0][0]} ({trigger['evidence'].get('source')}, "
-            f"onset {onset_of(trigger)}); {verdict.window_rows} rows, {verdict.seconds:.1f} s: "
-            f"{verdict.reason[:90]}"
-        )
-        if verdict.promoted:
-            served = verdict.candidate
-            run.promotions.append(end)
-            monitor.promote(served, float(part["t"].iloc[-1]))
-        else:
-            monitor.reject(served, float(part["t"].iloc[-1]))
+        for i, trigger in fired:
+            run.triggers.append(start + i)
+            if pending is not None:
+                # One fit at a time: what comes meanwhile makes one follow-up fit.
+                queued = trigger
+                continue
+            version += 1
+            verdict = _refit(trainer, frame, start + i, trigger, served, version, run, log)
+            pending = (swap_point(start + i, block), verdict)
     run.correct = np.concatenate(correct)
     run.seconds = time.perf_counter() - started
     return run
+
+
+def _refit(
+    trainer: TrainerCore,
+    frame: pd.DataFrame,
+    at: int,
+    trigger: dict[str, Any],
+    champion: Served,
+    version: int,
+    run: Run,
+    log: Callable[[str], None],
+) -> Verdict:
+    """The trainer answering ``trigger`` at event ``at``: the examples up to it, and no more."""
+    from services.trainer.window import onset_of
+
+    onset = onset_of(trigger)
+    verdict = trainer.refit(frame.iloc[: at + 1], onset, champion, version)
+    run.refits += 1
+    run.refit_seconds.append(verdict.seconds)
+    evidence = trigger.get("evidence") or {}
+    log(
+        f"    loop: trigger at {at} ({evidence.get('source')}, onset {onset}, "
+        f"{evidence.get('examples_since_onset', '-')} examples since); {verdict.window_rows} "
+        f"rows, {verdict.seconds:.1f} s: {verdict.reason[:90]}"
+    )
+    return verdict
 
 
 def run_arf(frame: pd.DataFrame, warmup: int, seed: int = 42) -> Run:
@@ -392,14 +460,15 @@ def run_no_change(frame: pd.DataFrame, warmup: int) -> Run:
 # --- figures --------------------------------------------------------------------------------
 
 
-def figures(run: Run, stream: DriftingStream, warmup: int) -> dict[str, Any]:
+def figures(run: Run, stream: DriftingStream, warmup: int, rate: float) -> dict[str, Any]:
     drifts = [d.position for d in stream.drifts]
     post = []
     for p in drifts:
         part = run.correct[max(0, p - warmup) : p - warmup + POST_DRIFT]
         if len(part):
             post.append(float(part.mean()))
-    delays, missed = [], 0
+    delays: list[int] = []
+    missed = 0
     bounds = [*drifts, stream.n_events]
     for p, next_p in zip(drifts, bounds[1:], strict=False):
         hit = next((t for t in run.triggers if p <= t < next_p), None)
@@ -407,6 +476,8 @@ def figures(run: Run, stream: DriftingStream, warmup: int) -> dict[str, Any]:
             missed += 1
         else:
             delays.append(hit - p)
+    delay = float(np.mean(delays)) if delays else None
+    refit = float(np.mean(run.refit_seconds)) if run.refit_seconds else None
     first_drift = drifts[0] if drifts else stream.n_events
     false = sum(1 for t in run.triggers if t < first_drift)
     row: dict[str, Any] = {
@@ -418,6 +489,11 @@ def figures(run: Run, stream: DriftingStream, warmup: int) -> dict[str, Any]:
         "triggers": len(run.triggers) if run.learner == "loop" else None,
         "false_triggers": false if run.learner == "loop" else None,
         "detect_delay": round(float(np.mean(delays)), 0) if delays else None,
+        # Event time at --rate from the drift to its trigger, then the fit's own wall time.
+        "to_trigger_s": round(delay / rate, 1) if delay is not None else None,
+        "to_verdict_s": round(delay / rate + refit, 1)
+        if delay is not None and refit is not None
+        else None,
         "missed": missed if run.learner == "loop" and drifts else None,
         "refit_s": round(float(np.mean(run.refit_seconds)), 1) if run.refit_seconds else None,
         "seconds": round(run.seconds, 1),
@@ -500,7 +576,7 @@ def live_latency(plan_services: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.adaptation", description=__doc__)
-    parser.add_argument("--events", type=int, default=16_000, help="events per stream")
+    parser.add_argument("--events", type=int, default=60_000, help="events per stream")
     parser.add_argument("--warmup", type=int, default=2_000, help="events the first model sees")
     parser.add_argument("--block", type=int, default=500, help="events a refit takes to serve")
     parser.add_argument("--every", type=int, default=5_000, help="periodic retraining's period")
@@ -509,7 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--streams", default=None, help="default: abrupt,gradual,recurring,stationary"
     )
     parser.add_argument("--learners", default="loop,static,periodic,arf,no-change")
-    parser.add_argument("--quick", action="store_true", help="8,000 events, two streams")
+    parser.add_argument("--quick", action="store_true", help="16,000 events, two streams")
     parser.add_argument(
         "--live",
         action="store_true",
@@ -526,33 +602,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.set)
     if args.quick:
-        args.events, args.warmup, args.every = 8_000, 1_000, 2_000
+        args.events = 16_000
         args.streams = args.streams or "abrupt,stationary"
     args.streams = args.streams or "abrupt,gradual,recurring,stationary"
     learners = args.learners.split(",")
     rows: list[dict[str, Any]] = []
     wall = time.perf_counter()
+    # River's forest is pure Python on one core, and small Keras fits leave much of the
+    # second core idle: ARF and the cron job run in two more processes beside the loop
+    # (spawned: a fork of a process with TensorFlow's threads is unsafe). The cron job starts
+    # from the very first model, saved and loaded.
+    pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+    folder = tempfile.TemporaryDirectory(prefix="bench-adaptation-")
     for stream in build_streams(args.streams.split(","), args.events, args.warmup):
         print(f"{stream.name}: {stream.description}", flush=True)
         frame = as_frame(stream, args.rate)
+        arf = pool.submit(run_arf, frame, args.warmup) if "arf" in learners else None
         first_trainer = TrainerCore(policy_kind="last_n", size=args.warmup)
         first = first_trainer.refit(frame.iloc[: args.warmup], None, None, 1).candidate
+        periodic = None
+        if "periodic" in learners:
+            saved = os.path.join(folder.name, f"{stream.name}-first.keras")
+            first.model.save(saved)
+            periodic = pool.submit(
+                run_periodic_saved, saved, first.card, frame, args.warmup, args.every, args.block
+            )
         runs: list[Run] = []
         for learner in learners:
             if learner == "loop":
                 runs.append(run_loop(frame, first, args.warmup, args.block, print, overrides))
             elif learner == "static":
                 runs.append(run_static(frame, first, args.warmup, args.block))
-            elif learner == "periodic":
-                runs.append(run_periodic(frame, first, args.warmup, args.every))
-            elif learner == "arf":
-                runs.append(run_arf(frame, args.warmup))
+            elif learner == "periodic" and periodic is not None:
+                runs.append(periodic.result())
+            elif learner == "arf" and arf is not None:
+                runs.append(arf.result())
             elif learner == "no-change":
                 runs.append(run_no_change(frame, args.warmup))
-            row = figures(runs[-1], stream, args.warmup)
+            row = figures(runs[-1], stream, args.warmup, args.rate)
             print(f"  {learner}: prequential {row['prequential']}, refits {row['refits']}, "
                   f"{row['seconds']} s", flush=True)  # fmt: skip
             rows.append(row)
+    pool.shutdown()
+    folder.cleanup()
     by = {(r["stream"], r["learner"]): r for r in rows}
     ratios: dict[str, float] = {}
     goals: dict[str, Any] = {}
@@ -567,12 +659,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
         periodic = by.get((stream_name, "periodic"))
         static = by.get((stream_name, "static"))
+        arf = by.get((stream_name, "arf"))
         goals[stream_name] = {
             "beats_static": static is not None and loop["prequential"] > static["prequential"],
             "beats_periodic": periodic is not None
             and loop["prequential"] > periodic["prequential"],
             "refits_within_a_third_of_periodic": periodic is not None
             and loop["refits"] * 3 <= max(periodic["refits"], 1),
+            "reaches_arf": arf is not None and loop["prequential"] >= arf["prequential"],
             "triggers": loop["triggers"],
         }
     latency = None

@@ -386,8 +386,9 @@ class DriftMonitor:
                     outcomes.append(drift)
                 trigger = self._concept_trigger(name, version, alarm, drift)
                 if fired:
-                    outcomes.append(trigger)
-                elif opened or name not in self._held:
+                    # A retry after a rejected fit names the episode's onset, not this alarm's.
+                    outcomes.append(self._release(name, policy) if name in self._held else trigger)
+                elif self.min_examples and (opened or name not in self._held):
                     self._held[name] = trigger
         champion = self._is_champion(name, version)
         labelled = policy.labelled(1, error if champion else None, time)
@@ -539,8 +540,12 @@ class DriftMonitor:
                 policy = self.policy(name)
                 opened = verdict.drifted and not policy.episode_open
                 if policy.window(verdict.drifted, window.end):
-                    outcomes.append(self._drift_trigger(verdict, policy, state.drift_start))
-                elif opened and policy.episode_open:
+                    outcomes.append(
+                        self._release(name, policy)
+                        if name in self._held
+                        else self._drift_trigger(verdict, policy, state.drift_start)
+                    )
+                elif self.min_examples and opened and policy.episode_open:
                     self._held[name] = self._drift_trigger(verdict, policy, state.drift_start)
         if closed:
             # Forget predictions of rows no open window holds any more.
@@ -579,10 +584,12 @@ class DriftMonitor:
         a fresh id (a retry is a new trigger), the opening evidence plus the count."""
         held = self._held[name]
         evidence = held.evidence | {"examples_since_onset": policy.since_onset}
-        if policy.onset is not None:
+        if policy.onset is not None and "detected_onset" not in evidence:
             # Held while a gradual change went on: the window starts where the error settled.
             evidence["detected_onset"] = evidence.get("onset")
             evidence["onset"] = rfc3339(policy.onset)
+        # Kept: a retry after a rejected fit names the same onset (its window has grown).
+        self._held[name] = replace(held, evidence=evidence)
         return replace(held, evidence=evidence, trigger_id=str(uuid.uuid4()))
 
     def _drift_trigger(

@@ -201,7 +201,9 @@ class TriggerPolicy:
             self._holding = True
             return False
         if not self._settled():
-            self._holding = self._extended = True
+            self._holding = True
+            # Past the count with a full record: what holds it now is a rise still under way.
+            self._extended = len(self._errors) >= self.min_examples
             return False
         if not self.cooling(time):
             self._fired = True

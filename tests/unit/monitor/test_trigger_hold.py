@@ -114,3 +114,16 @@ def test_a_data_drift_episode_is_held_until_labels_arrive() -> None:
     (_, trigger), = fired(monitor, labels)  # fmt: skip
     assert trigger.evidence["source"] == "data"
     assert trigger.evidence["onset"] == trigger.trigger_event()["evidence"]["onset"]
+
+
+def test_a_retry_after_a_rejection_names_the_episodes_onset() -> None:
+    monitor = make(retry_s=60)
+    stream = list(examples(9_000, error_rate=lambda i: 0.1 if i < ONSET else 0.4))
+    (_, first), = fired(monitor, stream[:8_000])  # fmt: skip
+    monitor.observe_training_result({"model_name": "m", "outcome": "rejected",
+                                     "champion_version": "1",
+                                     "event_time": stream[7_999]["event_time"]})  # fmt: skip
+    retried = fired(monitor, stream[8_000:])
+    assert retried, "the degraded model is retried"
+    assert retried[0][1].evidence["onset"] == first.evidence["onset"]
+    assert retried[0][1].trigger_id != first.trigger_id
