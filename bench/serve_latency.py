@@ -10,9 +10,11 @@ time so they do not share the two cores:
 - the HTTP floor: a bare Starlette app on the same server stack (uvicorn, uvloop, httptools,
   orjson) that reads the body and returns a constant.
 
-Loads: one record per request at concurrency 1, 8 and 32; 64 records per request at 8. Then a
-second run swaps serve's model (alias moved + model-update event) every few seconds under load
-at concurrency 8: failed requests, and p99 during swaps against the steady run's.
+Loads: one record per request at concurrency 1, 8 and 32; 64 records per request at 8 (for
+serve, also how many predictions reached Kafka and how many its log dropped, buffer full).
+Then a steady run at concurrency 8, and right after it one as long that swaps serve's model
+(alias moved + model-update event) every few seconds: failed requests, and p99 during swaps
+against the steady run's p99.
 
     python -m bench.serve_latency [--seconds 5] [--quick]
 """
@@ -376,7 +378,6 @@ def main(argv: list[str] | None = None) -> int:
                     swap = swap_run(
                         settings, serve_port, url, first, second, swap_seconds, swap_every, folder
                     )
-                    swap["steady_p99_ms"] = results[("serve", "1 record c=8")]["p99_ms"]
                     print(f"  swaps under load: {swap}", flush=True)
     finally:
         stack.down()
@@ -418,8 +419,11 @@ def swap_run(
     every: float,
     folder: Path,
 ) -> dict[str, Any]:
-    """Load at concurrency 8 while the champion alternates between two versions."""
-    print(f"swapping every {every} s under load for {seconds} s...", flush=True)
+    """Load at concurrency 8 while the champion alternates between two versions, after the same
+    load as long without swaps (the steady p99 it is compared with: the same minutes of the
+    machine, as near as can be)."""
+    print(f"steady load for {seconds} s, then swapping every {every} s for {seconds} s...")
+    steady = wrk(url, bodies(1)["serve"], 8, seconds, folder)
     swaps_before = metric(port, "driftloop_serve_swaps_total", outcome="swapped")
     stop = threading.Event()
 
@@ -444,6 +448,9 @@ def swap_run(
         "req_s": result["req_s"],
         "p50_ms": result["p50_ms"],
         "p99_ms": result["p99_ms"],
+        "steady_req_s": steady["req_s"],
+        "steady_p99_ms": steady["p99_ms"],
+        "steady_failed_requests": steady["failed"],
     }
 
 

@@ -322,7 +322,7 @@ def test_swap_under_load_loses_nothing_and_a_broken_version_never_serves(
     assert {e["replica"] for e in swaps} == {serve_settings.serve_replica_id}
 
 
-def test_kafka_down_then_back_requests_succeed_drops_are_counted_logging_resumes(
+def test_kafka_down_then_back_requests_succeed_drops_are_counted_logging_resumes_sender_dies(
     serve_settings: ServeSettings, serve_process: Start, tmp_path: Path
 ) -> None:
     # A broker of this test's own, to stop and start: serve logs predictions to it.
@@ -378,6 +378,25 @@ def test_kafka_down_then_back_requests_succeed_drops_are_counted_logging_resumes
         for request_id in sorted(after):
             predict(request_id)
         assert logged(after) == after
+
+        # The sender process dies: requests go on, a new one takes over.
+        (sender,) = senders(serve)
+        os.kill(sender, signal.SIGKILL)
+        predict("meanwhile")
+        serve.wait_until(lambda: senders(serve) not in ([], [sender]), "a new event sender")
+        assert len(senders(serve)) == 1
+        later = {f"later-{i}" for i in range(3)}
+        for request_id in sorted(later):
+            predict(request_id)
+        assert logged(later) == later
+
+        # serve dies: its helpers (the sender, the loader) end too.
+        helpers = list(helper_processes(serve))
+        serve.kill()
+        deadline = time.monotonic() + 30
+        while any(running(pid) for pid in helpers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in helpers if running(pid)], "serve's helpers outlived it"
     finally:
         broker.down()
 
@@ -399,56 +418,13 @@ def helper_processes(serve: ServeProcess) -> dict[int, str]:
     return found
 
 
-def test_a_dead_event_sender_is_replaced_and_a_dead_serve_leaves_no_helpers(
-    serve_settings: ServeSettings, serve_process: Start
-) -> None:
-    version = register(serve_settings)
-    promote(serve_settings, version)
-    serve = serve_process(serve_settings)
-    serve.wait_until(lambda: serve.get("/v2/health/ready")[0] == 200, "ready")
+def senders(serve: ServeProcess) -> list[int]:
+    return [pid for pid, command in helper_processes(serve).items() if "serve.outbox" in command]
 
-    def predict(request_id: str) -> None:
-        status, body = serve.post("/v1/predict", RECORD | {"request_id": request_id})
-        assert status == 200 and body["request_id"] == request_id
 
-    def logged(ids: set[str]) -> set[str]:
-        events = read_events(
-            serve_settings,
-            EventType.PREDICTION,
-            lambda found: ids <= {e["request_id"] for e in found},
-        )
-        return ids & {e["request_id"] for e in events}
-
-    before = {f"before-{i}" for i in range(3)}
-    for request_id in sorted(before):
-        predict(request_id)
-    assert logged(before) == before
-
-    (sender,) = [pid for pid, command in helper_processes(serve).items() if "outbox" in command]
-    os.kill(sender, signal.SIGKILL)
-    predict("meanwhile")  # answered whatever the sender's state
-
-    def senders() -> list[int]:
-        return [pid for pid, command in helper_processes(serve).items() if "outbox" in command]
-
-    serve.wait_until(lambda: senders() not in ([], [sender]), "a new event sender")
-    assert len(senders()) == 1
-    after = {f"after-{i}" for i in range(3)}
-    for request_id in sorted(after):
-        predict(request_id)
-    assert logged(after) == after  # the new sender sends
-
-    helpers = list(helper_processes(serve))  # the sender, the loader (and its resource tracker)
-    serve.kill()
-
-    def running(pid: int) -> bool:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return False
-        return state != "Z"
-
-    deadline = time.monotonic() + 30
-    while any(running(pid) for pid in helpers) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not [pid for pid in helpers if running(pid)], "serve's helpers outlived it"
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
