@@ -660,6 +660,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         periodic = by.get((stream_name, "periodic"))
         static = by.get((stream_name, "static"))
         arf = by.get((stream_name, "arf"))
+        if loop["post_drift_2k"] is None:
+            # Nothing drifts: the goal is no trigger, and so the first model's accuracy.
+            goals[stream_name] = {
+                "no_trigger": loop["triggers"] == 0,
+                "matches_static": static is not None
+                and loop["prequential"] >= static["prequential"],
+                "triggers": loop["triggers"],
+            }
+            continue
         goals[stream_name] = {
             "beats_static": static is not None and loop["prequential"] > static["prequential"],
             "beats_periodic": periodic is not None
