@@ -29,7 +29,24 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 
-class LoopCounter(Collector):
+class _LoopMetric(Collector):
+    """What both kinds share: a name, help, label names, and the registry that exposes them."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str] = (),
+        registry: CollectorRegistry | None = REGISTRY,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = list(labelnames)
+        if registry is not None:
+            registry.register(self)
+
+
+class LoopCounter(_LoopMetric):
     """A counter by labels, without locks: :meth:`inc` from one thread only.
 
     Parameters:
@@ -46,12 +63,8 @@ class LoopCounter(Collector):
         labelnames: Sequence[str] = (),
         registry: CollectorRegistry | None = REGISTRY,
     ) -> None:
-        self.name = name.removesuffix("_total")
-        self.documentation = documentation
-        self.labelnames = list(labelnames)
         self.values: dict[tuple[str, ...], float] = {}
-        if registry is not None:
-            registry.register(self)
+        super().__init__(name.removesuffix("_total"), documentation, labelnames, registry)
 
     def inc(self, labels: tuple[str, ...] = (), amount: float = 1) -> None:
         values = self.values
@@ -67,7 +80,7 @@ class LoopCounter(Collector):
         yield family
 
 
-class LoopHistogram(Collector):
+class LoopHistogram(_LoopMetric):
     """A histogram by labels, without locks: :meth:`observe` from one thread only.
 
     Parameters:
@@ -86,14 +99,10 @@ class LoopHistogram(Collector):
         buckets: Sequence[float] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         registry: CollectorRegistry | None = REGISTRY,
     ) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.labelnames = list(labelnames)
         self.bounds = [float(bound) for bound in buckets]
         # labels -> [count per bucket (the last one +Inf), sum]
         self.values: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
-        if registry is not None:
-            registry.register(self)
+        super().__init__(name, documentation, labelnames, registry)
 
     def observe(self, value: float, labels: tuple[str, ...] = ()) -> None:
         found = self.values.get(labels)
