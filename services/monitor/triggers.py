@@ -13,7 +13,8 @@ per window. The policy turns verdicts into *episodes*:
   last promotion (or the last data-arrival trigger), whatever the drift;
 - **retry**: a fit the gate rejected (or that failed) re-arms the open episode: its next
   alarm fires again once ``retry_s`` have passed, cooldown or not. Without it a rejected
-  candidate left the model degraded, with no trigger, until the episode closed.
+  candidate left the model degraded, with no trigger, until the episode closed. (The monitor
+  sends the retry with the episode's onset, so its window has grown since the first fit.)
 - **enough data first** (``min_examples``): an episode's trigger is held until that many
   labelled examples arrived since its onset (a concept alarm brings the count its detector
   dated back to the onset; an episode opened by drifted windows counts from its opening), and
@@ -24,11 +25,11 @@ per window. The policy turns verdicts into *episodes*:
   that periodic retraining would spend anyway.
 - **a settled concept** (with ``min_examples``): the held trigger also waits while the error
   is still rising, i.e. a gradual drift is still under way: of the last ``min_examples``
-  errors, the newer half's mean must not exceed the older half's by more than ``SETTLE_Z``
-  standard errors (none: Welch's standard error, so it holds for 0/1 errors and absolute
-  errors alike), or the hold has lasted ``MAX_HOLD`` times
-  ``min_examples``. A trigger held past its count names the start of those last examples as
-  its onset: a fit on the whole blend would learn a concept that is already going away.
+  errors, the newer half's mean must not exceed the older half's (plus ``SETTLE_Z`` of
+  Welch's standard errors, which hold for 0/1 and absolute errors alike; 0 here), or the hold
+  has lasted ``MAX_HOLD`` times ``min_examples``. A trigger held past its count names the
+  start of those last examples as its onset: a fit on the whole blend would learn a concept
+  that is already going away.
   After an abrupt change the error is flat from the onset on, and nothing waits longer.
 
 An episode opened by the error stream is not closed by clean *data* windows until its
@@ -39,6 +40,9 @@ Example:
     >>> policy = TriggerPolicy(open_after=2, close_after=2, cooldown_s=0)
     >>> [policy.window(drifted, t) for t, drifted in enumerate([1, 1, 1, 0, 0, 1, 1])]
     [False, True, False, False, False, False, True]
+    >>> held = TriggerPolicy(cooldown_s=0, min_examples=3)
+    >>> held.concept_alarm(0.0), [held.labelled() or held.held(1.0) for _ in range(3)]
+    (False, [False, False, True])
 """
 
 from __future__ import annotations
