@@ -206,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
         if where == "CPU"
         else f"Fits ran on {where} with mixed precision."
     )
+    holdout, validation = settings.trainer_holdout_fraction, settings.trainer_validation_fraction
+    train = 1 - holdout - validation
     write(
         "trainer_fit",
         [
@@ -249,10 +251,10 @@ def main(argv: list[str] | None = None) -> None:
         packages=("tensorflow-cpu", "tensorflow", "keras", "mlflow", "scikit-learn", "pyarrow"),
         notes=(
             f"{gpu_note} make_classification stream (10 features, one categorical, 3 classes), "
-            "window = all N examples: 65% train, 15% validation (early stopping, patience "
-            f"8), 20% holdout; fit bounded at {max_fit_s:.0f} s; fit examples/s = train rows x "
-            "epochs / fit seconds (LogisticRegression: train rows / fit seconds). MLflow server "
-            "on the same machine (SQLite)."
+            f"window = all N examples: {train:.0%} train, {validation:.0%} validation (early "
+            f"stopping, patience 8), {holdout:.0%} holdout; fit bounded at {max_fit_s:.0f} s; "
+            "fit examples/s = train rows x epochs / fit seconds (LogisticRegression: train "
+            "rows / fit seconds). MLflow server on the same machine (SQLite)."
         ),
         extra={"device": where},
     )

@@ -40,8 +40,8 @@ DEMO_SERVICES: dict[str, Any] = {
     # of the new concept is stored gets a candidate the gate rightly rejects, and the drift
     # episode then stays open with no second trigger.
     "monitor_data_arrival_examples": 2_000,
-    # A concept-drift trigger names no onset yet, so `since_drift` would fall back to the last
-    # 20,000 examples (nearly all of the old concept here): a short recent window instead.
+    # The demo's data-arrival triggers name no drift onset, so `since_drift` would fall back to
+    # the last 20,000 examples (nearly all of the old concept here): a short recent window.
     "trainer_window_policy": "last_n",
     "trainer_window_size": 1_000,
     "trainer_bootstrap_poll_s": 2.0,
