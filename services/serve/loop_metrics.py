@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.metrics_core import (
@@ -32,6 +33,8 @@ from prometheus_client.registry import Collector
 class _LoopMetric(Collector):
     """What both kinds share: a name, help, label names, and the registry that exposes them."""
 
+    suffix = ""  # what the exposition adds to the name (and a name given with it drops)
+
     def __init__(
         self,
         name: str,
@@ -39,9 +42,10 @@ class _LoopMetric(Collector):
         labelnames: Sequence[str] = (),
         registry: CollectorRegistry | None = REGISTRY,
     ) -> None:
-        self.name = name
+        self.name = name.removesuffix(self.suffix) if self.suffix else name
         self.documentation = documentation
         self.labelnames = list(labelnames)
+        self.values: dict[tuple[str, ...], Any] = {}
         if registry is not None:
             registry.register(self)
 
@@ -56,15 +60,8 @@ class LoopCounter(_LoopMetric):
         registry: where it is exposed (None: nowhere, for tests).
     """
 
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labelnames: Sequence[str] = (),
-        registry: CollectorRegistry | None = REGISTRY,
-    ) -> None:
-        self.values: dict[tuple[str, ...], float] = {}
-        super().__init__(name.removesuffix("_total"), documentation, labelnames, registry)
+    suffix = "_total"
+    values: dict[tuple[str, ...], float]
 
     def inc(self, labels: tuple[str, ...] = (), amount: float = 1) -> None:
         values = self.values
@@ -100,9 +97,9 @@ class LoopHistogram(_LoopMetric):
         registry: CollectorRegistry | None = REGISTRY,
     ) -> None:
         self.bounds = [float(bound) for bound in buckets]
+        super().__init__(name, documentation, labelnames, registry)
         # labels -> [count per bucket (the last one +Inf), sum]
         self.values: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
-        super().__init__(name, documentation, labelnames, registry)
 
     def observe(self, value: float, labels: tuple[str, ...] = ()) -> None:
         found = self.values.get(labels)
