@@ -636,19 +636,6 @@ def prediction_event(row: PredictionRow) -> dict[str, Any]:
     return event
 
 
-def prediction_events(
-    name: str,
-    version: str,
-    ids: list[str],
-    batch: FeatureBatch,
-    predictions: Predictions,
-    latency_ms: float,
-) -> list[dict[str, Any]]:
-    """One prediction event (schemas/prediction.schema.json) per row."""
-    rows = prediction_rows(name, version, ids, batch, predictions, latency_ms)
-    return [prediction_event(row) for row in rows]
-
-
 def model_metadata(name: str, version: str, card: ModelCard) -> dict[str, Any]:
     """The OIP model metadata response for the version being served."""
     inputs = [

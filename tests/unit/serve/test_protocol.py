@@ -18,7 +18,8 @@ from services.serve.protocol import (
     decode_records,
     infer_response,
     model_metadata,
-    prediction_events,
+    prediction_event,
+    prediction_rows,
     records_response,
     requested_outputs,
     row_ids,
@@ -187,7 +188,8 @@ def test_outputs_encode_as_labels_scores_and_events_that_match_the_schema() -> N
     assert plain["predictions"][1]["request_id"] == "r-1"
     assert plain["predictions"][1]["scores"] == pytest.approx({"0": 0.2, "1": 0.8})
 
-    events = prediction_events("m", "3", ids, batch, predictions, 0.5)
+    rows = prediction_rows("m", "3", ids, batch, predictions, 0.5)
+    events = [prediction_event(row) for row in rows]
     schemas = EventSchemas()
     for event in events:
         schemas.validate(EventType.PREDICTION, event)
