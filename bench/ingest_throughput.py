@@ -125,17 +125,20 @@ def ingest(settings: IngestSettings, pairs: int, replicas: int) -> float:
     command = [sys.executable, "-m", "bench.ingest_throughput", "--replica"]
     environment = os.environ | as_environment(settings)
     logs = [settings.state_dir / f"{settings.ingest_group_id}-{i}.log" for i in range(replicas)]
-    children = [
-        subprocess.Popen(
-            command,
-            env=environment,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log.open("w"),  # rebalance chatter; shown if a replica fails
-            text=True,
-        )
-        for log in logs
-    ]
+    children: list[subprocess.Popen[str]] = []
+    for log in logs:
+        # Rebalance chatter, shown if a replica fails; the child keeps its own descriptor.
+        with log.open("w") as stderr:
+            children.append(
+                subprocess.Popen(
+                    command,
+                    env=environment,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    text=True,
+                )
+            )
     try:
         topics = [settings.topic_predictions, settings.topic_labels]
         assigned = [0] * replicas
