@@ -210,6 +210,39 @@ class TrainerCore:
             promoted, verdict.reason, time.perf_counter() - started, candidate, scores, window.rows
         )
 
+    def recall(
+        self, frame: pd.DataFrame, onset: str | None, champion: Served, earlier: list[Served]
+    ) -> Verdict | None:
+        """A recall as the trainer answers it: the earlier champions (newest first, as many
+        as it scores) on the examples since ``onset``; the verdict when one is recalled."""
+        from services.trainer.gate import PromotionGate, classification_scores
+        from services.trainer.recall import ConceptRecall, RecallCandidate
+
+        if onset is None or not earlier:
+            return None
+        started = time.perf_counter()
+        since = frame[frame["t"] >= pd.Timestamp(onset).timestamp()]
+        truth = since["label"].to_numpy(dtype=object)
+
+        def scores(served: Served) -> dict[str, float]:
+            from services.trainer.fit import predict
+
+            outputs = predict(served.model, served.card, since)
+            return classification_scores(truth, outputs, served.card.classes)
+
+        s = self.settings
+        gate = PromotionGate(champion.card.task, s.trainer_gate_metric, s.trainer_gate_margin)
+        pool = earlier[: s.trainer_recall_versions]
+        candidates = [RecallCandidate(str(o.version), scores(o), o.card.metrics) for o in pool]
+        chosen = ConceptRecall(gate, s.trainer_recall_tolerance).choose(
+            scores(champion), candidates
+        )
+        if chosen is None:
+            return None
+        recalled = next(o for o in pool if str(o.version) == chosen.version)
+        seconds = time.perf_counter() - started
+        return Verdict(True, chosen.reason, seconds, recalled, chosen.scores, len(since))
+
 
 # --- the monitor's pure core (the seam: services/monitor) ------------------------------------
 
@@ -295,6 +328,7 @@ class Run:
     triggers: list[int] = field(default_factory=list)  # stream indexes
     promotions: list[int] = field(default_factory=list)
     refit_seconds: list[float] = field(default_factory=list)
+    recalled: list[int] = field(default_factory=list)  # recalls that promoted (no fit)
     seconds: float = 0.0
 
 
@@ -359,6 +393,9 @@ def run_loop(
     """The loop: every prediction and label through the monitor; a trigger at event ``i``
     refits on the examples up to ``i`` (what the store holds then); the verdict lands, and a
     promoted candidate serves, ``block`` events later (a real fit, registration and swap)."""
+    from driftloop.events import is_recall
+    from services.trainer.window import onset_of
+
     started = time.perf_counter()
     # The services' own defaults (since_drift, the gate, the monitor's policy) unless --set.
     trainer = TrainerCore(overrides=overrides)
@@ -371,6 +408,7 @@ def run_loop(
                 for row in frame[names].itertuples(index=False)]  # fmt: skip
     served, correct, run = first, [], Run("loop", np.array([]))
     version = first.version
+    champions = [first]  # every version promoted, oldest first: what a recall may bring back
     pending: tuple[int, Verdict] | None = None  # (the event it lands at, the verdict)
     queued: dict[str, Any] | None = None  # a trigger that came during a fit: the follow-up
     for start in range(warmup, len(frame), STEP):
@@ -381,6 +419,8 @@ def run_loop(
                 served = verdict.candidate
                 run.promotions.append(start)
                 monitor.promote(served, float(times[start - 1]))
+                if served not in champions:
+                    champions.append(served)
             else:
                 monitor.reject(served, float(times[start - 1]))
             if queued is not None:
@@ -396,6 +436,18 @@ def run_loop(
             features[start : start + len(part)], part, predicted, served.version
         )
         for i, trigger in fired:
+            if is_recall(trigger):
+                if pending is not None:
+                    continue  # a fit is on its way: it answers the recall too
+                earlier = [c for c in reversed(champions) if c is not served]
+                recalled = trainer.recall(
+                    frame.iloc[: start + i + 1], onset_of(trigger), served, earlier
+                )
+                if recalled is not None:
+                    run.recalled.append(start + i)
+                    log(f"    loop: recall at {start + i}: {recalled.reason[:90]}")
+                    pending = (swap_point(start + i, block), recalled)
+                continue
             run.triggers.append(start + i)
             if pending is not None:
                 # One fit at a time: what comes meanwhile makes one follow-up fit.
@@ -470,8 +522,10 @@ def figures(run: Run, stream: DriftingStream, warmup: int, rate: float) -> dict[
     delays: list[int] = []
     missed = 0
     bounds = [*drifts, stream.n_events]
+    # A drift is answered by its trigger, or by a recall that brought an earlier champion back.
+    answers = sorted([*run.triggers, *run.recalled])
     for p, next_p in zip(drifts, bounds[1:], strict=False):
-        hit = next((t for t in run.triggers if p <= t < next_p), None)
+        hit = next((t for t in answers if p <= t < next_p), None)
         if hit is None:
             missed += 1
         else:
@@ -486,6 +540,7 @@ def figures(run: Run, stream: DriftingStream, warmup: int, rate: float) -> dict[
         "prequential": round(float(run.correct.mean()), 4),
         "post_drift_2k": round(float(np.mean(post)), 4) if post else None,
         "refits": run.refits,
+        "recalls": len(run.recalled) if run.learner == "loop" else None,
         "triggers": len(run.triggers) if run.learner == "loop" else None,
         "false_triggers": false if run.learner == "loop" else None,
         "detect_delay": round(float(np.mean(delays)), 0) if delays else None,

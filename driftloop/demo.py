@@ -111,6 +111,11 @@ def describe(figures: dict[str, Any]) -> list[str]:
             f"{secs(figures['to_trigger_s'])}, v{figures['version_after'] or '-'} promoted "
             f"{secs(figures['to_promotion_s'])}, serving {secs(figures['to_swap_s'])}"
         )
+        if figures.get("recalls"):
+            lines.append(
+                f"{figures['recalls']} early recall(s): earlier champions tried on the new "
+                "concept before any fit (see the report's events)"
+            )
         lines.append(
             "recovered with no human step"
             if figures["recovered"]

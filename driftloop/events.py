@@ -14,6 +14,7 @@ Example:
 
 # No `from __future__ import annotations` here: TypedDict must see NotRequired[...] itself.
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Literal, NotRequired, TypedDict
@@ -151,6 +152,17 @@ class Trigger(Envelope):
     evidence: dict[str, Any]
     window: NotRequired[Window]
     drift_event_id: NotRequired[str]
+
+
+# A trigger whose ``evidence.action`` is this asks the trainer to recall an earlier champion
+# that already knows the new concept, and to fit nothing (see services/trainer/recall.py).
+RECALL = "recall"
+
+
+def is_recall(trigger: Mapping[str, Any]) -> bool:
+    """Whether ``trigger`` asks for a recall rather than a fit."""
+    evidence = trigger.get("evidence")
+    return isinstance(evidence, Mapping) and evidence.get("action") == RECALL
 
 
 class ModelUpdate(Envelope):

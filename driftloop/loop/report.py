@@ -28,6 +28,7 @@ from driftloop.loop.timeline import Timeline, rolling_accuracy, summarize, versi
 MARKERS = {
     "drift": ("#d62728", "--", "drift event"),
     "trigger": ("#ff7f0e", ":", "trigger"),
+    "recall": ("#9467bd", ":", "recall"),
     "fit": ("#8c8c8c", (0, (1, 3)), "fit done"),
     "promotion": ("#2ca02c", "-.", "promotion"),
     "swap": ("#1f77b4", "-", "swap"),

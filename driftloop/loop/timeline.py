@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from driftloop.events import epoch
+from driftloop.events import epoch, is_recall
 
-EventKind = Literal["drift", "trigger", "fit", "promotion", "swap"]
+EventKind = Literal["drift", "trigger", "recall", "fit", "promotion", "swap"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +54,9 @@ class LoopEvent:
 
     Parameters:
         t: its ``event_time`` in seconds since the epoch.
-        kind: ``drift``, ``trigger``, ``fit`` (a training result), ``promotion`` (a model
-            update) or ``swap``.
+        kind: ``drift``, ``trigger``, ``recall`` (an early recall trigger, or the trainer's
+            answer to one), ``fit`` (a training result), ``promotion`` (a model update) or
+            ``swap``.
         version: the model version it names (the candidate, the promoted or swapped one).
         detail: one line for tables.
     """
@@ -87,6 +88,7 @@ class Timeline:
     labels_sent: int = 0
     ended: float | None = None
     stream: str = ""
+    recall_ids: list[str] = field(default_factory=list)  # triggers that asked for a recall
 
     def serve(self, t: float, version: str, correct: bool, index: int | None = None) -> None:
         """Record one answered request."""
@@ -103,7 +105,12 @@ class Timeline:
         Drift events of severity ``none`` (a window that closed clean) are not shown, nor the
         repeated training results of one fit that answered several triggers.
         """
+        if kind == "trigger" and is_recall(event):
+            self.recall_ids.append(str(event.get("trigger_id")))
         recorded = _loop_event(kind, event)
+        answers_recall = kind == "training_result" and event.get("trigger_id") in self.recall_ids
+        if recorded is not None and answers_recall:  # no fit: the recall's answer
+            recorded = LoopEvent(recorded.t, "recall", recorded.version, recorded.detail)
         if recorded is None or self._repeats(recorded):
             return None
         self.events.append(recorded)
@@ -136,6 +143,7 @@ class Timeline:
             labels_sent=document.get("labels_sent", 0),
             ended=document.get("ended"),
             stream=document.get("stream", ""),
+            recall_ids=document.get("recall_ids", []),
         )
 
 
@@ -150,6 +158,8 @@ def _loop_event(kind: str, event: dict[str, Any]) -> LoopEvent | None:
             t, "drift", event.get("model_version"), f"{event['severity']}: {shown or '-'}"
         )
     if kind == "trigger":
+        if is_recall(event):
+            return LoopEvent(t, "recall", event.get("model_version"), "asked: earlier champions")
         return LoopEvent(t, "trigger", event.get("model_version"), str(event.get("reason")))
     if kind == "training_result":
         metrics = _metrics(event.get("metrics", {}))
@@ -241,6 +251,7 @@ def summarize(timeline: Timeline, window: int = 500) -> dict[str, Any]:
         "drifts_injected": len(timeline.drifts),
         "drift_events": sum(1 for e in timeline.events if e.kind == "drift"),
         "triggers": sum(1 for e in timeline.events if e.kind == "trigger"),
+        "recalls": len(timeline.recall_ids),
         "fits": sum(1 for e in timeline.events if e.kind == "fit"),
         "promotions": sum(1 for e in timeline.events if e.kind == "promotion"),
         "swaps": sum(1 for e in timeline.events if e.kind == "swap"),

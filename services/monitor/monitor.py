@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from driftloop.events import epoch, new_event
+from driftloop.events import RECALL, epoch, new_event
 from driftloop.model_card import ModelCard
 from driftloop.reference import ReferenceSketch
 from services.monitor.budget import FalseAlarmBudget
@@ -292,6 +292,9 @@ class DriftMonitor:
             see :class:`TriggerPolicy` (``min_examples``: labelled examples since an
             episode's onset before its trigger goes out; the trigger then carries the
             evidence of the alarm or window that opened the episode).
+        recall_examples: labelled examples since the onset before a held trigger's early
+            recall goes out: the same trigger, a fresh id, ``evidence.action`` ``recall``
+            (the trainer then tries earlier champions on the new concept; fits nothing).
         detector: ``adwin``, ``page_hinkley`` or ``kswin`` on the error stream.
         holdout_metric: the ModelCard metric (an accuracy) the holdout CUSUM starts from.
         holdout_examples: the holdout's size, when the card's metrics do not say
@@ -315,6 +318,7 @@ class DriftMonitor:
         data_arrival_examples: int = 0,
         retry_s: float = 60.0,
         min_examples: int = 0,
+        recall_examples: int = 0,
         detector: DetectorName = "adwin",
         holdout_metric: str = "accuracy",
         holdout_examples: int = 1000,
@@ -333,6 +337,7 @@ class DriftMonitor:
         self.data_arrival_examples = data_arrival_examples
         self.retry_s = retry_s
         self.min_examples = min_examples
+        self.recall_examples = recall_examples
         self.detector = detector
         self.holdout_metric = holdout_metric
         self.holdout_examples = holdout_examples
@@ -380,20 +385,25 @@ class DriftMonitor:
             # about the model that serves now.
             if alarm is not None and self._is_champion(name, version):
                 opened = not policy.episode_open
+                redated = policy.episode_open and not policy.by_concept  # see concept_alarm
                 fired = policy.concept_alarm(time, alarm.onset_examples or 0)
+                redated = redated and policy.by_concept
                 drift = ConceptDrift(name, version, alarm, time)
                 if opened or fired:  # one drift event per episode opened or trigger sent
                     outcomes.append(drift)
                 trigger = self._concept_trigger(name, version, alarm, drift)
                 if fired:
                     # A retry after a rejected fit names the episode's onset, not this alarm's.
-                    outcomes.append(self._release(name, policy) if name in self._held else trigger)
-                elif self.min_examples and (opened or name not in self._held):
+                    held = name in self._held and not redated
+                    outcomes.append(self._release(name, policy) if held else trigger)
+                elif self.min_examples and (opened or redated or name not in self._held):
                     self._held[name] = trigger
         champion = self._is_champion(name, version)
         labelled = policy.labelled(1, error if champion else None, time)
         if name in self._held and policy.held(time):
             outcomes.append(self._release(name, policy))
+        elif name in self._held and policy.recall():
+            outcomes.append(self._recall(name, policy))
         if labelled:
             outcomes.append(
                 TriggerDecision(
@@ -460,6 +470,7 @@ class DriftMonitor:
                 self.data_arrival_examples,
                 self.retry_s,
                 self.min_examples,
+                self.recall_examples,
             )
         return self.policies[name]
 
@@ -590,6 +601,15 @@ class DriftMonitor:
             evidence["onset"] = rfc3339(policy.onset)
         # Kept: a retry after a rejected fit names the same onset (its window has grown).
         self._held[name] = replace(held, evidence=evidence)
+        return replace(held, evidence=evidence, trigger_id=str(uuid.uuid4()))
+
+    def _recall(self, name: str, policy: TriggerPolicy) -> TriggerDecision:
+        """The early recall of ``name``'s held trigger: its evidence, the count, the action."""
+        held = self._held[name]
+        evidence = held.evidence | {
+            "examples_since_onset": policy.since_onset,
+            "action": RECALL,
+        }
         return replace(held, evidence=evidence, trigger_id=str(uuid.uuid4()))
 
     def _drift_trigger(

@@ -62,6 +62,13 @@ class MonitorSettings(Settings):
         "out, so that the one refit it asks for has the new concept to learn from; 0 sends "
         "it at once.",
     )
+    monitor_recall_examples: int = Field(
+        300,
+        ge=0,
+        description="Labelled examples since a drift episode's onset before the early recall: "
+        "a trigger asking the trainer whether an earlier champion already knows the new "
+        "concept (no fit); 0 turns it off. Only below the trigger's min examples.",
+    )
     monitor_data_arrival_examples: int = Field(
         0,
         ge=0,

@@ -31,6 +31,12 @@ per window. The policy turns verdicts into *episodes*:
   start of those last examples as its onset: a fit on the whole blend would learn a concept
   that is already going away.
   After an abrupt change the error is flat from the onset on, and nothing waits longer.
+- **recall first** (``recall_examples``, with ``min_examples``): while the trigger is held,
+  once that many labelled examples arrived since the onset, one early *recall* goes out: it
+  asks the trainer whether an earlier champion already knows the new concept (a concept that
+  comes back: seasons, weekdays, a campaign that returns), which needs a few hundred examples
+  to judge, not the thousands a fit needs. The held trigger still fires; a recalled version's
+  promotion closes the episode before it does.
 
 An episode opened by the error stream is not closed by clean *data* windows until its
 trigger went out: steady inputs say nothing about a concept change (Agrawal's concepts
@@ -43,6 +49,9 @@ Example:
     >>> held = TriggerPolicy(cooldown_s=0, min_examples=3)
     >>> held.concept_alarm(0.0), [held.labelled() or held.held(1.0) for _ in range(3)]
     (False, [False, False, True])
+    >>> early = TriggerPolicy(cooldown_s=0, min_examples=3, recall_examples=1)
+    >>> early.concept_alarm(0.0), [early.labelled() or early.recall() for _ in range(3)]
+    (False, [True, False, False])
 """
 
 from __future__ import annotations
@@ -71,6 +80,8 @@ class TriggerPolicy:
         retry_s: least event time between a rejected or failed fit and the next trigger.
         min_examples: labelled examples since the episode's onset before its trigger fires;
             0 fires at once.
+        recall_examples: labelled examples since the onset before the held trigger's early
+            recall (:meth:`recall`); 0, or not below ``min_examples``, sends none.
     """
 
     def __init__(
@@ -81,19 +92,22 @@ class TriggerPolicy:
         data_arrival_examples: int = 0,
         retry_s: float = 60.0,
         min_examples: int = 0,
+        recall_examples: int = 0,
     ) -> None:
         if open_after < 1 or close_after < 1:
             raise ValueError("open_after and close_after must be at least 1")
-        if min_examples < 0:
-            raise ValueError("min_examples must be at least 0")
+        if min_examples < 0 or recall_examples < 0:
+            raise ValueError("min_examples and recall_examples must be at least 0")
         self.open_after = open_after
         self.close_after = close_after
         self.cooldown_s = cooldown_s
         self.data_arrival_examples = data_arrival_examples
         self.retry_s = retry_s
         self.min_examples = min_examples
+        self.recall_examples = recall_examples if 0 < recall_examples < min_examples else 0
+        self._recalled = False  # the open episode's recall went out
         self.since_onset = 0  # labelled examples since the open episode's onset
-        self._concept = False  # the open episode was opened by the error stream
+        self.by_concept = False  # the open episode is dated by the error stream
         self._holding = False  # its trigger waits for `min_examples`
         self._extended = False  # ... and waited past them for the error to settle
         # The champion's latest errors in the open episode, with their event times.
@@ -125,7 +139,7 @@ class TriggerPolicy:
             if (
                 self.episode_open
                 and self._clean_run >= self.close_after
-                and (self._fired or not self._concept)
+                and (self._fired or not self.by_concept)
             ):
                 self.episode_open = False
                 self._holding = False
@@ -140,6 +154,14 @@ class TriggerPolicy:
             # (ADWIN's cut may lie before the change), and the held trigger names the first.
             self._open(concept=True)
             self.since_onset = since_onset
+        elif not self.by_concept and not self._fired:
+            # Opened by drifted data windows, which cannot see a change of the labels alone
+            # and may have opened before it: the first alarm dates the episode instead (its
+            # hold, its recall) and the monitor holds the alarm's trigger.
+            self.by_concept = True
+            self.since_onset = since_onset
+            self._recalled = self._extended = False
+            self._errors.clear()
         return self._fire(time)
 
     def held(self, time: float) -> bool:
@@ -147,6 +169,20 @@ class TriggerPolicy:
         arrived since its onset (see ``min_examples``). A re-armed episode (a rejected fit)
         is not retried here: that waits for fresh evidence, an alarm or a drifted window."""
         return self._holding and self._fire(time)
+
+    def recall(self) -> bool:
+        """True, once per episode, when its held trigger's early recall goes out now: at least
+        ``recall_examples`` labelled examples since the onset, the trigger not yet fired."""
+        if (
+            not self.recall_examples
+            or self._recalled
+            or not self.episode_open
+            or self._fired
+            or self.since_onset < self.recall_examples
+        ):
+            return False
+        self._recalled = True
+        return True
 
     @property
     def onset(self) -> float | None:
@@ -191,8 +227,8 @@ class TriggerPolicy:
 
     def _open(self, concept: bool = False) -> None:
         self.episode_open = True
-        self._concept = concept
-        self._fired = self._holding = False
+        self.by_concept = concept
+        self._fired = self._holding = self._recalled = False
         self.since_onset = 0
         self._extended = False
         self._errors.clear()

@@ -108,6 +108,7 @@ def build_monitor(settings: MonitorSettings, references: Any) -> DriftMonitor:
         data_arrival_examples=settings.monitor_data_arrival_examples,
         retry_s=settings.monitor_retry_s,
         min_examples=settings.monitor_trigger_min_examples,
+        recall_examples=settings.monitor_recall_examples,
         detector=settings.monitor_detector,
         holdout_metric=settings.monitor_holdout_metric,
         holdout_examples=settings.monitor_holdout_examples,

@@ -4,7 +4,9 @@ A drift episode, a burst of new data and an operator's manual trigger may all as
 within seconds; each fit reads the whole current window, so one fit after them serves them
 all. The coalescer keeps a single *pending* slot: the first trigger to arrive while nothing is
 pending leads the follow-up (its drift onset is the earliest, so its window covers the others'
-data), later ones are folded into it. Trigger ids already seen are dropped (redelivery after a
+data), later ones are folded into it. A recall (which fits nothing) leads only while no
+trigger asking for a fit is pending: the first such trigger takes the lead, and the fit
+answers the recall too. Trigger ids already seen are dropped (redelivery after a
 restart is caught later, against MLflow's runs), and triggers for another model are ignored.
 
 Example:
@@ -27,6 +29,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from driftloop.events import is_recall
 
 Admission = Literal["queued", "coalesced", "duplicate", "ignored"]
 
@@ -97,7 +101,10 @@ class TriggerCoalescer:
         if self.pending is None:
             self.pending = Refit(trigger)
             return "queued"
-        self.pending = self.pending.folding(trigger)
+        if is_recall(self.pending.trigger) and not is_recall(trigger):
+            self.pending = Refit(trigger, self.pending.trigger_ids)
+        else:
+            self.pending = self.pending.folding(trigger)
         return "coalesced"
 
     def start(self) -> Refit | None:

@@ -109,6 +109,18 @@ class TrainerSettings(Settings):
         False,
         description="Start from the champion's weights when its features and classes match.",
     )
+    trainer_recall_versions: int = Field(
+        3,
+        ge=0,
+        description="Earlier champions, newest first, a recall trigger scores on the examples "
+        "since the drift's onset; 0 answers recalls with `skipped`.",
+    )
+    trainer_recall_tolerance: float = Field(
+        1.0,
+        ge=0,
+        description="How much worse than on its own holdout (relative to that error) an earlier "
+        "champion may do since the onset and still be recalled.",
+    )
     trainer_gate_metric: str = Field(
         "",
         description="Metric the gate compares: empty means `macro_f1` (classification) or "

@@ -12,6 +12,11 @@ The steps, each timed (the benchmark reports them):
 5. **registration**: the model is registered (every candidate, so that a rejected one can be
    inspected), and on promotion the ``champion`` alias moves (the old one keeps ``previous``).
 
+A *recall* trigger (``evidence.action`` ``recall``, sent early in a drift episode) fits
+nothing: the earlier champions are scored on the examples since the onset, and one that knows
+the concept is promoted again (:mod:`services.trainer.recall`); the answer is ``promoted``
+(naming that version) or ``skipped``.
+
 Everything happens inside one MLflow run tagged with the trigger ids; the outcome tag is set
 last, after the alias moved, so a crash at any point leaves the trigger unhandled (it is
 processed again after a restart) and the champion either unchanged or already promoted.
@@ -30,7 +35,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import mlflow
@@ -40,7 +45,7 @@ import pandas as pd
 from prometheus_client import Counter, Histogram
 
 from driftloop.errors import FitInterrupted, TrainingError
-from driftloop.events import new_event
+from driftloop.events import epoch, is_recall, new_event
 from driftloop.model_card import ModelCard
 from driftloop.reference import ReferenceSketch
 from driftloop.registry import CHAMPION, ModelRegistry, model_uri, register_model
@@ -59,6 +64,7 @@ from services.trainer.gate import (
     regression_scores,
     sanity_problem,
 )
+from services.trainer.recall import ConceptRecall, RecallCandidate
 from services.trainer.schema import (
     FEATURE_PREFIX,
     feature_rows,
@@ -67,7 +73,13 @@ from services.trainer.schema import (
     targets,
 )
 from services.trainer.settings import TrainerSettings
-from services.trainer.window import NotEnoughExamples, TrainingWindow, WindowPolicy, onset_of
+from services.trainer.window import (
+    NotEnoughExamples,
+    TrainingWindow,
+    WindowPolicy,
+    event_seconds,
+    onset_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +94,18 @@ STAGE_SECONDS = Histogram(
     ["stage"],
     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
+RECALLS = Counter(
+    "driftloop_trainer_recalls_total",
+    "Recall triggers answered: recalled (an earlier champion promoted again) or skipped.",
+    ["outcome"],
+)
 REFIT_SECONDS = Histogram(
     "driftloop_trainer_refit_seconds",
     "Seconds from taking a trigger to its verdict.",
     buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
 )
 DATA_MANIFEST_PATH = "driftloop/data_manifest.json"
+RECALL_MIN_EXAMPLES = 50  # fewer examples since the onset judge no version
 
 
 @dataclass
@@ -209,10 +227,14 @@ class Trainer:
         """Fit, judge, log and maybe promote; raises :class:`FitInterrupted` when stopped."""
         started = time.perf_counter()
         watch = Stopwatch()
-        outcome = self._train(refit, watch, stop)
+        if is_recall(refit.trigger):
+            outcome = self._recall(refit, watch)
+            RECALLS.labels("recalled" if outcome.outcome == "promoted" else "skipped").inc()
+        else:
+            outcome = self._train(refit, watch, stop)
+            FITS.labels(outcome.outcome).inc()
         outcome.duration_s = time.perf_counter() - started
         outcome.timings = dict(watch.timings)
-        FITS.labels(outcome.outcome).inc()
         REFIT_SECONDS.observe(outcome.duration_s)
         log.info(
             "refit %s: %s",
@@ -265,6 +287,98 @@ class Trainer:
                 {lineage.VERDICT: outcome.reason[:5000], lineage.OUTCOME: outcome.outcome}
             )
         return outcome
+
+    def _recall(self, refit: Refit, watch: Stopwatch) -> TrainingOutcome:
+        """Promote an earlier champion that knows the concept since the onset, if one does."""
+        ids = refit.trigger_ids
+        onset = onset_of(refit.trigger)
+        limit = self.settings.trainer_recall_versions
+        try:
+            champion = self.registry.champion(self.name)
+            if champion is None or onset is None or limit == 0:
+                why = "no champion" if champion is None else "no onset" if onset is None else "off"
+                return TrainingOutcome("skipped", f"skipped: nothing to recall ({why})", ids)
+            with watch.stage("window"):
+                since = self.since_onset(onset)
+            if len(since) < RECALL_MIN_EXAMPLES:
+                return TrainingOutcome(
+                    "skipped",
+                    f"skipped: {len(since)} examples since the onset; a recall needs "
+                    f"{RECALL_MIN_EXAMPLES}",
+                    ids,
+                    champion_version=champion,
+                )
+            with watch.stage("evaluation"):
+                _, model, card = self._champion_model(champion)
+                gate = PromotionGate(
+                    card.task, self.settings.trainer_gate_metric, self.settings.trainer_gate_margin
+                )
+                champion_scores = self._scores(card, predict(model, card, since), since)
+                candidates = [
+                    self._recall_candidate(version, card, since)
+                    for version in self._earlier_champions(champion, limit)
+                ]
+                chosen = ConceptRecall(gate, self.settings.trainer_recall_tolerance).choose(
+                    champion_scores, [c for c in candidates if c is not None]
+                )
+            if chosen is None:
+                tried = ", ".join(c.version for c in candidates if c is not None) or "none"
+                return TrainingOutcome(
+                    "skipped",
+                    f"skipped: no earlier champion knows the concept since {onset} "
+                    f"(scored: {tried}, on {len(since)} examples)",
+                    ids,
+                    champion_version=champion,
+                    champion_metrics=champion_scores,
+                )
+            with watch.stage("registration"):
+                previous = self.registry.promote(self.name, chosen.version)
+                run_id = self.registry.run_id(self.name, chosen.version)
+            return TrainingOutcome(
+                "promoted",
+                chosen.reason,
+                ids,
+                run_id=run_id,
+                model_version=chosen.version,
+                champion_version=champion,
+                previous_version=previous,
+                metrics=chosen.scores,
+                champion_metrics=champion_scores,
+            )
+        except Exception as error:  # the store or the registry: report it, keep consuming
+            log.exception("recall failed")
+            return TrainingOutcome("failed", f"failed: {type(error).__name__}: {error}", ids)
+
+    def since_onset(self, onset: str) -> pd.DataFrame:
+        """The labelled examples since ``onset``, oldest first (what a recall is judged on)."""
+        policy = replace(self.policy, kind="since_drift", min_examples=1, history_share=0.0)
+        planned = policy.plan(self.store.manifests(), onset)
+        if not planned:
+            return pd.DataFrame()
+        frame = self.store.read(planned).to_pandas()
+        frame = frame[frame["label"].notna()]
+        since = frame[event_seconds(frame["event_time"]) >= epoch(onset)]
+        return since.sort_values(["event_time", "event_id"], kind="stable").reset_index(drop=True)
+
+    def _earlier_champions(self, champion: str, limit: int) -> list[str]:
+        """Up to ``limit`` versions once promoted, newest first, other than ``champion``."""
+        found = []
+        for info in self.registry.versions(self.name):
+            promoted = info.tags.get(lineage.OUTCOME) == "promoted"
+            if promoted and info.version != champion and "driftloop.rolled_back" not in info.tags:
+                found.append(info.version)
+        return found[:limit]
+
+    def _recall_candidate(
+        self, version: str, champion_card: ModelCard, frame: pd.DataFrame
+    ) -> RecallCandidate | None:
+        """``version`` scored on ``frame``; None when it cannot serve the champion's inputs."""
+        card = self.registry.model_card(self.name, version)
+        if card.task != champion_card.task or card.features != champion_card.features:
+            return None
+        model = mlflow.tensorflow.load_model(model_uri(self.name, version))
+        scores = self._scores(card, predict(model, card, frame), frame)
+        return RecallCandidate(version, scores, dict(card.metrics or {}))
 
     def window(self, onset: str | None = None) -> TrainingWindow:
         """The current training window (raises :class:`NotEnoughExamples`)."""

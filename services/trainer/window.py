@@ -180,7 +180,7 @@ class TrainingWindow:
         if policy.kind == "last_t" or (policy.kind == "since_drift" and onset is not None):
             newest = _seconds(frame["event_time"].iloc[-1])
             cutoff = newest - policy.seconds if policy.kind == "last_t" else epoch(onset or "")
-            times = _all_seconds(frame["event_time"])
+            times = event_seconds(frame["event_time"])
             recent = int(np.count_nonzero(times >= cutoff))
         else:
             recent = policy.size
@@ -257,7 +257,8 @@ def _seconds(value: Any) -> float:
     return pd.Timestamp(value).timestamp()
 
 
-def _all_seconds(column: pd.Series) -> np.ndarray:
+def event_seconds(column: pd.Series) -> np.ndarray:
+    """Seconds since the epoch of an ``event_time`` column (timestamps or RFC 3339 text)."""
     if pd.api.types.is_datetime64_any_dtype(column):
         return column.to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
     return column.map(_seconds).to_numpy(dtype=np.float64)

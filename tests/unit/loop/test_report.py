@@ -127,3 +127,33 @@ def test_report_embeds_the_plot_and_the_table_and_survives_json() -> None:
     assert "recovered after the drift with no human step" in page
     assert "v1 → v2" in page
     assert page.count("<tr>") >= 6 + 10
+
+
+def test_a_recall_and_its_answer_are_shown_apart_from_triggers_and_fits() -> None:
+    timeline = recorded_run()
+    recall = {
+        "event_time": stamp(1000.0 + 1020 * 0.05),
+        "trigger_id": "r-1",
+        "reason": "drift",
+        "model_version": "1",
+        "evidence": {"action": "recall", "onset": stamp(1000.0)},
+    }
+    timeline.observe("trigger", recall)
+    timeline.observe(
+        "training_result",
+        {
+            "event_time": stamp(1000.0 + 1021 * 0.05),
+            "trigger_id": "r-1",
+            "outcome": "skipped",
+            "model_version": None,
+            "metrics": {},
+        },
+    )
+    kinds = [e.kind for e in timeline.events]
+    assert kinds.count("recall") == 2 and kinds.count("trigger") == 1 and kinds.count("fit") == 1
+    figures = summarize(timeline)
+    assert figures["recalls"] == 1 and figures["triggers"] == 1 and figures["fits"] == 1
+    # the drift's trigger is still the one that asked for the fit, not the earlier recall
+    assert figures["to_trigger_s"] == round(110 * 0.05, 2)
+    again = Timeline.from_json(timeline.to_json())
+    assert again.recall_ids == ["r-1"] and summarize(again) == figures

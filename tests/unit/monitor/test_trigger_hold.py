@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from driftloop.events import EventType, epoch
+from driftloop.events import EventType, epoch, is_recall
 from driftloop.schemas import EventSchemas
 from services.monitor.monitor import DriftMonitor, ModelReference, Outcome, TriggerDecision
 from services.monitor.triggers import MAX_HOLD, TriggerPolicy
@@ -127,3 +127,47 @@ def test_a_retry_after_a_rejection_names_the_episodes_onset() -> None:
     assert retried, "the degraded model is retried"
     assert retried[0][1].evidence["onset"] == first.evidence["onset"]
     assert retried[0][1].trigger_id != first.trigger_id
+
+
+RECALL = 200
+
+
+def test_a_held_episode_sends_one_early_recall_with_the_same_onset() -> None:
+    stream = examples(12_000, error_rate=lambda i: 0.1 if i < ONSET else 0.4)
+    triggers = fired(make(recall_examples=RECALL), stream)
+    assert [t.evidence.get("action") for _, t in triggers] == ["recall", None]
+    (recall_at, recall), (held_at, held) = triggers
+    assert is_recall(recall.trigger_event()) and not is_recall(held.trigger_event())
+    # the episode's onset; the held trigger may name a later one (where the error settled)
+    onset = epoch(onset_of(recall.trigger_event()) or "") - START
+    assert epoch(onset_of(held.trigger_event()) or "") - START >= onset
+    assert recall.trigger_id != held.trigger_id
+    assert RECALL - 10 <= recall_at - onset <= RECALL + 300 < held_at - onset
+    assert recall.evidence["examples_since_onset"] >= RECALL
+    EventSchemas().validate(EventType.TRIGGER, recall.trigger_event())
+
+
+def test_a_recalled_version_ends_the_episode_before_its_held_trigger() -> None:
+    monitor = make(recall_examples=RECALL)
+    stream = examples(12_000, error_rate=lambda i: 0.1 if i < ONSET else 0.4)
+    triggers = []
+    for i, event in enumerate(stream):
+        for outcome in monitor.observe_example(event):
+            if isinstance(outcome, TriggerDecision):
+                triggers.append(outcome)
+                if is_recall(outcome.trigger_event()):  # the trainer recalls version 2
+                    monitor.observe_model_update(
+                        {"model_name": "m", "model_version": "2", "event_time": event["event_time"]}
+                    )
+        if triggers and i > ONSET + 3 * HOLD:
+            break
+    assert [is_recall(t.trigger_event()) for t in triggers] == [True]
+
+
+def test_no_recall_without_a_hold_or_when_turned_off() -> None:
+    def stream() -> Any:
+        return examples(12_000, error_rate=lambda i: 0.1 if i < ONSET else 0.4)
+
+    assert [t.evidence.get("action") for _, t in fired(make(), stream())] == [None]
+    no_hold = fired(make(min_examples=0, recall_examples=RECALL), stream())
+    assert [t.evidence.get("action") for _, t in no_hold] == [None]

@@ -58,3 +58,21 @@ def test_promotion_closes_the_episode() -> None:
     policy.promoted()
     assert not policy.episode_open
     assert policy.window(True, 1)
+
+
+def test_a_concept_alarm_redates_an_episode_opened_by_data_windows() -> None:
+    policy = TriggerPolicy(open_after=1, cooldown_s=0, min_examples=100, recall_examples=10)
+    policy.window(True, 0.0)  # data windows open the episode
+    assert policy.episode_open and not policy.by_concept
+    for _ in range(50):
+        policy.labelled()
+    assert policy.recall(), "its recall went out, 10 examples after the data's onset"
+    # The labels changed later: the error stream's alarm dates the episode from its onset.
+    assert not policy.concept_alarm(1.0, since_onset=3)
+    assert policy.by_concept and policy.since_onset == 3
+    fired = [policy.labelled() or policy.recall() for _ in range(10)]
+    assert fired == [False] * 6 + [True] + [False] * 3, "a second recall, from the new onset"
+    assert not policy.held(2.0), "the hold counts from the new onset too"
+    for _ in range(87):
+        policy.labelled()
+    assert policy.held(3.0)

@@ -64,3 +64,35 @@ def test_a_refit_less_its_handled_triggers() -> None:
     led = refit.without({"t1"})
     assert led is not None and led.trigger_ids == ("t2", "t3")
     assert refit.without({"t1", "t2", "t3"}) is None
+
+
+def recall(trigger_id: str) -> dict[str, object]:
+    return trigger(trigger_id) | {"evidence": {"action": "recall", "onset": "2026-11-24T00:00:00Z"}}
+
+
+def test_a_fit_takes_the_lead_from_a_pending_recall_and_answers_it() -> None:
+    coalescer = TriggerCoalescer("m")
+    coalescer.add(recall("r1"))
+    assert coalescer.add(trigger("t1")) == "coalesced"
+    refit = coalescer.start()
+    assert refit is not None
+    assert refit.trigger["trigger_id"] == "t1", "the fit leads: a recall fits nothing"
+    assert refit.trigger_ids == ("t1", "r1")
+
+
+def test_a_recall_after_a_fit_is_folded_into_the_fit() -> None:
+    coalescer = TriggerCoalescer("m")
+    coalescer.add(trigger("t1"))
+    coalescer.add(recall("r1"))
+    refit = coalescer.start()
+    assert refit is not None and refit.trigger["trigger_id"] == "t1"
+    assert refit.trigger_ids == ("t1", "r1")
+
+
+def test_recalls_alone_stay_a_recall() -> None:
+    coalescer = TriggerCoalescer("m")
+    coalescer.add(recall("r1"))
+    coalescer.add(recall("r2"))
+    refit = coalescer.start()
+    assert refit is not None and refit.trigger["trigger_id"] == "r1"
+    assert refit.trigger["evidence"]["action"] == "recall"
