@@ -109,8 +109,9 @@ class Timeline:
             self.recall_ids.append(str(event.get("trigger_id")))
         recorded = _loop_event(kind, event)
         answers_recall = kind == "training_result" and event.get("trigger_id") in self.recall_ids
-        if recorded is not None and answers_recall:  # no fit: the recall's answer
-            recorded = LoopEvent(recorded.t, "recall", recorded.version, recorded.detail)
+        if recorded is not None and answers_recall:  # no fit: the recall's answer, its reason
+            detail = str(event.get("reason") or event.get("outcome"))[:160]
+            recorded = LoopEvent(recorded.t, "recall", recorded.version, detail)
         if recorded is None or self._repeats(recorded):
             return None
         self.events.append(recorded)

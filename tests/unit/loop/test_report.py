@@ -145,10 +145,12 @@ def test_a_recall_and_its_answer_are_shown_apart_from_triggers_and_fits() -> Non
             "event_time": stamp(1000.0 + 1021 * 0.05),
             "trigger_id": "r-1",
             "outcome": "skipped",
+            "reason": "skipped: no earlier champion knows the concept (scored: none)",
             "model_version": None,
             "metrics": {},
         },
     )
+    assert timeline.events[-1].detail.startswith("skipped: no earlier champion knows")
     kinds = [e.kind for e in timeline.events]
     assert kinds.count("recall") == 2 and kinds.count("trigger") == 1 and kinds.count("fit") == 1
     figures = summarize(timeline)
