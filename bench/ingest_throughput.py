@@ -228,7 +228,7 @@ def join_memory(pending: int = 100_000) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=int, default=100_000, help="predictions (and labels)")
-    parser.add_argument("--rounds", type=int, default=2, help="runs of each; the best counts")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each; the best counts")
     parser.add_argument(
         "--replicas",
         type=int,
@@ -260,6 +260,9 @@ def main(argv: list[str] | None = None) -> None:
         try:
             ensure_topics(settings)
             produce(settings, args.pairs)
+            # Untimed: the broker's JIT and page cache warm up on a first read (a first timed
+            # read was up to 40% slower than the next), so that every round finds them warm.
+            bare_read(settings, 2 * args.pairs)
             # Alternate them, so that none gets a warmer broker or page cache.
             for round_ in range(args.rounds):
                 baseline.append(bare_read(settings, 2 * args.pairs))
@@ -304,7 +307,15 @@ def main(argv: list[str] | None = None) -> None:
         rows,
         baseline="plain kafka-python KafkaConsumer reading the same records from the same broker",
         ratios=ratios,
-        packages=("kafka-python", "aiokafka", "pyarrow", "orjson", "fastjsonschema", "crc32c"),
+        packages=(
+            "kafka-python",
+            "aiokafka",
+            "pyarrow",
+            "orjson",
+            "msgspec",
+            "fastjsonschema",
+            "crc32c",
+        ),
         notes=(
             f"{args.pairs} predictions + {args.pairs} labels on {PARTITIONS} partitions each, "
             "all joined and stored each run, timed from the settled group's start to its last "
