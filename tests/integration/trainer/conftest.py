@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,12 +16,13 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
-from driftloop.events import new_event
-from driftloop.messaging import ensure_topics
+from driftloop.events import EventType, new_event
+from driftloop.messaging import EventProducer, ensure_topics
 from driftloop.settings import Settings
 from driftloop.stack.process import free_port
 from driftloop.store import ExampleStore
 from services.trainer.settings import TrainerSettings
+from services.trainer.worker import TrainerWorker
 
 START = datetime(2026, 11, 22, tzinfo=UTC)
 TOPICS = ("triggers", "model_updates", "training_results", "dead_letters")
@@ -151,3 +154,24 @@ def updates(trainer_settings: TrainerSettings) -> Iterator[Events]:
     events = Events(trainer_settings, trainer_settings.topic_model_updates)
     yield events
     events.close()
+
+
+@contextmanager
+def running(settings: TrainerSettings) -> Iterator[TrainerWorker]:
+    worker = TrainerWorker(settings)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        stop.set()
+        thread.join(timeout=120)
+        worker.close()
+
+
+def send(settings: TrainerSettings, *events: dict) -> None:
+    with EventProducer(settings, service="test") as producer:
+        for event in events:
+            producer.send(EventType.TRIGGER, event)
+        producer.flush()

@@ -11,7 +11,14 @@ from driftloop.registry import PREVIOUS, ModelRegistry
 from services.trainer.coalesce import Refit
 from services.trainer.settings import TrainerSettings
 from services.trainer.trainer import Trainer
-from tests.integration.trainer.conftest import classification_rows, trigger, write_examples
+from tests.integration.trainer.conftest import (
+    Events,
+    classification_rows,
+    running,
+    send,
+    trigger,
+    write_examples,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -89,3 +96,32 @@ def test_a_recall_with_nothing_to_recall_is_skipped(trainer_settings: TrainerSet
         Refit(trigger(trainer_settings, evidence={"action": RECALL}, reason="drift"))
     )
     assert no_onset.outcome == "skipped" and "no onset" in no_onset.reason
+
+
+def test_a_recall_trigger_on_kafka_is_answered_and_announced(
+    trainer_settings: TrainerSettings, results: Events, updates: Events
+) -> None:
+    concept_a = classification_rows(600, seed=1)
+    concept_b = flipped(classification_rows(600, seed=2, offset=600))
+    again_a = classification_rows(300, seed=3, offset=1200)
+    trainer = Trainer(trainer_settings)
+    write_examples(trainer_settings, concept_a)
+    first = trainer.train(Refit(trigger(trainer_settings)))
+    write_examples(trainer_settings, concept_b)
+    second = trainer.train(Refit(drift(trainer_settings, concept_b[0]["event_time"])))
+    assert (first.outcome, second.outcome) == ("promoted", "promoted"), second.reason
+    write_examples(trainer_settings, again_a)
+
+    recall = drift(trainer_settings, again_a[0]["event_time"], recall=True)
+    with running(trainer_settings):
+        send(trainer_settings, recall)
+        (result,) = results.wait_for(lambda seen: len(seen) >= 1)
+        (update,) = updates.wait_for(lambda seen: len(seen) >= 1)
+    assert result["trigger_id"] == recall["trigger_id"] and result["outcome"] == "promoted"
+    assert result["model_version"] == first.model_version
+    assert result["reason"].startswith(f"recalled version {first.model_version}")
+    assert update["model_version"] == first.model_version
+    assert update["previous_version"] == second.model_version
+    assert update["run_id"] == first.run_id and update["trigger_id"] == recall["trigger_id"]
+    registry = ModelRegistry(trainer_settings.mlflow_tracking_uri)
+    assert registry.champion(trainer_settings.model_name) == first.model_version

@@ -3,55 +3,30 @@ a crash in the middle of a fit, rollback and the CLI."""
 
 from __future__ import annotations
 
-import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from driftloop.cli import main as cli
-from driftloop.events import EventType
-from driftloop.messaging import EventProducer
 from driftloop.registry import PREVIOUS, ModelRegistry
 from driftloop.settings import as_environment
 from services.trainer.coalesce import Refit
 from services.trainer.lineage import TRIGGER_KEY, Lineage, trigger_key
 from services.trainer.settings import TrainerSettings
 from services.trainer.trainer import Trainer
-from services.trainer.worker import TrainerWorker
 from tests.integration.trainer.conftest import (
     Events,
     classification_rows,
+    running,
+    send,
     trigger,
     write_examples,
 )
 from tests.processes import ServiceProcess
 
 pytestmark = pytest.mark.integration
-
-
-@contextmanager
-def running(settings: TrainerSettings) -> Iterator[TrainerWorker]:
-    worker = TrainerWorker(settings)
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield worker
-    finally:
-        stop.set()
-        thread.join(timeout=120)
-        worker.close()
-
-
-def send(settings: TrainerSettings, *events: dict) -> None:
-    with EventProducer(settings, service="test") as producer:
-        for event in events:
-            producer.send(EventType.TRIGGER, event)
-        producer.flush()
 
 
 def results_for(seen: list[dict], trigger_id: str) -> list[dict]:
