@@ -215,6 +215,9 @@ class Trainer:
         self.declared_features = parse_features(settings.trainer_features)
         self.builder = load_builder(settings.trainer_builder) if settings.trainer_builder else None
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        # register_model goes through the global registry URI: this server's, whatever else
+        # in the process set it before
+        mlflow.set_registry_uri(settings.mlflow_tracking_uri)
         self.registry = ModelRegistry(settings.mlflow_tracking_uri)
         self.lineage = lineage.Lineage(
             settings.mlflow_tracking_uri, settings.trainer_experiment or f"driftloop/{self.name}"
@@ -298,6 +301,17 @@ class Trainer:
             if champion is None or onset is None or limit == 0:
                 why = "no champion" if champion is None else "no onset" if onset is None else "off"
                 return TrainingOutcome("skipped", f"skipped: nothing to recall ({why})", ids)
+            asked_for = refit.trigger.get("model_version")
+            if asked_for is not None and str(asked_for) != champion:
+                # A fit or an earlier answer (this one, redelivered) has replaced the version
+                # the recall was about: the episode it came from is over.
+                return TrainingOutcome(
+                    "skipped",
+                    f"skipped: the champion is {champion} now, not {asked_for} as when the "
+                    "recall was sent",
+                    ids,
+                    champion_version=champion,
+                )
             with watch.stage("window"):
                 since = self.since_onset(onset)
             if len(since) < RECALL_MIN_EXAMPLES:

@@ -108,7 +108,7 @@ def trigger(settings: TrainerSettings, trigger_id: str | None = None, **fields: 
     return new_event(
         trigger_id=trigger_id or f"t-{uuid.uuid4().hex[:8]}",
         model_name=settings.model_name,
-        model_version=None,
+        model_version=fields.pop("model_version", None),
         reason=fields.pop("reason", "manual"),
         evidence=fields.pop("evidence", {"by": "test"}),
         **fields,

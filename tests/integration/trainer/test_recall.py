@@ -28,11 +28,13 @@ def flipped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [row | {"label": 1 - row["label"]} for row in rows]
 
 
-def drift(settings: TrainerSettings, onset: str, recall: bool = False) -> dict[str, Any]:
+def drift(
+    settings: TrainerSettings, onset: str, recall: bool = False, champion: str | None = None
+) -> dict[str, Any]:
     evidence: dict[str, Any] = {"source": "concept", "onset": onset}
     if recall:
         evidence["action"] = RECALL
-    return trigger(settings, reason="drift", evidence=evidence)
+    return trigger(settings, reason="drift", evidence=evidence, model_version=champion)
 
 
 def test_a_concept_that_comes_back_brings_its_champion_back(
@@ -57,7 +59,7 @@ def test_a_concept_that_comes_back_brings_its_champion_back(
     assert registry.champion(name) == second.model_version
 
     write_examples(trainer_settings, again_a)
-    recall = drift(trainer_settings, again_a[0]["event_time"], recall=True)
+    recall = drift(trainer_settings, again_a[0]["event_time"], True, second.model_version)
     outcome = trainer.train(Refit(recall))
 
     assert outcome.outcome == "promoted", outcome.reason
@@ -72,6 +74,10 @@ def test_a_concept_that_comes_back_brings_its_champion_back(
     update = outcome.model_update(name)
     assert update is not None and update["model_version"] == first.model_version
     assert update["trigger_id"] == recall["trigger_id"]
+    # The same recall again (a redelivery): its champion was replaced, it changes nothing.
+    again = trainer.train(Refit(recall))
+    assert again.outcome == "skipped" and f"not {second.model_version}" in again.reason
+    assert registry.champion(name) == first.model_version
 
     write_examples(trainer_settings, unknown)
     lost = trainer.train(Refit(drift(trainer_settings, unknown[0]["event_time"], recall=True)))
