@@ -624,7 +624,7 @@ def live_latency(plan_services: dict[str, Any] | None = None) -> dict[str, Any]:
     keys = (
         *("requests", "failed", "versions", "accuracy_before", "accuracy_worst"),
         *("accuracy_drifted", "version_after", "accuracy_after", "to_drift_event_s"),
-        *("to_trigger_s", "to_promotion_s", "to_swap_s"),
+        *("to_trigger_s", "to_promotion_s", "to_swap_s", "triggers", "recalls", "fits"),
     )
     return {key: figures.get(key) for key in keys}
 
