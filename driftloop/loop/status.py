@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from kafka import TopicPartition
 
-from driftloop.events import EventType, epoch
+from driftloop.events import EventType, epoch, is_recall
 from driftloop.loop.services import ServiceSupervisor
 from driftloop.messaging import kafka_admin, kafka_consumer
 from driftloop.settings import Settings, service_settings
@@ -157,7 +157,9 @@ def describe(status: dict[str, Any]) -> list[str]:
             continue
         detail = {
             "drift": lambda e: f"severity {e.get('severity')} on v{e.get('model_version')}",
-            "trigger": lambda e: f"{e.get('reason')} ({e.get('trigger_id')})",
+            "trigger": lambda e: (
+                f"{e.get('reason')}{', recall' if is_recall(e) else ''} ({e.get('trigger_id')})"
+            ),
             "fit": lambda e: f"{e.get('outcome')}: {e.get('reason')}",
             "promotion": lambda e: f"v{e.get('previous_version')} → v{e.get('model_version')}",
             "swap": lambda e: f"{e.get('replica')} {e.get('outcome')} v{e.get('model_version')}",

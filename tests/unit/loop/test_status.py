@@ -45,3 +45,14 @@ def test_status_lines_name_the_champion_the_last_events_and_the_lag() -> None:
 def test_no_champion_yet() -> None:
     status = {"stack": {}, "services": {}, "champion": None}
     assert describe(status) == ["champion: none yet"]
+
+
+def test_a_recall_trigger_says_so() -> None:
+    recall = {
+        "event_time": "2026-01-01T00:00:00Z",
+        "reason": "drift",
+        "trigger_id": "t-2",
+        "evidence": {"action": "recall"},
+    }
+    status = {"stack": {}, "services": {}, "last": {"trigger": recall}}
+    assert describe(status) == ["last trigger: 2026-01-01T00:00:00Z  drift, recall (t-2)"]
