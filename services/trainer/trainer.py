@@ -34,6 +34,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -223,6 +224,9 @@ class Trainer:
             settings.mlflow_tracking_uri, settings.trainer_experiment or f"driftloop/{self.name}"
         )
         self._champion: tuple[str, Any, ModelCard] | None = None
+        # Earlier champions a recall scored (versions never change): the next recall, often
+        # for the same few versions, loads none of them again.
+        self._earlier: OrderedDict[str, tuple[Any, ModelCard]] = OrderedDict()
 
     # --- the refit ---------------------------------------------------------------------------
 
@@ -387,10 +391,18 @@ class Trainer:
         self, version: str, champion_card: ModelCard, frame: pd.DataFrame
     ) -> RecallCandidate | None:
         """``version`` scored on ``frame``; None when it cannot serve the champion's inputs."""
-        card = self.registry.model_card(self.name, version)
-        if card.task != champion_card.task or card.features != champion_card.features:
+        model, card = self._earlier.get(version) or (None, None)
+        if card is None:
+            card = self.registry.model_card(self.name, version)
+        fits = card.task == champion_card.task and card.features == champion_card.features
+        if fits and model is None:
+            model = mlflow.tensorflow.load_model(model_uri(self.name, version))
+        self._earlier[version] = (model, card)
+        self._earlier.move_to_end(version)
+        while len(self._earlier) > 2 * max(self.settings.trainer_recall_versions, 1):
+            self._earlier.popitem(last=False)
+        if not fits:
             return None
-        model = mlflow.tensorflow.load_model(model_uri(self.name, version))
         scores = self._scores(card, predict(model, card, frame), frame)
         return RecallCandidate(version, scores, dict(card.metrics or {}))
 
