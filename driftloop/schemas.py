@@ -5,7 +5,7 @@ typical event in a few microseconds. A failure becomes a :class:`SchemaViolation
 field and the rule, so that a dead letter or an HTTP 422 tells the sender what to fix.
 
 Records off Kafka (:meth:`EventSchemas.decode`) are first checked as they are parsed, in C, by
-msgspec types derived from the same schema (:mod:`driftloop.schema_types`): about three times
+msgspec types derived from the same schema (:mod:`driftloop.schema_types`): two to three times
 faster, and only a fast accept, so what it rejects goes through fastjsonschema as before.
 
 Example:
