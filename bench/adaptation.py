@@ -215,6 +215,7 @@ class TrainerCore:
     ) -> Verdict | None:
         """A recall as the trainer answers it: the earlier champions (newest first, as many
         as it scores) on the examples since ``onset``; the verdict when one is recalled."""
+        from services.trainer.fit import predict
         from services.trainer.gate import PromotionGate, classification_scores
         from services.trainer.recall import ConceptRecall, RecallCandidate
 
@@ -225,8 +226,6 @@ class TrainerCore:
         truth = since["label"].to_numpy(dtype=object)
 
         def scores(served: Served) -> dict[str, float]:
-            from services.trainer.fit import predict
-
             outputs = predict(served.model, served.card, since)
             return classification_scores(truth, outputs, served.card.classes)
 

@@ -122,8 +122,9 @@ class ModelRegistry:
 
     # --- listing -----------------------------------------------------------------------------
 
-    def versions(self, name: str, limit: int = 50) -> list[ModelVersionInfo]:
-        """The newest ``limit`` versions of ``name``, newest first, with their run's metrics."""
+    def versions(self, name: str, limit: int = 50, runs: bool = True) -> list[ModelVersionInfo]:
+        """The newest ``limit`` versions of ``name``, newest first, with their run's metrics
+        and ``driftloop.*`` tags (``runs=False``: the versions' own tags only, one request)."""
         try:
             found = self.client.search_model_versions(
                 f"name = '{name}'", max_results=limit, order_by=["version_number DESC"]
@@ -140,7 +141,7 @@ class ModelRegistry:
         for item in found:
             metrics: dict[str, float] = {}
             run_tags: dict[str, str] = {}
-            if item.run_id:
+            if item.run_id and runs:
                 with contextlib.suppress(MlflowException):
                     run = self.client.get_run(item.run_id)
                     metrics, run_tags = dict(run.data.metrics), dict(run.data.tags)

@@ -381,7 +381,8 @@ class Trainer:
     def _earlier_champions(self, champion: str, limit: int) -> list[str]:
         """Up to ``limit`` versions once promoted, newest first, other than ``champion``."""
         found = []
-        for info in self.registry.versions(self.name):
+        # the outcome and rollback tags are the versions' own: no run is read
+        for info in self.registry.versions(self.name, runs=False):
             promoted = info.tags.get(lineage.OUTCOME) == "promoted"
             if promoted and info.version != champion and "driftloop.rolled_back" not in info.tags:
                 found.append(info.version)
