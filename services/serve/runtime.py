@@ -185,16 +185,17 @@ class TFLiteCall:
 
     def __call__(self, inputs: Arrays) -> np.ndarray:
         rows = len(next(iter(inputs.values())))
-        interpreter = self.interpreter
+        # The wrapped interpreter, without the wrapper's checks. Those refuse to resize while
+        # anything else holds the wrapped interpreter (counted by reference), to protect numpy
+        # views of its tensors; this class makes none (SetTensor and GetTensor copy), and the
+        # count failed a load now and then (a suite run in five) on references of no view.
+        raw = self.interpreter._interpreter
         if rows != self._rows:
             for name, index in self.indices.items():
                 width = inputs[name].shape[1] if name == PACKED else 1
-                interpreter.resize_tensor_input(index, [rows, width], strict=False)
-            interpreter.allocate_tensors()
+                raw.ResizeInputTensor(index, np.array([rows, width], dtype=np.int32), False)
+            raw.AllocateTensors()
             self._rows = rows
-        # the wrapped interpreter, without the wrapper's per-call checks (not kept: a reference
-        # held to it makes the wrapper refuse to resize)
-        raw = interpreter._interpreter
         for name, index in self.indices.items():
             array = inputs[name]
             raw.SetTensor(index, array.astype(np.bytes_) if name in self.categorical else array)
