@@ -34,6 +34,7 @@ from kafka import KafkaConsumer
 from bench.report import write
 from driftloop.events import EventType, new_event
 from driftloop.messaging import EventProducer, ensure_topics, kafka_admin
+from driftloop.runtime import tune_gc
 from driftloop.settings import as_environment
 from driftloop.stack import KafkaBroker
 from driftloop.stack.process import free_port
@@ -105,6 +106,7 @@ class Replica(IngestWorker):
 
 async def replica(settings: IngestSettings) -> None:
     """One ingest replica (a child process): start, wait for "go" on stdin, run until SIGTERM."""
+    tune_gc()  # as `driftloop run ingest` does
     worker = Replica(settings, ExampleStore(settings.store_uri))
     await worker.start()
     loop = asyncio.get_running_loop()

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from driftloop.asgi import ServiceServer
 from driftloop.async_messaging import AsyncEventProducer
 from driftloop.logs import configure_logging
+from driftloop.runtime import tune_gc
 from driftloop.store import open_store
 from services.ingest.http import create_app
 from services.ingest.settings import IngestSettings
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 def main() -> int:
     settings = IngestSettings()
     configure_logging(settings.log_level, settings.log_format)
+    tune_gc()
     worker = IngestWorker(settings, open_store(settings, settings.ingest_join_ttl_s))
     intake = AsyncEventProducer(settings, service="ingest-http")
     failed = False

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from driftloop.asgi import ServiceServer
 from driftloop.logs import configure_logging
 from driftloop.registry import ModelRegistry
+from driftloop.runtime import tune_gc
 from services.monitor.http import create_app
 from services.monitor.report import WindowReports, report_blobs
 from services.monitor.settings import MonitorSettings
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 def main() -> int:
     settings = MonitorSettings()
     configure_logging(settings.log_level, settings.log_format)
+    tune_gc()
     reports = WindowReports(report_blobs(settings))
     worker = MonitorWorker(settings, ModelRegistry(settings.mlflow_tracking_uri), reports)
     failed = False

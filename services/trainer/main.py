@@ -17,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from driftloop.asgi import ServiceServer
 from driftloop.logs import configure_logging
 from driftloop.messaging import ensure_topics
+from driftloop.runtime import tune_gc
 from services.trainer.http import create_app
 from services.trainer.settings import TrainerSettings
 from services.trainer.worker import TrainerWorker
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 def main() -> int:
     settings = TrainerSettings()
     configure_logging(settings.log_level, settings.log_format)
+    tune_gc()
     ensure_topics(settings)
     worker = TrainerWorker(settings)
     stop = threading.Event()

@@ -180,6 +180,34 @@ def test_revoked_partitions_are_dropped() -> None:
     assert join.add_label(label("a", 1), partition=0).outcome == "joined"
 
 
+def test_waiting_counts_the_waiting_entries_through_every_change() -> None:
+    """The count is kept as entries change; it must match a count of the entries themselves."""
+    join = LabelJoin(ttl_s=60, max_entries=6)
+
+    def counted() -> int:
+        return sum(1 for entry in join._entries.values() if entry.status == "waiting")
+
+    steps = [
+        lambda: join.add_prediction(prediction("a", 0), partition=0),
+        lambda: join.add_label(label("b", 1), partition=1),
+        lambda: join.add_label(label("a", 2), partition=0),  # joined: no longer waiting
+        lambda: join.add_label(label("a", 3), partition=0),  # duplicate
+        *[lambda i=i: join.add_prediction(prediction(f"e{i}", 4), partition=2) for i in range(6)],
+        lambda: join.drop_partitions({1}),
+        lambda: join.restore("r", {"partition": 0, "deadline": 100.0, "status": "waiting",
+                                   "prediction": "{}", "label": None}),
+        lambda: join.restore("r", None),
+        lambda: join.add_prediction(prediction("late", 200), partition=0),
+        join.expire,  # the rest expire: markers, not waiting
+    ]  # fmt: skip
+    seen = []
+    for step in steps:
+        step()
+        assert join.waiting == counted()
+        seen.append(join.waiting)
+    assert max(seen) == 7 and join.outcomes["evicted"] == 2 and seen[-1] == 1
+
+
 def test_bad_bounds_are_refused() -> None:
     with pytest.raises(ValueError):
         LabelJoin(ttl_s=0)
