@@ -119,6 +119,13 @@ class LoopWatcher:
     def promoted(self) -> list[dict[str, Any]]:
         return [event for kind, event in self.raw if kind == "model_update"]
 
+    def answered(self, trigger_id: str) -> bool:
+        """Whether the trainer has published its verdict on ``trigger_id``."""
+        return any(
+            kind == "training_result" and event["trigger_id"] == trigger_id
+            for kind, event in list(self.raw)
+        )
+
 
 class ClosedLoop:
     """Runs the loop once on the stack ``settings`` points at (which must be up).
@@ -212,9 +219,16 @@ class ClosedLoop:
         self.say(f"stored; sent a manual trigger ({trigger_id}) for the first model")
         assert self.watcher is not None
         watcher = self.watcher
-        self._wait_alive(lambda: bool(watcher.promoted()), 180, "the first promotion")
+        # The trainer may have trained a first model by itself from part of the examples (its
+        # bootstrap poll) before the trigger came; the trigger's fit then makes a second one,
+        # promoted if it is better. The replay starts once that verdict is in, from the latest.
+        self._wait_alive(
+            lambda: bool(watcher.promoted()) and watcher.answered(trigger_id),
+            180,
+            "the first promotion",
+        )
         self._wait_alive(lambda: self.supervisor.ready("serve"), 120, "serve's readiness")
-        version = str(watcher.promoted()[0]["model_version"])
+        version = str(watcher.promoted()[-1]["model_version"])
         self.say(f"v{version} promoted and serving; replaying the stream")
         return version
 

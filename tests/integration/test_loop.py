@@ -53,7 +53,7 @@ def test_the_loop_recovers_from_a_drift_with_no_human_step(
     assert timeline.failed == 0, f"{timeline.failed} requests failed: {list(loop.app.errors)}"
     drift_at = timeline.drifts[0].index
     at_drift = next(row.version for row in timeline.served if row.index >= drift_at)
-    assert at_drift == first
+    assert at_drift == first, f"v{at_drift} served at the drift, not v{first}:\n{log}"
     last = timeline.served[-1].version
     assert last != at_drift and int(last) > int(at_drift), f"no new version served:\n{log}"
     assert figures["triggers"] >= 2 and figures["swaps"] >= 2, log  # the first model's, then
