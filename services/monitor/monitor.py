@@ -399,7 +399,7 @@ class DriftMonitor:
                 elif self.min_examples and (opened or redated or name not in self._held):
                     self._held[name] = trigger
         champion = self._is_champion(name, version)
-        labelled = policy.labelled(1, error if champion else None, time)
+        labelled = policy.labelled(1, error if champion else None, time, new=champion)
         if name in self._held and policy.held(time):
             outcomes.append(self._release(name, policy))
         elif name in self._held and policy.recall():

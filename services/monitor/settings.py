@@ -72,8 +72,8 @@ class MonitorSettings(Settings):
     monitor_data_arrival_examples: int = Field(
         0,
         ge=0,
-        description="Labelled examples since the last promotion that fire a `data_arrival` "
-        "trigger; 0 turns it off.",
+        description="Labelled examples of the champion's predictions since its promotion that "
+        "fire a `data_arrival` trigger; 0 turns it off.",
     )
     monitor_schedule_s: float = Field(
         0,

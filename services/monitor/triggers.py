@@ -9,8 +9,11 @@ per window. The policy turns verdicts into *episodes*:
   the cooldown after ``retry_s``;
 - **one trigger per episode**, and none within ``cooldown_s`` (event time) of the last
   trigger: an episode that opens during the cooldown fires when it ends, if still open;
-- **data arrival**: a trigger after ``data_arrival_examples`` labelled examples since the
-  last promotion (or the last data-arrival trigger), whatever the drift;
+- **data arrival**: a trigger after ``data_arrival_examples`` labelled examples of the
+  champion's own predictions since the last promotion (or the last data-arrival trigger),
+  whatever the drift. Examples of an earlier version's predictions do not count: they are
+  mostly what the champion was trained on (a first model's bootstrap examples, read after
+  its promotion, fired a second fit before any new data came);
 - **retry**: a fit the gate rejected (or that failed) re-arms the open episode: its next
   alarm fires again once ``retry_s`` have passed, cooldown or not. Without it a rejected
   candidate left the model degraded, with no trigger, until the episode closed. (The monitor
@@ -192,14 +195,23 @@ class TriggerPolicy:
         return self._errors[0][0] if self._extended and self._errors else None
 
     def labelled(
-        self, examples: int = 1, error: float | None = None, time: float | None = None
+        self,
+        examples: int = 1,
+        error: float | None = None,
+        time: float | None = None,
+        new: bool = True,
     ) -> bool:
         """``examples`` more labelled examples arrived (the champion's, with its ``error``
-        at event time ``time``, when known); True when a data-arrival trigger fires."""
+        at event time ``time``, when known); True when a data-arrival trigger fires.
+
+        ``new``: whether they count as new data (the champion's own predictions, or any
+        before a champion is known)."""
         if self.episode_open:
             self.since_onset += examples
             if error is not None and time is not None and self.min_examples:
                 self._errors.append((time, error))
+        if not new:
+            return False
         self.examples_since_promotion += examples
         if self.data_arrival_examples and (
             self.examples_since_promotion >= self.data_arrival_examples

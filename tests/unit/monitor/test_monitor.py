@@ -226,6 +226,19 @@ def test_data_arrival_trigger_after_n_examples_and_restarts_on_promotion() -> No
     assert again == []
 
 
+def test_data_arrival_counts_only_the_champions_examples() -> None:
+    """A first model's bootstrap examples, read after its promotion, are not new data."""
+    monitor = make(data_arrival_examples=1_000)
+    monitor.observe_model_update({"model_name": "m", "model_version": "2"})
+    older = examples(1_500, error_rate=lambda i: 0.1)
+    assert {e["model_version"] for e in older} != {"2"}
+    assert triggers(feed(monitor, older, kind="example")) == []
+    ours = [{**e, "model_version": "2"} for e in examples(1_000, error_rate=lambda i: 0.1)]
+    assert [(i, t.reason) for i, t in triggers(feed(monitor, ours, kind="example"))] == [
+        (999, "data_arrival")
+    ]
+
+
 def test_events_match_their_schemas() -> None:
     schemas = EventSchemas()
     monitor = make(data_arrival_examples=100)
