@@ -1,4 +1,8 @@
-"""What every service process sets once, at start: when the garbage collector runs.
+"""What a streaming service sets once, at start: when the garbage collector runs.
+
+ingest, monitor and trainer (and ingest's benchmark replicas) call :func:`tune_gc`; serve
+keeps CPython's default, since its garbage dies young and a walk of a large young generation
+would be a spike in its latency.
 
 CPython collects its youngest generation after every 700 net allocations of container objects
 (dicts, lists, instances). A service on a stream allocates a few per event, so at that default it

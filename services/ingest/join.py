@@ -263,10 +263,7 @@ class LabelJoin:
         return time
 
     def _put(self, request_id: str, entry: Entry) -> None:
-        # Re-inserting moves it to the back. (_remove, inline: this runs for every event.)
-        old = self._entries.pop(request_id, None)
-        if old is not None and old.status == WAITING:
-            self._waiting -= 1
+        self._remove(request_id)  # re-inserting moves it to the back
         self._entries[request_id] = entry
         self._waiting += entry.status == WAITING
         heapq.heappush(self._deadlines, (entry.deadline, request_id))
