@@ -151,14 +151,7 @@ class TrainerCore:
         from dataclasses import replace
 
         self.policy = replace(policy, **changes)
-        s = self.settings
-        self.config = FitConfig(
-            max_epochs=s.trainer_max_epochs,
-            patience=s.trainer_patience,
-            max_seconds=s.trainer_max_fit_s,
-            batch_size=s.trainer_batch_size,
-            seed=s.trainer_seed,
-        )
+        self.config = FitConfig.from_settings(self.settings)
         self.gate = gate
 
     def refit(
@@ -202,7 +195,9 @@ class TrainerCore:
                 window.train["label"].to_numpy(dtype=object), truth
             )
             verdict = gate.judge(scores, baseline, f"baseline: {name}", problem)
-        card = card.model_copy(update={"metrics": scores})
+        # As the trainer does: the monitor sizes its error-stream tests by the holdout's rows.
+        holdout = {"holdout_rows": float(len(window.holdout))}
+        card = card.model_copy(update={"metrics": scores | holdout})
         candidate = Served(model, card, version)
         candidate.recent = window.recent  # type: ignore[attr-defined]
         promoted = verdict.promote or not self.gate

@@ -45,7 +45,7 @@ def build_model(
     card: ModelCard,
     frame: pd.DataFrame,
     hidden: Sequence[int] = (64, 32),
-    learning_rate: float = 1e-3,
+    learning_rate: float = 1e-2,
 ) -> Any:
     """The built-in model for ``card``, its preprocessing adapted on ``frame``; compiled."""
     import keras

@@ -89,7 +89,7 @@ class TrainerSettings(Settings):
         200, ge=1, description="Epoch cap; early stopping ends most fits."
     )
     trainer_patience: int = Field(
-        8, ge=1, description="Epochs without validation improvement before stopping."
+        12, ge=1, description="Epochs without validation improvement before stopping."
     )
     trainer_max_fit_s: float = Field(
         600.0, gt=0, description="Wall-clock bound of one fit; the best weights so far are kept."
@@ -100,7 +100,18 @@ class TrainerSettings(Settings):
         description="Examples per gradient step; 0 follows the window: about 50 steps an "
         "epoch, between 32 and 256.",
     )
-    trainer_learning_rate: float = Field(1e-3, gt=0, description="Adam's learning rate.")
+    trainer_learning_rate: float = Field(
+        1e-2, gt=0, description="Adam's learning rate at the start of a fit."
+    )
+    trainer_plateau_patience: int = Field(
+        4,
+        ge=0,
+        description="Epochs without validation improvement before the learning rate falls "
+        "(by `TRAINER_PLATEAU_FACTOR`); 0 keeps it constant.",
+    )
+    trainer_plateau_factor: float = Field(
+        0.3, gt=0, lt=1, description="What the learning rate is multiplied by when it falls."
+    )
     trainer_hidden_units: str = Field(
         "64,32", description="Hidden layer widths of the built-in model, comma-separated."
     )

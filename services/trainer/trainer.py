@@ -206,13 +206,7 @@ class Trainer:
         # No dedupe state: the trainer only reads the store.
         self.store = store or open_store(settings, dedupe_horizon_s=0)
         self.policy = WindowPolicy.from_settings(settings)
-        self.config = FitConfig(
-            max_epochs=settings.trainer_max_epochs,
-            patience=settings.trainer_patience,
-            max_seconds=settings.trainer_max_fit_s,
-            batch_size=settings.trainer_batch_size,
-            seed=settings.trainer_seed,
-        )
+        self.config = FitConfig.from_settings(settings)
         self.declared_features = parse_features(settings.trainer_features)
         self.builder = load_builder(settings.trainer_builder) if settings.trainer_builder else None
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
@@ -575,6 +569,8 @@ class Trainer:
             "batch_size": self.config.batch_size_for(len(window.train)),
             "max_epochs": self.config.max_epochs,
             "patience": self.config.patience,
+            "plateau_patience": self.config.plateau_patience,
+            "plateau_factor": self.config.plateau_factor,
             "max_fit_s": self.config.max_seconds,
             "seed": self.config.seed,
             "warm_start": warm,
