@@ -161,6 +161,7 @@ class TrainerCore:
         from services.trainer.fit import fit, predict
         from services.trainer.gate import (
             PromotionGate,
+            card_metrics,
             classification_scores,
             naive_classification,
             sanity_problem,
@@ -195,9 +196,7 @@ class TrainerCore:
                 window.train["label"].to_numpy(dtype=object), truth
             )
             verdict = gate.judge(scores, baseline, f"baseline: {name}", problem)
-        # As the trainer does: the monitor sizes its error-stream tests by the holdout's rows.
-        holdout = {"holdout_rows": float(len(window.holdout))}
-        card = card.model_copy(update={"metrics": scores | holdout})
+        card = card.model_copy(update={"metrics": card_metrics(scores, len(window.holdout))})
         candidate = Served(model, card, version)
         candidate.recent = window.recent  # type: ignore[attr-defined]
         promoted = verdict.promote or not self.gate

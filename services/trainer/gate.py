@@ -121,6 +121,16 @@ def naive_regression(
     return name, scored[name]
 
 
+def card_metrics(scores: Scores, holdout_rows: int) -> Scores:
+    """What a promoted model's card carries: its holdout scores and the holdout's size, by
+    which the monitor judges how far to trust them (see ``HoldoutCusum``).
+
+    >>> card_metrics({"accuracy": 0.9}, 200)
+    {'accuracy': 0.9, 'holdout_rows': 200.0}
+    """
+    return scores | {"holdout_rows": float(holdout_rows)}
+
+
 def sanity_problem(task: Task, outputs: np.ndarray, holdout_truth: np.ndarray) -> str | None:
     """Why ``outputs`` (a model's on the holdout) cannot be promoted, or None when they can."""
     if outputs.size == 0:

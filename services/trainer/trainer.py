@@ -59,6 +59,7 @@ from services.trainer.gate import (
     METRICS,
     PromotionGate,
     Scores,
+    card_metrics,
     classification_scores,
     naive_classification,
     naive_regression,
@@ -467,9 +468,7 @@ class Trainer:
             sketch = ReferenceSketch.build(
                 card, feature_rows(card, recent), self._labels(card, model, recent)
             )
-            # The monitor sizes its error-stream tests by how sure the holdout score is.
-            holdout = {"holdout_rows": float(len(window.holdout))}
-            card = card.model_copy(update={"metrics": scores | holdout})
+            card = card.model_copy(update={"metrics": card_metrics(scores, len(window.holdout))})
         with watch.stage("registration"):
             version = register_model(model, card, sketch, self.name)
             outcome.model_version = version
