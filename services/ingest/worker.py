@@ -3,10 +3,17 @@
 Delivery is at-least-once with idempotent writes. The worker checkpoints every
 ``ingest_flush_rows`` examples or ``ingest_flush_s`` seconds, in this order:
 
-1. buffered examples are written to the store (durable on return);
+1. buffered examples are written to the store (durable on return), and sent to the
+   examples topic;
 2. the join entries changed since the last checkpoint go to the compacted changelog topic;
 3. the examples topic, the changelog and the dead letters are flushed (``acks=all``);
 4. the consumed offsets are committed.
+
+Checkpoints overlap: the worker goes on joining while they run, and a checkpoint's changelog
+is sent as soon as its store write is durable, behind the previous checkpoint's changelog
+(so that a request's later snapshot always follows its earlier one) but without waiting for
+the previous commit. Commits go in checkpoint order. The changelog may thus run ahead of the
+committed offsets, never ahead of the store, which is what a restart relies on.
 
 It also checkpoints when partitions are revoked (a rebalance or a shutdown), then forgets
 their state; on assignment it rebuilds a partition's state from the changelog before reading
@@ -67,9 +74,10 @@ CHECKPOINTS = Counter(
     "driftloop_ingest_checkpoints_total", "Checkpoints (store, changelog, commit)."
 )
 
-# Nothing waits on a single record here (each checkpoint flushes), so batch generously: fewer,
-# larger produce requests leave more of the process to the join.
-BATCHING = {"linger_ms": 20, "max_batch_size": 1 << 20}
+# The worker hands the producers whole batches, one per partition and checkpoint: large ones
+# (fewer produce requests leave more of the process to the join), sent at once (a linger would
+# only hold a finished batch back, 20 ms per checkpoint on its critical path).
+BATCHING = {"linger_ms": 0, "max_batch_size": 1 << 20}
 IN_FLIGHT = 3
 
 
@@ -81,12 +89,14 @@ class IngestWorker(ConsumerRebalanceListener):
         self.store = store
         self.join = LabelJoin(settings.ingest_join_ttl_s, settings.ingest_join_max_entries)
         self._buffer: list[dict[str, Any]] = []
+        self._partitions: list[int] = []  # each buffered example's request partition
         # Whether an example may go to its request's partition number (see ensure_changelog).
         self._co_partitioned = False
         self._last_checkpoint = time.monotonic()
         self._published: CounterOf[str] = CounterOf()
-        self._sent: list[asyncio.Future[Any]] = []  # example batches not yet checkpointed
         self._in_flight: list[asyncio.Task[None]] = []  # checkpoints, oldest first
+        # Resolved once the newest checkpoint has sent its changelog (or failed to).
+        self._changelog_sent: asyncio.Future[None] | None = None
         # One writer thread: the store's files are written in checkpoint order.
         self._store_writer = ThreadPoolExecutor(1, thread_name_prefix="ingest-store")
         self.examples = AsyncEventProducer(settings, service="ingest", **BATCHING)
@@ -124,8 +134,7 @@ class IngestWorker(ConsumerRebalanceListener):
     async def step(self, timeout_ms: int = 500) -> int:
         """One poll: join what came, checkpoint when due; returns the events handled."""
         batch = await self.consumer.poll(timeout_ms)
-        examples: list[dict[str, Any]] = []
-        partitions: list[int] = []
+        examples, partitions = self._buffer, self._partitions
         join = self.join
         for received in batch:
             partition = received.origin["partition"]
@@ -136,15 +145,6 @@ class IngestWorker(ConsumerRebalanceListener):
             if example is not None:
                 examples.append(example)
                 partitions.append(partition)
-        if examples:
-            # Built from two validated events; tests check the result against its schema.
-            self._sent += await self.examples.send_many(
-                EventType.LABELLED_EXAMPLE,
-                examples,
-                validate=False,
-                partitions=partitions if self._co_partitioned else None,
-            )
-            self._buffer += examples
         self.join.expire()
         due = time.monotonic() - self._last_checkpoint >= self.settings.ingest_flush_s
         if len(self._buffer) >= self.settings.ingest_flush_rows or (
@@ -178,8 +178,8 @@ class IngestWorker(ConsumerRebalanceListener):
             if len(self._in_flight) < IN_FLIGHT:
                 break
             await asyncio.wait(self._in_flight[:1])
-        examples, sent = self._buffer, self._sent
-        self._buffer, self._sent = [], []
+        examples, partitions = self._buffer, self._partitions
+        self._buffer, self._partitions = [], []
         offsets = self.consumer.take_ranges()
         changes = self.join.drain_changes()
         positions = self.consumer.take_positions()
@@ -188,31 +188,72 @@ class IngestWorker(ConsumerRebalanceListener):
             self._store_writer, self.store.write, examples, offsets
         )
         previous = self._in_flight[-1] if self._in_flight else None
-        task = asyncio.create_task(self._finish(stored, changes, sent, positions, previous))
+        changelog_before = self._changelog_sent
+        self._changelog_sent = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(
+            self._finish(
+                stored,
+                (examples, partitions),
+                changes,
+                positions,
+                previous,
+                (changelog_before, self._changelog_sent),
+            )
+        )
         self._in_flight.append(task)
 
     async def _finish(
         self,
         stored: asyncio.Future[list[Manifest] | None],
+        examples: tuple[list[dict[str, Any]], list[int]],
         changes: dict[str, tuple[int, dict[str, Any] | None]],
-        sent: list[asyncio.Future[Any]],
         positions: dict[TopicPartition, int],
         previous: asyncio.Task[None] | None,
+        changelog: tuple[asyncio.Future[None] | None, asyncio.Future[None]],
     ) -> None:
-        """Store, changelog, examples, commit: in that order (see the module's docstring)."""
-        for manifest in await stored or []:
-            STORE_FILES.inc()
-            STORE_ROWS.inc(manifest.rows)
-            STORE_BYTES.inc(manifest.bytes)
-        if previous is not None:
-            await previous  # changelog writes and commits go in checkpoint order
-        await self._write_changelog(changes)
+        """Store, changelog, examples, commit: in that order (see the module's docstring).
+
+        ``changelog`` is the previous checkpoint's changelog hand-off, awaited before this
+        one's changelog is sent, and this one's, resolved once it is sent (or failed).
+        """
+        before, mine = changelog
+        try:
+            if before is not None:
+                await before  # a failed one fails this one: its changes would be missing
+            sent = await self._send_examples(*examples)
+            for manifest in await stored or []:
+                STORE_FILES.inc()
+                STORE_ROWS.inc(manifest.rows)
+                STORE_BYTES.inc(manifest.bytes)
+            sent += await self._send_changelog(changes)
+        except BaseException as error:
+            mine.set_exception(error)
+            mine.exception()  # retrieved here: the next checkpoint may never come to look
+            raise
+        mine.set_result(None)
         await asyncio.gather(*sent)
+        if previous is not None:
+            await previous  # commits go in checkpoint order
         await self.consumer.commit(positions)
         CHECKPOINTS.inc()
         self._publish_metrics()
 
-    async def _write_changelog(self, changes: dict[str, tuple[int, dict[str, Any] | None]]) -> None:
+    async def _send_examples(
+        self, examples: list[dict[str, Any]], partitions: list[int]
+    ) -> list[asyncio.Future[Any]]:
+        if not examples:
+            return []
+        # Built from two validated events; tests check the result against its schema.
+        return await self.examples.send_many(
+            EventType.LABELLED_EXAMPLE,
+            examples,
+            validate=False,
+            partitions=partitions if self._co_partitioned else None,
+        )
+
+    async def _send_changelog(
+        self, changes: dict[str, tuple[int, dict[str, Any] | None]]
+    ) -> list[asyncio.Future[Any]]:
         # One batch per partition: a record at a time would cost as much as the join itself.
         batches: dict[int, Any] = {}
         sends = []
@@ -230,7 +271,7 @@ class IngestWorker(ConsumerRebalanceListener):
         for partition, batch in batches.items():
             if batch.record_count():
                 sends.append(await self.changelog.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*sends)
+        return sends
 
     async def close(self) -> None:
         await self.checkpoint()
@@ -271,6 +312,10 @@ class IngestWorker(ConsumerRebalanceListener):
         # Paused partitions return nothing (what was fetched for them is dropped and fetched
         # again from the same position on resume), so pause them before the first await.
         self.consumer.pause(*taken)
+        # What was polled from them before this ran is dropped with their state below, and
+        # its offsets must not be committed: read it again, after the restore. (Examples it
+        # made are made again with the same ids; the store keeps one.)
+        await self.consumer.rewind(*taken)
         # The changelog is the truth for a partition being taken on, even one held before.
         self.join.drop_partitions(partitions)
         while True:

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -15,9 +16,10 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka.partitioner import murmur2
+from kafka import KafkaConsumer, TopicPartition
 
 from driftloop.events import EventType, new_event
-from driftloop.messaging import EventConsumer, EventProducer, Received
+from driftloop.messaging import EventConsumer, EventProducer, Received, kafka_admin
 from driftloop.store import ExampleStore
 from services.ingest import worker as worker_module
 from services.ingest.join import example_id
@@ -212,6 +214,89 @@ async def test_labels_wait_for_the_restored_state_of_a_partition_taken_on(
         await second.close()
     assert second.join.outcomes["joined"] == len(waiting), dict(second.join.outcomes)
     assert sorted(stored_rows(s)) == sorted(waiting)
+
+
+class StoreThatFailsOnce(ExampleStore):
+    """Its first write of examples waits for ``release``, then fails (a full disk); later
+    ones succeed."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri)
+        self.release = threading.Event()
+        self.failed = False
+
+    def write(self, examples: Any, offsets: Any = None) -> Any:
+        if examples and not self.failed:
+            self.failed = True
+            self.release.wait(30)
+            raise OSError("the disk is full")
+        return super().write(examples, offsets)
+
+
+def finished(worker: IngestWorker) -> int:
+    """Requests the worker has joined (whatever it polled twice, it joined once)."""
+    return len(worker.join) - worker.join.waiting
+
+
+def changelog_records(settings: IngestSettings) -> int:
+    reader = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    try:
+        topic = settings.topic_ingest_changelog
+        partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
+        return sum(reader.end_offsets(partitions).values())
+    finally:
+        reader.close()
+
+
+async def test_after_a_failed_store_write_no_later_changelog_is_sent_nor_offset_committed(
+    ingest_settings: IngestSettings,
+) -> None:
+    """Checkpoints overlap, and a later one's changelog may go before an earlier one commits;
+    but never after an earlier one failed: its changes would be missing from the changelog."""
+    s = ingest_settings.model_copy(update={"ingest_flush_rows": 1, "ingest_flush_s": 60})
+    first, second = ["f0", "f1", "f2"], ["s0", "s1", "s2"]
+    store = StoreThatFailsOnce(s.store_uri)
+    worker = IngestWorker(s, store)
+    await worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not worker.consumer.client.assignment() and time.monotonic() < deadline:
+            await worker.step(200)  # a group with its member: the first records come next
+        with EventProducer(s, service="test") as producer:
+            for batch in (first, second):
+                for request_id in batch:
+                    producer.send(EventType.PREDICTION, prediction(request_id))
+                    producer.send(EventType.LABEL, label(request_id))
+                producer.flush()
+                joined = len(first) if batch is first else len(first) + len(second)
+                deadline = time.monotonic() + 20
+                # each step that joins begins a checkpoint; the first is stuck in its write
+                while finished(worker) < joined and time.monotonic() < deadline:
+                    await worker.step(200)
+        assert finished(worker) == len(first) + len(second), dict(worker.join.outcomes)
+        store.release.set()
+        with pytest.raises(OSError, match="the disk is full"):
+            await worker.checkpoint()
+        assert changelog_records(s) == 0
+        admin = kafka_admin(s, "test")
+        try:
+            committed = admin.list_group_offsets(s.ingest_group_id).get(s.ingest_group_id, {})
+        finally:
+            admin.close()
+        assert not committed, committed
+    finally:
+        await worker.consumer.stop()
+        await worker.examples.stop()
+        await worker.changelog.stop()
+
+    # Nothing was committed: a restart reads it all again and stores every request once.
+    again = IngestWorker(s, ExampleStore(s.store_uri))
+    await again.start()
+    try:
+        await run_until(again, lambda: len(stored_rows(s)) == len(first) + len(second))
+    finally:
+        await again.close()
+    assert sorted(stored_rows(s)) == sorted(first + second)
 
 
 def test_kill_and_restart_stores_every_joined_request_exactly_once(
