@@ -289,24 +289,6 @@ class AsyncEventConsumer(StartsAndStops):
         if self._grouped and positions:
             await self.client.commit(positions)
 
-    async def rewind(self, *partitions: TopicPartition) -> None:
-        """Read ``partitions`` again from their committed offsets (where the group's offset
-        reset policy says, if none): what was polled from them since is to be read again,
-        and is not committed meanwhile.
-
-        For a partition just assigned: aiokafka may hand its first records to :meth:`poll`
-        before the rebalance listener runs, so a listener that rebuilds state first rewinds.
-        """
-        for tp in partitions:
-            self._positions.pop(tp, None)
-            committed = await self.client.committed(tp)
-            if committed is not None:
-                self.client.seek(tp, committed)
-            elif self._config["auto_offset_reset"] == "latest":
-                await self.client.seek_to_end(tp)
-            else:
-                await self.client.seek_to_beginning(tp)
-
     def pause(self, *partitions: TopicPartition) -> None:
         self.client.pause(*partitions)
 

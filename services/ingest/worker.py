@@ -162,7 +162,10 @@ class IngestWorker(ConsumerRebalanceListener):
         """Checkpoint everything handled so far and wait until every checkpoint is done."""
         await self._begin_checkpoint()
         pending, self._in_flight = self._in_flight, []
-        await asyncio.gather(*pending)
+        # All of them settle before a failure is raised: none is left running behind it.
+        for outcome in await asyncio.gather(*pending, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _begin_checkpoint(self) -> None:
         """Start a checkpoint of everything handled so far; the worker goes on joining.
@@ -312,10 +315,6 @@ class IngestWorker(ConsumerRebalanceListener):
         # Paused partitions return nothing (what was fetched for them is dropped and fetched
         # again from the same position on resume), so pause them before the first await.
         self.consumer.pause(*taken)
-        # What was polled from them before this ran is dropped with their state below, and
-        # its offsets must not be committed: read it again, after the restore. (Examples it
-        # made are made again with the same ids; the store keeps one.)
-        await self.consumer.rewind(*taken)
         # The changelog is the truth for a partition being taken on, even one held before.
         self.join.drop_partitions(partitions)
         while True:

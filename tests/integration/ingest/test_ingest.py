@@ -234,7 +234,8 @@ class StoreThatFailsOnce(ExampleStore):
 
 
 def finished(worker: IngestWorker) -> int:
-    """Requests the worker has joined (whatever it polled twice, it joined once)."""
+    """Requests the worker has joined, whichever half came first (``joined`` counts only
+    labels that found their prediction)."""
     return len(worker.join) - worker.join.waiting
 
 
@@ -254,27 +255,30 @@ async def test_after_a_failed_store_write_no_later_changelog_is_sent_nor_offset_
     """Checkpoints overlap, and a later one's changelog may go before an earlier one commits;
     but never after an earlier one failed: its changes would be missing from the changelog."""
     s = ingest_settings.model_copy(update={"ingest_flush_rows": 1, "ingest_flush_s": 60})
-    first, second = ["f0", "f1", "f2"], ["s0", "s1", "s2"]
+    joined, waiting = ["j0", "j1", "j2"], ["w0", "w1", "w2"]
     store = StoreThatFailsOnce(s.store_uri)
     worker = IngestWorker(s, store)
     await worker.start()
     try:
         deadline = time.monotonic() + 30
         while not worker.consumer.client.assignment() and time.monotonic() < deadline:
-            await worker.step(200)  # a group with its member: the first records come next
+            await worker.step(200)  # the group has its member: no rebalance mid-test
         with EventProducer(s, service="test") as producer:
-            for batch in (first, second):
-                for request_id in batch:
-                    producer.send(EventType.PREDICTION, prediction(request_id))
-                    producer.send(EventType.LABEL, label(request_id))
-                producer.flush()
-                joined = len(first) if batch is first else len(first) + len(second)
-                deadline = time.monotonic() + 20
-                # each step that joins begins a checkpoint; the first is stuck in its write
-                while finished(worker) < joined and time.monotonic() < deadline:
-                    await worker.step(200)
-        assert finished(worker) == len(first) + len(second), dict(worker.join.outcomes)
-        store.release.set()
+            for request_id in joined:
+                producer.send(EventType.PREDICTION, prediction(request_id))
+                producer.send(EventType.LABEL, label(request_id))
+            producer.flush()
+            deadline = time.monotonic() + 20
+            # A step that joins begins a checkpoint: the first one's write is stuck.
+            while finished(worker) < len(joined) and time.monotonic() < deadline:
+                await worker.step(200)
+            for request_id in waiting:  # the changelog entries of the last checkpoint
+                producer.send(EventType.PREDICTION, prediction(request_id))
+            producer.flush()
+        while worker.join.waiting < len(waiting) and time.monotonic() < deadline:
+            await worker.step(200)
+        assert (finished(worker), worker.join.waiting) == (3, 3), dict(worker.join.outcomes)
+        threading.Timer(1.0, store.release.set).start()  # once the last checkpoint has begun
         with pytest.raises(OSError, match="the disk is full"):
             await worker.checkpoint()
         assert changelog_records(s) == 0
@@ -290,13 +294,16 @@ async def test_after_a_failed_store_write_no_later_changelog_is_sent_nor_offset_
         await worker.changelog.stop()
 
     # Nothing was committed: a restart reads it all again and stores every request once.
+    with EventProducer(s, service="test") as producer:
+        for request_id in waiting:
+            producer.send(EventType.LABEL, label(request_id))
     again = IngestWorker(s, ExampleStore(s.store_uri))
     await again.start()
     try:
-        await run_until(again, lambda: len(stored_rows(s)) == len(first) + len(second))
+        await run_until(again, lambda: len(stored_rows(s)) == len(joined) + len(waiting))
     finally:
         await again.close()
-    assert sorted(stored_rows(s)) == sorted(first + second)
+    assert sorted(stored_rows(s)) == sorted(joined + waiting)
 
 
 def test_kill_and_restart_stores_every_joined_request_exactly_once(
