@@ -277,7 +277,13 @@ class IngestWorker(ConsumerRebalanceListener):
         return sends
 
     async def close(self) -> None:
+        """Checkpoint what was handled, then :meth:`stop`."""
         await self.checkpoint()
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop the clients and the store's writer without a checkpoint (after a failed one:
+        what was not committed is read again by whoever reads these partitions next)."""
         await self.consumer.stop()
         await self.examples.stop()
         await self.changelog.stop()

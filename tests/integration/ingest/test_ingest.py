@@ -289,9 +289,7 @@ async def test_after_a_failed_store_write_no_later_changelog_is_sent_nor_offset_
             admin.close()
         assert not committed, committed
     finally:
-        await worker.consumer.stop()
-        await worker.examples.stop()
-        await worker.changelog.stop()
+        await worker.stop()
 
     # Nothing was committed: a restart reads it all again and stores every request once.
     with EventProducer(s, service="test") as producer:
