@@ -220,6 +220,7 @@ class Received(NamedTuple):
     event_type: EventType
     event: dict[str, Any]
     origin: RecordOrigin
+    value: bytes  # the record's value as read: the event's JSON, for a consumer that keeps it
 
 
 DeadLetter = tuple[bytes | None, dict[str, Any]]  # (the original key, the dead-letter event)
@@ -249,7 +250,7 @@ class RecordCheck:
         self, topic: str, records: Iterable[Any]
     ) -> tuple[list[Received], list[DeadLetter]]:
         event_type = self._type_of_topic[topic]
-        decode = self.schemas.decode
+        decode = self.schemas.decoder(event_type)
         limit = self.settings.kafka_max_event_bytes
         valid: list[Received] = []
         letters: list[DeadLetter] = []
@@ -266,7 +267,7 @@ class RecordCheck:
                     raise SchemaViolation(
                         "$", "maxBytes", f"{len(value)} bytes, over the {limit} allowed"
                     )
-                event = decode(event_type, value)
+                event = decode(value)
             except SchemaViolation as violation:
                 if event_type is EventType.DEAD_LETTER:
                     # Never dead-letter a dead letter: that would loop on its own topic.
@@ -274,7 +275,7 @@ class RecordCheck:
                     continue
                 letters.append((record.key, self._letter(record, origin, violation)))
                 continue
-            valid.append(Received(event_type, event, origin))
+            valid.append(Received(event_type, event, origin, value))
         EVENTS_CONSUMED.labels(topic, "valid").inc(len(valid))
         return valid, letters
 

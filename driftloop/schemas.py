@@ -49,7 +49,7 @@ class EventSchemas:
     def __init__(self, directory: Path = REPO_ROOT / "schemas") -> None:
         self.directory = Path(directory)
         self._validators: dict[EventType, Validator] = {}
-        self._fast: dict[EventType, msgspec.json.Decoder[Any] | None] = {}
+        self._decoders: dict[EventType, Callable[[bytes], dict[str, Any]]] = {}
 
     def schema(self, event_type: EventType) -> dict[str, Any]:
         """The schema document of ``event_type``, as loaded from disk."""
@@ -75,27 +75,42 @@ class EventSchemas:
 
     def decode(self, event_type: EventType, payload: bytes) -> dict[str, Any]:
         """Parse a record value and validate it; bad JSON is a violation of the whole document."""
-        if event_type not in self._fast:
-            self._fast[event_type] = fast_decoder(self.schema(event_type))
-        fast = self._fast[event_type]
-        if fast is not None:
+        return self.decoder(event_type)(payload)
+
+    def decoder(self, event_type: EventType) -> Callable[[bytes], dict[str, Any]]:
+        """:meth:`decode` for one event type, for a caller that decodes many records of it."""
+        found = self._decoders.get(event_type)
+        if found is None:
+            found = self._decoders[event_type] = self._make_decoder(event_type)
+        return found
+
+    def _make_decoder(self, event_type: EventType) -> Callable[[bytes], dict[str, Any]]:
+        fast = fast_decoder(self.schema(event_type))
+        to_builtins, rejected = msgspec.to_builtins, (msgspec.ValidationError, msgspec.DecodeError)
+
+        def decode(payload: bytes) -> dict[str, Any]:
+            if fast is not None:
+                try:
+                    # The plain dict callers expect, from the checked struct: cheaper than a
+                    # second parse (unset optional fields are left out, as the document did).
+                    event = to_builtins(fast.decode(payload))
+                except rejected:
+                    pass  # the full check below names the problem, or accepts what was refused
+                else:
+                    if isinstance(event, dict):
+                        return event
             try:
-                # The plain dict callers expect, from the checked struct: cheaper than a
-                # second parse (unset optional fields are left out, as the document did).
-                event = msgspec.to_builtins(fast.decode(payload))
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                pass  # the full check below names the problem, or accepts what was refused
-            else:
-                if isinstance(event, dict):
-                    return event
-        try:
-            event = orjson.loads(payload)
-        except orjson.JSONDecodeError as error:
-            raise SchemaViolation("$", "json", f"not valid JSON: {error}") from None
-        if not isinstance(event, dict):
-            raise SchemaViolation("$", "type", f"must be a JSON object, not {type(event).__name__}")
-        self.validate(event_type, event)
-        return event
+                event = orjson.loads(payload)
+            except orjson.JSONDecodeError as error:
+                raise SchemaViolation("$", "json", f"not valid JSON: {error}") from None
+            if not isinstance(event, dict):
+                raise SchemaViolation(
+                    "$", "type", f"must be a JSON object, not {type(event).__name__}"
+                )
+            self.validate(event_type, event)
+            return event
+
+        return decode
 
 
 def _violation(error: fastjsonschema.JsonSchemaValueException) -> SchemaViolation:

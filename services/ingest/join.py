@@ -81,18 +81,20 @@ class Entry:
     partition: int
     deadline: float
     status: str = WAITING
-    # The events as compact JSON text: a third of a decoded dict's memory. "" is a marker
-    # that the half was there once (its payload is no longer needed).
-    prediction: str | None = None
+    # The events as JSON, a third of a decoded dict's memory: a prediction as its record
+    # carried it (bytes), or as packed here (text). "" is a marker that the half was there once
+    # (its payload is no longer needed).
+    prediction: bytes | str | None = None
     label: str | None = None
 
     def snapshot(self) -> dict[str, Any]:
-        """The entry as the changelog stores it."""
+        """The entry as the changelog stores it (a prediction's bytes as a nested object)."""
+        prediction = self.prediction
         return {
             "partition": self.partition,
             "deadline": self.deadline,
             "status": self.status,
-            "prediction": self.prediction,
+            "prediction": orjson.Fragment(prediction) if type(prediction) is bytes else prediction,
             "label": self.label,
         }
 
@@ -141,12 +143,16 @@ class LabelJoin:
 
     # --- the two inputs ------------------------------------------------------------------
 
-    def add_prediction(self, prediction: dict[str, Any], partition: int = 0) -> JoinResult:
+    def add_prediction(
+        self, prediction: dict[str, Any], partition: int = 0, value: bytes | None = None
+    ) -> JoinResult:
+        """Join a prediction; ``value``, its JSON as read (kept while it waits, else packed)."""
         request_id = prediction["request_id"]
         time = self._advance(prediction["event_time"])
         entry = self._entries.get(request_id)
         if entry is None:
-            self._put(request_id, Entry(partition, time + self.ttl_s, prediction=pack(prediction)))
+            held = value if value is not None else pack(prediction)
+            self._put(request_id, Entry(partition, time + self.ttl_s, prediction=held))
             return self._count(PENDING)
         if entry.status == EXPIRED and entry.label is not None:
             return self._count(JoinResult("late_prediction"))
@@ -238,6 +244,8 @@ class LabelJoin:
         self._remove(request_id)
         self._logged.discard(request_id)
         if snapshot is not None:
+            if isinstance(snapshot.get("prediction"), dict):  # bytes, nested as an object
+                snapshot = snapshot | {"prediction": orjson.dumps(snapshot["prediction"])}
             entry = self._entries[request_id] = Entry(**snapshot)
             self._waiting += entry.status == WAITING
             self._logged.add(request_id)

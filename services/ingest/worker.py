@@ -139,7 +139,7 @@ class IngestWorker(ConsumerRebalanceListener):
         for received in batch:
             partition = received.origin["partition"]
             if received.event_type is EventType.PREDICTION:
-                example = join.add_prediction(received.event, partition).example
+                example = join.add_prediction(received.event, partition, received.value).example
             else:
                 example = join.add_label(received.event, partition).example
             if example is not None:

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from driftloop.events import EventType
@@ -169,6 +170,27 @@ def test_state_survives_through_the_changelog() -> None:
         second.restore(request_id, snapshot)
     assert second.add_label(label("waiting", 3)).outcome == "joined"
     assert second.add_label(label("done", 3)).outcome == "duplicate_label"
+
+
+def test_a_prediction_kept_as_read_survives_the_changelog_as_json() -> None:
+    """The worker hands the join each prediction's bytes as read; the changelog nests them as
+    an object, and an entry restored from that (or from the older text form) joins as before."""
+    waiting = prediction("waiting", 0)
+    first = LabelJoin(ttl_s=60)
+    first.add_prediction(waiting, partition=2, value=orjson.dumps(waiting))
+    ((_, snapshot),) = first.drain_changes().values()
+    record = orjson.loads(orjson.dumps(snapshot))  # what the changelog topic holds
+    assert record["prediction"] == waiting  # an object, not its text
+
+    text = record | {"prediction": orjson.dumps(waiting).decode()}  # as older versions wrote
+    for stored in (record, text):
+        second = LabelJoin(ttl_s=60)
+        second.restore("waiting", stored)
+        result = second.add_label(label("waiting", 3, value=0))
+        assert result.outcome == "joined"
+        assert result.example is not None
+        assert result.example["features"] == waiting["features"]
+        assert result.example["prediction_time"] == waiting["event_time"]
 
 
 def test_revoked_partitions_are_dropped() -> None:
