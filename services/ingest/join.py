@@ -244,8 +244,8 @@ class LabelJoin:
         self._remove(request_id)
         self._logged.discard(request_id)
         if snapshot is not None:
-            if isinstance(snapshot.get("prediction"), dict):  # bytes, nested as an object
-                snapshot = snapshot | {"prediction": orjson.dumps(snapshot["prediction"])}
+            if isinstance(snapshot.get("prediction"), dict):  # bytes nested as an object: text
+                snapshot = snapshot | {"prediction": pack(snapshot["prediction"])}
             entry = self._entries[request_id] = Entry(**snapshot)
             self._waiting += entry.status == WAITING
             self._logged.add(request_id)
