@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import TopicPartition
-from kafka import KafkaConsumer
+from kafka import ConsumerRebalanceListener, KafkaConsumer
 
 from bench.report import write
 from driftloop.events import EventType, new_event
@@ -86,16 +86,27 @@ def cpu_seconds(pid: int) -> float:
 
 
 def bare_read(settings: IngestSettings, expected: int) -> tuple[float, float]:
-    """Events/s of a plain consumer reading ``expected`` records, and its CPU us per event."""
+    """Events/s of a plain consumer reading ``expected`` records, and its CPU us per event.
+
+    The clock starts as ingest's does: the group settled, nothing fetched yet (its
+    partitions are paused until then; a group join is 180 ms here, a tenth of a read).
+    """
     consumer = KafkaConsumer(
-        settings.topic_predictions,
-        settings.topic_labels,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=f"bare-{uuid.uuid4().hex}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         max_poll_records=settings.kafka_max_poll_records,
     )
+    topics = [settings.topic_predictions, settings.topic_labels]
+    consumer.subscribe(topics, listener=_PauseOnAssignment(consumer))
+    deadline = time.monotonic() + STALL_S
+    while len(consumer.assignment()) < len(topics) * PARTITIONS:
+        if consumer.poll(timeout_ms=100):
+            raise RuntimeError("the plain consumer read records before the clock started")
+        if time.monotonic() > deadline:
+            raise RuntimeError("the plain consumer was not assigned every partition")
+    consumer.resume(*consumer.assignment())
     seen, started, cpu = 0, time.perf_counter(), time.process_time()
     while seen < expected:
         seen += sum(len(records) for records in consumer.poll(timeout_ms=500).values())
@@ -104,13 +115,35 @@ def bare_read(settings: IngestSettings, expected: int) -> tuple[float, float]:
     return seen / elapsed, cpu / seen * 1e6
 
 
+class _PauseOnAssignment(ConsumerRebalanceListener):
+    def __init__(self, consumer: KafkaConsumer) -> None:
+        self.consumer = consumer
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.consumer.pause(*assigned)
+
+
 class Replica(IngestWorker):
-    """ingest's worker as one replica of a group: says on stdout what it was assigned."""
+    """ingest's worker as one replica of a group: says on stdout what it was assigned, and
+    reads nothing until :meth:`go` (aiokafka fetches in the background as soon as it holds a
+    partition: a replica left alone would have the records in memory before the clock starts,
+    where the plain read fetches them on the clock)."""
+
+    going = False
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         taken = list(assigned)
         await super().on_partitions_assigned(taken)
+        if not self.going:
+            self.consumer.pause(*taken)  # what was fetched for them is dropped
         print(f"assigned {len(taken)}", flush=True)
+
+    def go(self) -> None:
+        self.going = True
+        self.consumer.resume(*self.consumer.client.assignment())
 
 
 async def replica(settings: IngestSettings) -> None:
@@ -120,6 +153,7 @@ async def replica(settings: IngestSettings) -> None:
     await worker.start()
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.readline)
+    worker.go()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     await worker.run(stop)
