@@ -230,6 +230,7 @@ class AsyncEventConsumer(StartsAndStops):
         self._grouped = group_id is not None
         self._positions: dict[TopicPartition, int] = {}  # next offsets, not yet committed
         self._ranges: dict[TopicPartition, list[int]] = {}  # [first, last] since take_ranges
+        self._read_time: dict[TopicPartition, int] = {}  # the last read record's timestamp
 
     async def start(self) -> None:
         await self._dead_letters.start()
@@ -241,13 +242,20 @@ class AsyncEventConsumer(StartsAndStops):
             await self._dead_letters.stop()
             raise _unavailable(self.settings, error) from None
 
-    async def poll(self, timeout_ms: int = 1000) -> list[Received]:
-        """The next batch of valid events; invalid records are dead-lettered on the way."""
+    async def poll(
+        self, timeout_ms: int = 1000, partitions: Iterable[TopicPartition] = ()
+    ) -> list[Received]:
+        """The next batch of valid events, from ``partitions`` (default: all assigned);
+        invalid records are dead-lettered on the way.
+
+        What was fetched for other partitions stays fetched for a later poll.
+        """
         batch: list[Received] = []
-        fetched = await self.client.getmany(timeout_ms=timeout_ms)
+        fetched = await self.client.getmany(*partitions, timeout_ms=timeout_ms)
         for partition, records in fetched.items():
             if records:
                 self._positions[partition] = records[-1].offset + 1
+                self._read_time[partition] = records[-1].timestamp
                 span = self._ranges.setdefault(partition, [records[0].offset, 0])
                 span[1] = records[-1].offset
             valid, letters = self._check(partition.topic, records)
@@ -259,6 +267,30 @@ class AsyncEventConsumer(StartsAndStops):
                 lag = highwater - records[-1].offset - 1
                 CONSUMER_LAG.labels(partition.topic, str(partition.partition)).set(lag)
         return batch
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.client.assignment()
+
+    def read_time(self, partition: TopicPartition) -> int | None:
+        """The timestamp (ms) of the last record :meth:`poll` returned from ``partition``."""
+        return self._read_time.get(partition)
+
+    def has_more(self, partition: TopicPartition) -> bool:
+        """Whether ``partition`` is known to hold records to read past the consumer's position
+        (up to the last stable offset when reading committed records only).
+
+        The position is aiokafka's, which moves past transaction markers: the offset after
+        the last record returned would wait forever on a partition that ends with one.
+        """
+        if self._config["isolation_level"] == "read_committed":
+            end = self.client.last_stable_offset(partition)
+        else:
+            end = self.client.highwater(partition)
+        # aiokafka's own position() waits while a position is being reset; this only looks.
+        state = self.client._subscription.subscription.assignment.state_value(partition)
+        if end is None or state is None or not state.has_valid_position:
+            return False
+        return bool(end > state.position)
 
     @property
     def uncommitted(self) -> bool:

@@ -19,6 +19,10 @@ It also checkpoints when partitions are revoked (a rebalance or a shutdown), the
 their state; on assignment it rebuilds a partition's state from the changelog before reading
 any of its records.
 
+Each poll reads, of a partition's predictions and labels, the one behind in time first
+(:mod:`services.ingest.alignment`): on a backlog, a label is read soon after its prediction,
+so most requests are joined between two checkpoints and never reach the changelog.
+
 A crash anywhere re-reads the records since the last commit on top of the state of the last
 checkpoint (or a newer one): re-made examples carry the same ``event_id`` and the store drops
 them, so every joined request is stored exactly once.
@@ -54,6 +58,7 @@ from driftloop.async_messaging import (
 from driftloop.events import EventType
 from driftloop.messaging import kafka_admin
 from driftloop.store import ExampleStore, Manifest
+from services.ingest.alignment import Progress, behind_first
 from services.ingest.join import LabelJoin
 from services.ingest.settings import IngestSettings
 
@@ -79,6 +84,7 @@ CHECKPOINTS = Counter(
 # only hold a finished batch back, 20 ms per checkpoint on its critical path).
 BATCHING = {"linger_ms": 0, "max_batch_size": 1 << 20}
 IN_FLIGHT = 3
+POLL_RECORDS = 1000
 
 
 class IngestWorker(ConsumerRebalanceListener):
@@ -93,6 +99,7 @@ class IngestWorker(ConsumerRebalanceListener):
         # Whether an example may go to its request's partition number (see ensure_changelog).
         self._co_partitioned = False
         self._last_checkpoint = time.monotonic()
+        self._aligned = True  # whether the next poll reads the partitions behind first
         self._published: CounterOf[str] = CounterOf()
         self._in_flight: list[asyncio.Task[None]] = []  # checkpoints, oldest first
         # Resolved once the newest checkpoint has sent its changelog (or failed to).
@@ -113,7 +120,9 @@ class IngestWorker(ConsumerRebalanceListener):
             partition_assignment_strategy=(RangePartitionAssignor,),
             # Large fetches: fewer round trips to the broker for a worker that reads in bulk.
             max_partition_fetch_bytes=8 << 20,
-            max_poll_records=max(settings.kafka_max_poll_records, 5000),
+            # Polls of a thousand: large enough to cost little each, small enough that the
+            # partitions behind in time catch up often (see _behind_first).
+            max_poll_records=max(settings.kafka_max_poll_records, POLL_RECORDS),
         )
 
     async def start(self) -> None:
@@ -133,7 +142,11 @@ class IngestWorker(ConsumerRebalanceListener):
 
     async def step(self, timeout_ms: int = 500) -> int:
         """One poll: join what came, checkpoint when due; returns the events handled."""
-        batch = await self.consumer.poll(timeout_ms)
+        chosen = self._behind_first()
+        batch = await self.consumer.poll(timeout_ms, chosen)
+        # Nothing from the partitions behind (their last records were not data: transaction
+        # markers): read everything next time rather than wait on them.
+        self._aligned = not (chosen and not batch)
         examples, partitions = self._buffer, self._partitions
         join = self.join
         for received in batch:
@@ -152,6 +165,28 @@ class IngestWorker(ConsumerRebalanceListener):
         ):
             await self._begin_checkpoint()
         return len(batch)
+
+    def _behind_first(self) -> list[TopicPartition]:
+        """The partitions to poll: of each prediction and label partition of one number, the
+        one behind in time (see :mod:`services.ingest.alignment`); [] for all of them."""
+        consumer = self.consumer
+        assigned = consumer.assignment()
+        if not self._aligned or not assigned or consumer.client.paused():
+            return []  # a paused partition (its state being restored) would be waited on
+
+        def progress(partition: TopicPartition) -> Progress:
+            return Progress(partition, consumer.read_time(partition), consumer.has_more(partition))
+
+        labels = self.settings.topic_labels
+        pairs = [
+            (progress(tp), progress(TopicPartition(labels, tp.partition)))
+            for tp in assigned
+            if tp.topic == self.settings.topic_predictions
+        ]
+        if len(pairs) * 2 != len(assigned):  # range assignment pairs them; anything else: all
+            return []
+        chosen = behind_first(pairs)
+        return [] if len(chosen) == len(assigned) else chosen  # type: ignore[return-value]
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -249,6 +249,36 @@ def changelog_records(settings: IngestSettings) -> int:
         reader.close()
 
 
+async def test_a_backlog_is_read_in_step_so_no_prediction_waits_for_labels_read_later(
+    ingest_settings: IngestSettings,
+) -> None:
+    """A backlog (pairs produced while ingest was away) is read in time order across the two
+    topics: each partition's labels keep up with its predictions, so a prediction waits for
+    about one poll at most, where reading each topic as it arrives would read a partition's
+    predictions all before its labels, hold them all, and log each to the changelog."""
+    s = ingest_settings.model_copy(update={"ingest_flush_rows": 1_000_000, "ingest_flush_s": 60})
+    per_partition = 3 * worker_module.POLL_RECORDS
+    pairs = per_partition * s.topic_partitions
+    with EventProducer(s, service="test", linger_ms=20) as producer:
+        for i in range(pairs):
+            producer.send(EventType.PREDICTION, prediction(f"b{i}"))
+            producer.send(EventType.LABEL, label(f"b{i}"))
+        producer.flush()
+    worker = IngestWorker(s, ExampleStore(s.store_uri))
+    await worker.start()
+    most_waiting = 0
+    try:
+        deadline = time.monotonic() + 60
+        while finished(worker) < pairs and time.monotonic() < deadline:
+            await worker.step(200)
+            most_waiting = max(most_waiting, worker.join.waiting)
+        assert finished(worker) == pairs, dict(worker.join.outcomes)
+    finally:
+        await worker.stop()
+    # A poll is at most POLL_RECORDS records; per partition, at most one poll ahead.
+    assert 0 < most_waiting <= s.topic_partitions * worker_module.POLL_RECORDS, most_waiting
+
+
 async def test_after_a_failed_store_write_no_later_changelog_is_sent_nor_offset_committed(
     ingest_settings: IngestSettings,
 ) -> None:
