@@ -287,7 +287,8 @@ class AsyncEventConsumer(StartsAndStops):
         else:
             end = self.client.highwater(partition)
         # aiokafka's own position() waits while a position is being reset; this only looks.
-        state = self.client._subscription.subscription.assignment.state_value(partition)
+        subscription = self.client._subscription.subscription
+        state = None if subscription is None else subscription.assignment.state_value(partition)
         if end is None or state is None or not state.has_valid_position:
             return False
         return bool(end > state.position)

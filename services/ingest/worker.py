@@ -144,8 +144,8 @@ class IngestWorker(ConsumerRebalanceListener):
         """One poll: join what came, checkpoint when due; returns the events handled."""
         chosen = self._behind_first()
         batch = await self.consumer.poll(timeout_ms, chosen)
-        # Nothing from the partitions behind (their last records were not data: transaction
-        # markers): read everything next time rather than wait on them.
+        # Nothing from the partitions behind within the timeout (a fetch that did not come, or
+        # records all dead-lettered): read everything next time rather than wait on them.
         self._aligned = not (chosen and not batch)
         examples, partitions = self._buffer, self._partitions
         join = self.join
