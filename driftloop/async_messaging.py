@@ -286,9 +286,13 @@ class AsyncEventConsumer(StartsAndStops):
             end = self.client.last_stable_offset(partition)
         else:
             end = self.client.highwater(partition)
-        # aiokafka's own position() waits while a position is being reset; this only looks.
-        subscription = self.client._subscription.subscription
-        state = None if subscription is None else subscription.assignment.state_value(partition)
+        # aiokafka's own position() waits while a position is being reset; this only looks
+        # (at its internals: were they to change, "no more" reads every partition, as before).
+        try:
+            subscription = self.client._subscription.subscription
+            state = subscription and subscription.assignment.state_value(partition)
+        except AttributeError:
+            return False
         if end is None or state is None or not state.has_valid_position:
             return False
         return bool(end > state.position)
