@@ -147,7 +147,7 @@ class Replica(IngestWorker):
 
     def go(self) -> None:
         self.going = True
-        self.consumer.resume(*self.consumer.client.assignment())
+        self.consumer.resume(*self.consumer.assignment())
 
 
 async def replica(settings: IngestSettings) -> None:

@@ -290,12 +290,14 @@ class AsyncEventConsumer(StartsAndStops):
         # (at its internals: were they to change, "no more" reads every partition, as before).
         try:
             subscription = self.client._subscription.subscription
-            state = subscription and subscription.assignment.state_value(partition)
+            if subscription is None:
+                return False
+            state = subscription.assignment.state_value(partition)
         except AttributeError:
             return False
         if end is None or state is None or not state.has_valid_position:
             return False
-        return bool(end > state.position)
+        return end > state.position
 
     @property
     def uncommitted(self) -> bool:
@@ -331,6 +333,9 @@ class AsyncEventConsumer(StartsAndStops):
 
     def resume(self, *partitions: TopicPartition) -> None:
         self.client.resume(*partitions)
+
+    def paused(self) -> set[TopicPartition]:
+        return self.client.paused()
 
     async def stop(self) -> None:
         await self.client.stop()

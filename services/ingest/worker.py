@@ -171,7 +171,7 @@ class IngestWorker(ConsumerRebalanceListener):
         one behind in time (see :mod:`services.ingest.alignment`); [] for all of them."""
         consumer = self.consumer
         assigned = consumer.assignment()
-        if not self._aligned or not assigned or consumer.client.paused():
+        if not self._aligned or not assigned or consumer.paused():
             return []  # a paused partition (its state being restored) would be waited on
 
         def progress(partition: TopicPartition) -> Progress:
