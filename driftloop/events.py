@@ -15,7 +15,7 @@ Example:
 # No `from __future__ import annotations` here: TypedDict must see NotRequired[...] itself.
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -61,7 +61,28 @@ def now() -> str:
 
 def epoch(event_time: str) -> float:
     """Seconds since the epoch of an RFC 3339 ``event_time``."""
-    return datetime.fromisoformat(event_time).timestamp()
+    return parse_time(event_time).timestamp()
+
+
+def parse_time(event_time: str) -> datetime:
+    """An RFC 3339 time (as the schemas' ``date-time`` accepts it) as an aware datetime.
+
+    Python's parser refuses two forms RFC 3339 allows, which would otherwise pass validation
+    and then fail whatever reads the time: a lower-case ``z``, and a leap second (``:60``),
+    folded into the next second as POSIX time does.
+
+    Example:
+        >>> parse_time("2016-12-31T23:59:60.5z").isoformat()
+        '2017-01-01T00:00:00.500000+00:00'
+    """
+    try:
+        return datetime.fromisoformat(event_time)
+    except ValueError:
+        text = event_time[:-1] + "Z" if event_time.endswith("z") else event_time
+        leap = text[16:19] == ":60"
+        if leap:
+            text = text[:17] + "59" + text[19:]
+        return datetime.fromisoformat(text) + timedelta(seconds=leap)
 
 
 def new_event(**fields: Any) -> dict[str, Any]:

@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import fastjsonschema
-import msgspec
 import orjson
 
 from driftloop.errors import SchemaViolation
 from driftloop.events import EventType
-from driftloop.schema_types import fast_decoder
+from driftloop.schema_types import fast_decoder, is_date_time
 from driftloop.settings import REPO_ROOT
 
 Validator = Callable[[Any], Any]
@@ -62,7 +61,9 @@ class EventSchemas:
     def _validator(self, event_type: EventType) -> Validator:
         validator = self._validators.get(event_type)
         if validator is None:
-            validator = fastjsonschema.compile(self.schema(event_type))
+            validator = fastjsonschema.compile(
+                self.schema(event_type), formats={"date-time": is_date_time}
+            )
             self._validators[event_type] = validator
         return validator
 
@@ -86,19 +87,15 @@ class EventSchemas:
 
     def _make_decoder(self, event_type: EventType) -> Callable[[bytes], dict[str, Any]]:
         fast = fast_decoder(self.schema(event_type))
-        to_builtins, rejected = msgspec.to_builtins, (msgspec.ValidationError, msgspec.DecodeError)
+        accept = fast.accept if fast is not None else None
 
         def decode(payload: bytes) -> dict[str, Any]:
-            if fast is not None:
-                try:
-                    # The plain dict callers expect, from the checked struct: cheaper than a
-                    # second parse (unset optional fields are left out, as the document did).
-                    event = to_builtins(fast.decode(payload))
-                except rejected:
-                    pass  # the full check below names the problem, or accepts what was refused
-                else:
-                    if isinstance(event, dict):
-                        return event
+            if accept is not None:
+                event = accept(payload)
+                if event is not None:
+                    return event
+                # Refused: the full check below names the problem, or accepts what the
+                # stricter types refused.
             try:
                 event = orjson.loads(payload)
             except orjson.JSONDecodeError as error:

@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from driftloop.events import epoch
+from driftloop.events import epoch, parse_time
 from driftloop.settings import Settings
 
 PREFIX = "examples"
@@ -331,7 +331,7 @@ def _timestamps(event_times: list[str]) -> pa.Array:
 
 
 def _utc(event_time: str) -> datetime:
-    return datetime.fromisoformat(event_time).astimezone(UTC)
+    return parse_time(event_time).astimezone(UTC)
 
 
 def _hour(event_time: str) -> str:

@@ -129,16 +129,18 @@ def test_files_without_a_manifest_are_not_part_of_the_store(tmp_path: Path) -> N
 
 
 def test_times_in_any_rfc3339_form_land_in_their_utc_hour_in_time_order(tmp_path: Path) -> None:
-    # Arrow parses the common forms; a fraction finer than a microsecond falls back to Python.
+    # Arrow parses the common forms; a fraction finer than a microsecond, a lower-case z or a
+    # leap second (folded into the next second) fall back to Python.
     rows = [
         example(1) | {"event_time": "2026-11-22T12:30:00.5+02:00"},  # 10:30:00.5 UTC
         example(2) | {"event_time": "2026-11-22T10:10:00.1234567Z"},
         example(3) | {"event_time": "2026-11-22T10:20:00Z"},
         example(4) | {"event_time": "2026-11-22T11:59:59.999999-01:00"},  # 12:59 UTC
+        example(5) | {"event_time": "2026-11-22T13:59:60.5z"},  # 14:00:00.5 UTC
     ]
     manifests = ExampleStore(tmp_path).write(rows)
     assert manifests is not None
-    assert [m.file.split("/")[2] for m in manifests] == ["hour=10", "hour=12"]
+    assert [m.file.split("/")[2] for m in manifests] == ["hour=10", "hour=12", "hour=14"]
     assert (manifests[0].first_event_time, manifests[0].last_event_time) == (
         "2026-11-22T10:10:00.1234567Z",
         "2026-11-22T12:30:00.5+02:00",
