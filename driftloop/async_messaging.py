@@ -23,7 +23,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.partitioner import murmur2
 
-from driftloop.errors import BrokerUnavailable
+from driftloop.errors import BrokerUnavailable, SchemaViolation
 from driftloop.events import EventType
 from driftloop.messaging import (
     CONSUMER_LAG,
@@ -267,6 +267,13 @@ class AsyncEventConsumer(StartsAndStops):
                 lag = highwater - records[-1].offset - 1
                 CONSUMER_LAG.labels(partition.topic, str(partition.partition)).set(lag)
         return batch
+
+    async def reject(self, received: Received, violation: SchemaViolation) -> None:
+        """Dead-letter a valid event its consumer cannot use, as an invalid record is (the
+        key is the one the event's type gives it: what driftloop's producers use)."""
+        key = received.event_type.key(received.event)
+        letter = self._check.letter(key, received.value, received.origin, violation)
+        await self._dead_letters.send(EventType.DEAD_LETTER, letter, key=key)
 
     def assignment(self) -> set[TopicPartition]:
         return self.client.assignment()

@@ -273,20 +273,26 @@ class RecordCheck:
                     # Never dead-letter a dead letter: that would loop on its own topic.
                     log.error("skipped an invalid dead letter", extra={"origin": origin})
                     continue
-                letters.append((record.key, self._letter(record, origin, violation)))
+                letters.append((record.key, self.letter(record.key, value, origin, violation)))
                 continue
             valid.append(Received(event_type, event, origin, value))
         EVENTS_CONSUMED.labels(topic, "valid").inc(len(valid))
         return valid, letters
 
-    def _letter(self, record: Any, origin: RecordOrigin, violation: SchemaViolation) -> dict:
+    def letter(
+        self,
+        key: bytes | None,
+        value: bytes,
+        origin: RecordOrigin,
+        violation: SchemaViolation,
+    ) -> dict[str, Any]:
+        """The dead-letter event for one record (counted and logged)."""
         EVENTS_CONSUMED.labels(origin["topic"], "dead_lettered").inc()
         DEAD_LETTERS.labels(origin["topic"], violation.rule).inc()
         log.warning(
             "dead-lettered a record",
             extra={"origin": origin, "field": violation.field, "rule": violation.rule},
         )
-        key, value = record.key, record.value or b""
         return new_event(
             service=self.service,
             origin=origin,

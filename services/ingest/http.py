@@ -14,6 +14,7 @@ the first time then counts as a duplicate and changes nothing).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -27,6 +28,7 @@ from driftloop.asgi import service_app
 from driftloop.async_messaging import AsyncEventProducer
 from driftloop.errors import SchemaViolation
 from driftloop.events import EventType, new_event
+from services.ingest.join import ahead_of_clock
 from services.ingest.settings import IngestSettings
 
 ACK_TIMEOUT_S = 15.0
@@ -58,12 +60,17 @@ def create_app(
         if not items:
             return _error(422, f"no {plural} in the body")
         events = []
+        # What the worker would dead-letter is refused here (see services/ingest/join.py).
+        allowed_ahead = settings.ingest_max_ahead_s
         for index, item in enumerate(items):
             if not isinstance(item, dict):
                 return _error(422, f"{plural}[{index}] is not a JSON object", index=index)
             event = new_event(**item)
             try:
                 producer.schemas.validate(event_type, event)
+                ahead = ahead_of_clock(event["event_time"], time.time(), allowed_ahead)
+                if ahead is not None:
+                    raise ahead
             except SchemaViolation as violation:
                 return _error(422, f"{plural}[{index}]: {violation}", index=index,
                               field=violation.field, rule=violation.rule)  # fmt: skip

@@ -19,11 +19,16 @@ outcome                    meaning
 ``expired_prediction``     a prediction whose label did not come within the TTL
 ``orphan_label``           a label whose prediction did not come within the TTL
 ``evicted``                an entry dropped to stay under ``max_entries``
+``ahead_of_clock``         an event timed past :attr:`LabelJoin.horizon`: refused, it
+                           changes nothing (its consumer dead-letters it)
 =========================  =========================================================
 
 Time is event time: the join's clock (the watermark) is the latest ``event_time`` it has
 seen, so replaying a stream gives the same outcomes as living through it. An entry expires
 once the watermark is past its deadline (not at it), whatever order the events came in.
+One event from a clock far ahead would move the watermark there and expire every request
+waiting; the consumer sets a horizon (its own clock plus a tolerance) past which an event
+is refused instead.
 
 Example:
     >>> join = LabelJoin(ttl_s=3600)
@@ -51,6 +56,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from driftloop.errors import SchemaViolation
 from driftloop.events import SCHEMA_VERSION, epoch
 
 log = logging.getLogger(__name__)
@@ -105,6 +111,7 @@ class JoinResult(NamedTuple):
 
 
 PENDING = JoinResult("pending")  # half of all results: made once
+AHEAD_OF_CLOCK = JoinResult("ahead_of_clock")
 
 
 class LabelJoin:
@@ -126,6 +133,8 @@ class LabelJoin:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self.watermark = float("-inf")
+        # Events timed past this are refused (see the module's docstring); set by the consumer.
+        self.horizon = float("inf")
         self.outcomes: Counter[str] = Counter()
         self._entries: dict[str, Entry] = {}  # least recently touched first: eviction order
         self._waiting = 0  # entries whose status is WAITING, kept as they change
@@ -149,6 +158,8 @@ class LabelJoin:
         """Join a prediction; ``value``, its JSON as read (kept while it waits, else packed)."""
         request_id = prediction["request_id"]
         time = self._advance(prediction["event_time"])
+        if time is None:
+            return self._count(AHEAD_OF_CLOCK)
         entry = self._entries.get(request_id)
         if entry is None:
             held = value if value is not None else pack(prediction)
@@ -169,6 +180,8 @@ class LabelJoin:
     def add_label(self, label: dict[str, Any], partition: int = 0) -> JoinResult:
         request_id = label["request_id"]
         time = self._advance(label["event_time"])
+        if time is None:
+            return self._count(AHEAD_OF_CLOCK)
         entry = self._entries.get(request_id)
         if entry is None:
             self._put(request_id, Entry(partition, time + self.ttl_s, label=pack(label)))
@@ -264,9 +277,12 @@ class LabelJoin:
 
     # --- internals -----------------------------------------------------------------------
 
-    def _advance(self, event_time: str) -> float:
+    def _advance(self, event_time: str) -> float | None:
+        """The event's time, moving the watermark to it if later; None past the horizon."""
         time = epoch(event_time)
         if time > self.watermark:
+            if time > self.horizon:
+                return None
             self.watermark = time
         return time
 
@@ -308,6 +324,24 @@ class LabelJoin:
     def _count(self, result: JoinResult) -> JoinResult:
         self.outcomes[result.outcome] += 1
         return result
+
+
+def ahead_of_clock(event_time: str, now: float, allowed_s: float) -> SchemaViolation | None:
+    """Why an event timed more than ``allowed_s`` past ``now`` is refused; None if it is not.
+
+    Example:
+        >>> ahead_of_clock("2026-11-22T11:00:00Z", epoch("2026-11-22T10:00:00Z"), 600).rule
+        'ahead_of_clock'
+    """
+    ahead = epoch(event_time) - now
+    if ahead <= allowed_s:
+        return None
+    return SchemaViolation(
+        "event_time",
+        "ahead_of_clock",
+        f"event_time {event_time} is {ahead:.0f} s ahead of ingest's clock; at most "
+        f"{allowed_s:.0f} s is allowed (DRIFTLOOP_INGEST_MAX_AHEAD_S)",
+    )
 
 
 def pack(event: dict[str, Any]) -> str:

@@ -59,7 +59,7 @@ from driftloop.events import EventType
 from driftloop.messaging import kafka_admin
 from driftloop.store import ExampleStore, Manifest
 from services.ingest.alignment import Progress, behind_first
-from services.ingest.join import LabelJoin
+from services.ingest.join import AHEAD_OF_CLOCK, LabelJoin, ahead_of_clock
 from services.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -149,15 +149,21 @@ class IngestWorker(ConsumerRebalanceListener):
         self._aligned = not (chosen and not batch)
         examples, partitions = self._buffer, self._partitions
         join = self.join
+        now, allowed = time.time(), self.settings.ingest_max_ahead_s
+        join.horizon = now + allowed
         for received in batch:
             partition = received.origin["partition"]
             if received.event_type is EventType.PREDICTION:
-                example = join.add_prediction(received.event, partition, received.value).example
+                result = join.add_prediction(received.event, partition, received.value)
             else:
-                example = join.add_label(received.event, partition).example
-            if example is not None:
-                examples.append(example)
+                result = join.add_label(received.event, partition)
+            if result.example is not None:
+                examples.append(result.example)
                 partitions.append(partition)
+            elif result is AHEAD_OF_CLOCK:
+                why = ahead_of_clock(received.event["event_time"], now, allowed)
+                assert why is not None  # past now + allowed: what the join refused
+                await self.consumer.reject(received, why)
         self.join.expire()
         due = time.monotonic() - self._last_checkpoint >= self.settings.ingest_flush_s
         if len(self._buffer) >= self.settings.ingest_flush_rows or (

@@ -94,6 +94,8 @@ async def test_the_join_in_either_order_with_duplicates_and_poison_around_it(
     worker = IngestWorker(s, ExampleStore(s.store_uri))
     await worker.start()
     huge = orjson.dumps(label("huge", value="x" * 10_000))
+    # Valid, from a clock a year ahead: joined, it would expire every request waiting.
+    future = orjson.dumps(label("after", event_time="2027-11-22T10:00:00Z"))
     try:
         with EventProducer(s, service="test") as producer:
             for request_id in ("after", "twice", "alone"):
@@ -112,9 +114,13 @@ async def test_the_join_in_either_order_with_duplicates_and_poison_around_it(
                     ("poison", orjson.dumps(label("typed", value={"class": 1}))),
                     ("twice", orjson.dumps(label("twice", 0))),
                     ("huge", huge),
+                    ("future", future),
                 ],
             )
-            await run_until(worker, lambda: worker.join.outcomes["duplicate_label"] == 1)
+            outcomes = worker.join.outcomes
+            await run_until(
+                worker, lambda: outcomes["duplicate_label"] == 1 and outcomes["ahead_of_clock"] == 1
+            )
             producer.send(EventType.PREDICTION, prediction("before")).get(timeout=10)
             await run_until(worker, lambda: len(stored_rows(s)) == 3)
     finally:
@@ -128,11 +134,12 @@ async def test_the_join_in_either_order_with_duplicates_and_poison_around_it(
     twice = [r for r in store.read(store.manifests()).to_pylist() if r["request_id"] == "twice"]
     assert twice[0]["label"] == 1, "the first label stands"
 
-    letters = dead_letters(s, 4)
+    assert outcomes["ahead_of_clock"] == 1 and outcomes["expired_prediction"] == 0
+    letters = dead_letters(s, 5)
     rules = sorted(letter["error"]["rule"] for letter in letters)
-    assert rules == sorted(["json", "required", "type", "maxBytes"])
+    assert rules == sorted(["json", "required", "type", "maxBytes", "ahead_of_clock"])
     payloads = {base64.b64decode(letter["payload_b64"]) for letter in letters}
-    assert b"{not json" in payloads and huge in payloads
+    assert b"{not json" in payloads and huge in payloads and future in payloads
     assert all(letter["origin"]["topic"] == s.topic_labels for letter in letters)
 
     received: list[Received] = []
@@ -415,6 +422,9 @@ def test_http_labels_are_accepted_once_on_kafka_and_bad_ones_are_refused(
     assert post(labels_url, b"[]")[0] == 422
     status, body = post(labels_url, orjson.dumps({"request_id": "big", "label": "x" * 5000}))
     assert status == 413 and "4096" in body["error"]
+    ahead = {"request_id": "h5", "label": 1, "event_time": "2099-01-01T00:00:00Z"}
+    status, body = post(labels_url, orjson.dumps(ahead))
+    assert (status, body["field"], body["rule"]) == (422, "event_time", "ahead_of_clock")
 
     # The three labels wait in the join before their predictions come; the worker reads the
     # partitions only once its state is restored, so wait for that rather than race it.

@@ -11,7 +11,13 @@ import pytest
 
 from driftloop.events import EventType
 from driftloop.schemas import EventSchemas
-from services.ingest.join import EXAMPLE_NAMESPACE, LabelJoin, example_id, later
+from services.ingest.join import (
+    EXAMPLE_NAMESPACE,
+    LabelJoin,
+    ahead_of_clock,
+    example_id,
+    later,
+)
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
@@ -72,6 +78,22 @@ def test_a_label_after_the_ttl_is_late_and_the_prediction_expired() -> None:
     join.add_prediction(prediction("other", 61))  # moves event time past r's deadline
     assert join.expire() == {"expired_prediction": 1}
     assert join.add_label(label("r", 62)).outcome == "late_label"
+
+
+def test_an_event_past_the_horizon_is_refused_and_expires_nothing() -> None:
+    join = LabelJoin(ttl_s=60)
+    join.horizon = T0.timestamp() + 3600
+    join.add_prediction(prediction("r", 0))
+    # A producer's clock a year ahead: it would move the watermark there, and r would expire.
+    assert join.add_label(label("r", 365 * 86_400)).outcome == "ahead_of_clock"
+    assert join.add_prediction(prediction("s", 7200)).outcome == "ahead_of_clock"
+    assert join.expire() == {} and join.waiting == 1 and join.watermark == T0.timestamp()
+    assert join.outcomes["ahead_of_clock"] == 2
+    assert join.add_label(label("r", 3600)).outcome == "joined"  # at the horizon: fine
+    violation = ahead_of_clock(at(7200), T0.timestamp(), 3600)
+    assert violation is not None and violation.field == "event_time"
+    assert "7200 s ahead" in violation.message
+    assert ahead_of_clock(at(60), T0.timestamp(), 60) is None
 
 
 def test_a_label_whose_prediction_never_comes_is_an_orphan() -> None:
