@@ -143,6 +143,12 @@ class IngestWorker(ConsumerRebalanceListener):
     async def step(self, timeout_ms: int = 500) -> int:
         """One poll: join what came, checkpoint when due; returns the events handled."""
         chosen = self._behind_first()
+        if self.consumer.uncommitted:
+            # Wait no longer than the next checkpoint is due: a backlog's last records (or a
+            # quiet stream's) are stored ``ingest_flush_s`` after the last checkpoint, not a
+            # whole poll timeout later.
+            due_in = self._last_checkpoint + self.settings.ingest_flush_s - time.monotonic()
+            timeout_ms = max(0, min(timeout_ms, int(due_in * 1000)))
         batch = await self.consumer.poll(timeout_ms, chosen)
         # Nothing from the partitions behind within the timeout (a fetch that did not come, or
         # records all dead-lettered): read everything next time rather than wait on them.

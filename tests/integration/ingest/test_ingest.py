@@ -256,6 +256,38 @@ def changelog_records(settings: IngestSettings) -> int:
         reader.close()
 
 
+async def test_a_poll_waits_no_longer_than_the_next_checkpoint_is_due(
+    ingest_settings: IngestSettings,
+) -> None:
+    """What was read is stored ``ingest_flush_s`` after the last checkpoint even when nothing
+    more comes: a poll's timeout is cut short then (the end of a backlog, a quiet stream)."""
+    s = ingest_settings.model_copy(update={"ingest_flush_s": 5.0, "ingest_flush_rows": 1000})
+    worker = IngestWorker(s, ExampleStore(s.store_uri))
+    await worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        # Settled first: partitions assigned, their join state restored.
+        while (not worker.consumer.assignment() or worker.consumer.paused()) and (
+            time.monotonic() < deadline
+        ):
+            await worker.step(200)
+        await worker.checkpoint()  # the clock of the next one starts now
+        with EventProducer(s, service="test") as producer:
+            producer.send(EventType.PREDICTION, prediction("quiet"))
+            producer.send(EventType.LABEL, label("quiet"))
+        while not worker.join.outcomes["joined"] and time.monotonic() < deadline:
+            await worker.step(200)
+        assert worker.consumer.uncommitted, "joined and not yet checkpointed"
+        # A poll that may wait two minutes for records that will not come: it returns once
+        # the checkpoint is due, and begins it.
+        await asyncio.wait_for(worker.step(timeout_ms=120_000), timeout=60)
+        assert not worker.consumer.uncommitted
+        await worker.checkpoint()
+    finally:
+        await worker.close()
+    assert stored_rows(s) == ["quiet"]
+
+
 async def test_a_backlog_is_read_in_step_so_no_prediction_waits_for_labels_read_later(
     ingest_settings: IngestSettings,
 ) -> None:
