@@ -163,7 +163,7 @@ class LabelJoin:
         entry = self._entries.get(request_id)
         if entry is None:
             held = value if value is not None else pack(prediction)
-            self._put(request_id, Entry(partition, time + self.ttl_s, prediction=held))
+            self._insert(request_id, Entry(partition, time + self.ttl_s, prediction=held))
             return self._count(PENDING)
         if entry.status == EXPIRED and entry.label is not None:
             return self._count(JoinResult("late_prediction"))
@@ -184,7 +184,7 @@ class LabelJoin:
             return self._count(AHEAD_OF_CLOCK)
         entry = self._entries.get(request_id)
         if entry is None:
-            self._put(request_id, Entry(partition, time + self.ttl_s, label=pack(label)))
+            self._insert(request_id, Entry(partition, time + self.ttl_s, label=pack(label)))
             return self._count(PENDING)
         if entry.status == EXPIRED and entry.prediction is not None:
             return self._count(JoinResult("late_label"))
@@ -288,6 +288,10 @@ class LabelJoin:
 
     def _put(self, request_id: str, entry: Entry) -> None:
         self._remove(request_id)  # re-inserting moves it to the back
+        self._insert(request_id, entry)
+
+    def _insert(self, request_id: str, entry: Entry) -> None:
+        """Hold ``entry`` for a request not held now (at the back of the eviction order)."""
         self._entries[request_id] = entry
         self._waiting += entry.status == WAITING
         heapq.heappush(self._deadlines, (entry.deadline, request_id))
@@ -309,16 +313,20 @@ class LabelJoin:
     def _finish(
         self, request_id: str, entry: Entry, prediction: dict[str, Any], label: dict[str, Any]
     ) -> dict[str, Any]:
-        # Keep only a marker (and the label, to spot a conflicting duplicate) until it expires.
-        self._put(
-            request_id,
-            Entry(
-                entry.partition,
-                self.watermark + self.ttl_s,
-                JOINED,
-                label=pack({"label": label["label"]}),
-            ),
-        )
+        # The waiting entry becomes a marker (with the label, to spot a conflicting duplicate)
+        # until it expires: changed in place, moved to the back of the eviction order.
+        del self._entries[request_id]
+        self._waiting -= 1
+        entry.status = JOINED
+        entry.deadline = self.watermark + self.ttl_s
+        entry.prediction = None
+        entry.label = pack({"label": label["label"]})
+        self._entries[request_id] = entry
+        heapq.heappush(self._deadlines, (entry.deadline, request_id))
+        if request_id in self._logged:
+            self._changed[request_id] = entry.partition
+        else:  # never in the changelog: nothing to tell it (see drain_changes)
+            self._changed.pop(request_id, None)
         return labelled_example(prediction, label)
 
     def _count(self, result: JoinResult) -> JoinResult:
