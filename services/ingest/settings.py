@@ -23,7 +23,7 @@ class IngestSettings(Settings):
         "dead-lettered (it would move the join's clock and expire every waiting request).",
     )
     ingest_flush_rows: int = Field(
-        5000, ge=1, description="Examples per store write (a checkpoint: offsets commit after)."
+        10_000, ge=1, description="Examples per store write (a checkpoint: offsets commit after)."
     )
     ingest_flush_s: float = Field(
         5.0, gt=0, description="Longest wait before buffered examples are written."
