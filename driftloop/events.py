@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, Literal, NotRequired, TypedDict
 
+from driftloop.errors import SchemaViolation
+
 SCHEMA_VERSION = 1
 
 Scalar = float | int | str | bool | None
@@ -83,6 +85,27 @@ def parse_time(event_time: str) -> datetime:
         if leap:
             text = text[:17] + "59" + text[19:]
         return datetime.fromisoformat(text) + timedelta(seconds=leap)
+
+
+def ahead_of_clock(event_time: str, now: float, allowed_s: float) -> SchemaViolation | None:
+    """Why an event timed more than ``allowed_s`` past ``now`` is refused; None if it is not.
+
+    Consumers that keep an event-time clock (ingest's join, monitor's windows) refuse such an
+    event (``max_event_ahead_s``): one producer's clock far ahead would move theirs there.
+
+    Example:
+        >>> ahead_of_clock("2026-11-22T11:00:00Z", epoch("2026-11-22T10:00:00Z"), 600).rule
+        'ahead_of_clock'
+    """
+    ahead = epoch(event_time) - now
+    if ahead <= allowed_s:
+        return None
+    return SchemaViolation(
+        "event_time",
+        "ahead_of_clock",
+        f"event_time {event_time} is {ahead:.0f} s ahead of the consumer's clock; at most "
+        f"{allowed_s:.0f} s is allowed (DRIFTLOOP_MAX_EVENT_AHEAD_S)",
+    )
 
 
 def new_event(**fields: Any) -> dict[str, Any]:

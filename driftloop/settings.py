@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     kafka_linger_ms: int = Field(
         5, ge=0, description="Producer batching delay; trades a little latency for throughput."
     )
+    max_event_ahead_s: float = Field(
+        3600,
+        gt=0,
+        description="How far past a consumer's clock an event_time may be; a later one is "
+        "dead-lettered (it would move event-time clocks: expire joins, close windows).",
+    )
 
     # Topics
     topic_partitions: int = Field(3, ge=1, description="Partitions of each topic created.")

@@ -27,8 +27,7 @@ from fastapi.responses import JSONResponse, Response
 from driftloop.asgi import service_app
 from driftloop.async_messaging import AsyncEventProducer
 from driftloop.errors import SchemaViolation
-from driftloop.events import EventType, new_event
-from services.ingest.join import ahead_of_clock
+from driftloop.events import EventType, ahead_of_clock, new_event
 from services.ingest.settings import IngestSettings
 
 ACK_TIMEOUT_S = 15.0
@@ -61,7 +60,7 @@ def create_app(
             return _error(422, f"no {plural} in the body")
         events = []
         # What the worker would dead-letter is refused here (see services/ingest/join.py).
-        allowed_ahead = settings.ingest_max_ahead_s
+        allowed_ahead = settings.max_event_ahead_s
         for index, item in enumerate(items):
             if not isinstance(item, dict):
                 return _error(422, f"{plural}[{index}] is not a JSON object", index=index)

@@ -56,7 +56,6 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from driftloop.errors import SchemaViolation
 from driftloop.events import SCHEMA_VERSION, epoch
 
 log = logging.getLogger(__name__)
@@ -332,24 +331,6 @@ class LabelJoin:
     def _count(self, result: JoinResult) -> JoinResult:
         self.outcomes[result.outcome] += 1
         return result
-
-
-def ahead_of_clock(event_time: str, now: float, allowed_s: float) -> SchemaViolation | None:
-    """Why an event timed more than ``allowed_s`` past ``now`` is refused; None if it is not.
-
-    Example:
-        >>> ahead_of_clock("2026-11-22T11:00:00Z", epoch("2026-11-22T10:00:00Z"), 600).rule
-        'ahead_of_clock'
-    """
-    ahead = epoch(event_time) - now
-    if ahead <= allowed_s:
-        return None
-    return SchemaViolation(
-        "event_time",
-        "ahead_of_clock",
-        f"event_time {event_time} is {ahead:.0f} s ahead of ingest's clock; at most "
-        f"{allowed_s:.0f} s is allowed (DRIFTLOOP_INGEST_MAX_AHEAD_S)",
-    )
 
 
 def pack(event: dict[str, Any]) -> str:

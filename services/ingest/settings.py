@@ -16,12 +16,6 @@ class IngestSettings(Settings):
     ingest_join_max_entries: int = Field(
         2_000_000, ge=1, description="Most requests the join holds; past it the oldest go."
     )
-    ingest_max_ahead_s: float = Field(
-        3600,
-        gt=0,
-        description="How far past ingest's clock an event_time may be; a later one is "
-        "dead-lettered (it would move the join's clock and expire every waiting request).",
-    )
     ingest_flush_rows: int = Field(
         10_000, ge=1, description="Examples per store write (a checkpoint: offsets commit after)."
     )

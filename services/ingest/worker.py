@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import Counter as CounterOf
 from collections.abc import Iterable
@@ -55,11 +56,11 @@ from driftloop.async_messaging import (
     AsyncEventProducer,
     ConsumerRebalanceListener,
 )
-from driftloop.events import EventType
+from driftloop.events import EventType, ahead_of_clock
 from driftloop.messaging import kafka_admin
 from driftloop.store import ExampleStore, Manifest
 from services.ingest.alignment import Progress, behind_first
-from services.ingest.join import AHEAD_OF_CLOCK, LabelJoin, ahead_of_clock
+from services.ingest.join import AHEAD_OF_CLOCK, LabelJoin
 from services.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -148,14 +149,14 @@ class IngestWorker(ConsumerRebalanceListener):
             # quiet stream's) are stored ``ingest_flush_s`` after the last checkpoint, not a
             # whole poll timeout later.
             due_in = self._last_checkpoint + self.settings.ingest_flush_s - time.monotonic()
-            timeout_ms = max(0, min(timeout_ms, int(due_in * 1000)))
+            timeout_ms = max(0, min(timeout_ms, math.ceil(due_in * 1000)))
         batch = await self.consumer.poll(timeout_ms, chosen)
         # Nothing from the partitions behind within the timeout (a fetch that did not come, or
         # records all dead-lettered): read everything next time rather than wait on them.
         self._aligned = not (chosen and not batch)
         examples, partitions = self._buffer, self._partitions
         join = self.join
-        now, allowed = time.time(), self.settings.ingest_max_ahead_s
+        now, allowed = time.time(), self.settings.max_event_ahead_s
         join.horizon = now + allowed
         for received in batch:
             partition = received.origin["partition"]

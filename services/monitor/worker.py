@@ -31,7 +31,7 @@ from mlflow.exceptions import MlflowException
 from prometheus_client import Counter, Gauge
 
 from driftloop.async_messaging import AsyncEventConsumer, AsyncEventProducer
-from driftloop.events import EventType
+from driftloop.events import EventType, ahead_of_clock
 from driftloop.registry import ModelRegistry
 from services.monitor.budget import FalseAlarmBudget
 from services.monitor.monitor import (
@@ -45,6 +45,9 @@ from services.monitor.report import WindowReports
 from services.monitor.settings import MonitorSettings
 
 log = logging.getLogger(__name__)
+
+# The events whose times move the monitor's clock (its windows, detectors and policies).
+TIMED = frozenset({EventType.PREDICTION, EventType.LABELLED_EXAMPLE})
 
 EVENTS = Counter("driftloop_monitor_events_total", "Events the monitor handled, by kind.", ["kind"])
 WINDOWS = Counter(
@@ -218,8 +221,15 @@ class MonitorWorker:
         if batch:
             await self._load_references(batch)
         sent: list[Any] = []
+        now, allowed = time.time(), self.settings.max_event_ahead_s
         for received in batch:
             event = received.event
+            if received.event_type in TIMED:
+                # One producer's clock far ahead would close every window up to its time.
+                ahead = ahead_of_clock(event["event_time"], now, allowed)
+                if ahead is not None:
+                    await self.consumer.reject(received, ahead)
+                    continue
             if received.event_type == EventType.PREDICTION:
                 EVENTS.labels("prediction").inc()
                 outcomes = self.monitor.observe_prediction(event)

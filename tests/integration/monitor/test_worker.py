@@ -52,8 +52,11 @@ async def test_data_arrival_fires_after_n_examples_and_restarts_on_a_promotion(
     rng = np.random.default_rng(2)
     try:
         with EventProducer(settings, service="test") as producer:
-            for _ in range(450):
+            for i in range(450):
                 producer.send(EventType.LABELLED_EXAMPLE, example(settings, version, rng))
+                if i == 100:  # from a clock far ahead: refused, it counts for nothing
+                    ahead = example(settings, version, rng) | {"event_time": "2099-01-01T00:00:00Z"}
+                    producer.send(EventType.LABELLED_EXAMPLE, ahead)
             producer.flush()
             await drain(worker)
             promotion = new_event(
@@ -88,3 +91,9 @@ async def test_data_arrival_fires_after_n_examples_and_restarts_on_a_promotion(
     assert worker.monitor.champions[settings.model_name] == "7"
     detector = worker.monitor.detectors()[(settings.model_name, version)]
     assert detector.examples == 700 and detector.holdout_accuracy == 0.9
+    with EventConsumer(settings, None, [EventType.DEAD_LETTER], service="test") as consumer:
+        letters: list[Any] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not letters:
+            letters += consumer.poll(timeout_ms=500)
+    assert [letter.event["error"]["rule"] for letter in letters] == ["ahead_of_clock"]

@@ -9,15 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
-from driftloop.events import EventType
+from driftloop.events import EventType, ahead_of_clock
 from driftloop.schemas import EventSchemas
-from services.ingest.join import (
-    EXAMPLE_NAMESPACE,
-    LabelJoin,
-    ahead_of_clock,
-    example_id,
-    later,
-)
+from services.ingest.join import EXAMPLE_NAMESPACE, LabelJoin, example_id, later
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
