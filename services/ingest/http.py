@@ -59,7 +59,7 @@ def create_app(
         if not items:
             return _error(422, f"no {plural} in the body")
         events = []
-        # What the worker would dead-letter is refused here (see services/ingest/join.py).
+        # What the worker would dead-letter (an event timed far ahead) is refused here.
         allowed_ahead = settings.max_event_ahead_s
         for index, item in enumerate(items):
             if not isinstance(item, dict):
