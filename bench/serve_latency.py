@@ -2,7 +2,7 @@
 
 In one run, on a private stack (Kafka broker, MLflow server): a 9-feature Keras MLP is
 registered and made champion; then wrk (a load generator in its own process) drives, one at a
-time so they do not share the two cores:
+time so they do not share the cores:
 
 - serve (`driftloop run serve`: validation, micro-batching, the fastest call path, every
   prediction logged to Kafka);
@@ -12,11 +12,14 @@ time so they do not share the two cores:
 
 Loads: one record per request at concurrency 1, 8 and 32; 64 records per request at 8 (for
 serve, also how many predictions reached Kafka and how many its log dropped, buffer full).
+serve and the floor run side by side, idle but for the one under load, and their runs of a
+load alternate, after serve and the broker have had ``--warmup`` seconds of load; mlflow
+(slow, steady) runs afterwards.
 Then a steady run at concurrency 8, and right after it one as long that swaps serve's model
 (alias moved + model-update event) every few seconds: failed requests, and p99 during swaps
 against the steady run's p99.
 
-    python -m bench.serve_latency [--seconds 5] [--rounds 2] [--quick]
+    python -m bench.serve_latency [--seconds 5] [--rounds 2] [--warmup 15] [--quick]
 """
 
 from __future__ import annotations
@@ -243,6 +246,27 @@ def promote(settings: Settings, version: str) -> None:
         )
 
 
+def measure(
+    url: str, body: bytes, connections: int, seconds: float, folder: Path, serve_port: int | None
+) -> dict[str, Any]:
+    """One wrk run; against serve (``serve_port``), with the predictions its log stored, and
+    those it dropped."""
+    logged = log_counts(serve_port) if serve_port is not None else None
+    run = wrk(url, body, connections, seconds, folder)
+    if serve_port is not None and logged is not None:
+        time.sleep(0.5)  # what the sender still held
+        after = log_counts(serve_port)
+        run |= {k: after[k] - logged[k] for k in after}
+    return run
+
+
+def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the most requests a second, with every run's rate beside it."""
+    result = dict(max(runs, key=lambda run: run["req_s"]))
+    result["runs_req_s"] = " ".join(f"{run['req_s']:,.0f}" for run in runs)
+    return result
+
+
 def metric(port: int, name: str, **labels: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics/", timeout=10) as response:
         text = response.read().decode()
@@ -275,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=2, help="runs of each load on serve and the floor; the best"
     )
+    parser.add_argument(
+        "--warmup", type=float, default=15.0, help="seconds of load on serve before measuring"
+    )
     parser.add_argument("--quick", action="store_true", help="2 s runs: a smoke run")
     parser.add_argument(
         "--only",
@@ -291,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("wrk is not installed: scripts/install-tools installs it (apt: wrk)")
     seconds = 2.0 if args.quick else args.seconds
     args.rounds = 1 if args.quick else args.rounds
+    args.warmup = 2.0 if args.quick else args.warmup
     swap_seconds = 10.0 if args.quick else args.swap_seconds
     swap_every = 4.0 if args.quick else args.swap_every
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -353,43 +381,67 @@ def main(argv: list[str] | None = None) -> int:
                 f"http://127.0.0.1:{mlflow_port}/ping",
             ),
         }
-        for target, (command, env, url, ready) in targets.items():
-            if args.only and target not in args.only:
-                continue
-            print(f"measuring {target}...", flush=True)
-            with process(command, env, folder / f"{target}.log", ready):
+        # serve and the floor are up together (one waits idle while the other is loaded) and
+        # their runs alternate, so that both meet the machine in the same minutes.
+        fast = [t for t in ("serve", "floor") if not args.only or t in args.only]
+        with contextlib.ExitStack() as running:
+            for target in fast:
+                command, env, url, ready = targets[target]
+                running.enter_context(process(command, env, folder / f"{target}.log", ready))
+            if "serve" in fast:
+                # The broker's JIT compiles its produce path in the first seconds of load (its
+                # compiler threads take a core's fifth meanwhile): serve's runs would pay for a
+                # broker that has just started, which in production has run for months.
+                print(f"warming up serve and the broker for {args.warmup:g} s...", flush=True)
+                wrk(targets["serve"][2], bodies(1)["serve"], 8, args.warmup, folder)
+            for label, connections, size in LOADS:
+                load = f"{label} c={connections}"
+                for target in fast:
+                    wrk(targets[target][2], bodies(size)[target], connections, 1.0, folder)
+                runs: dict[str, list[dict[str, Any]]] = {target: [] for target in fast}
+                # rates move by 10-20% between runs of a few seconds on a shared machine: best of N
+                for _ in range(args.rounds):
+                    for target in fast:
+                        port = serve_port if target == "serve" else None
+                        body = bodies(size)[target]
+                        runs[target].append(
+                            measure(targets[target][2], body, connections, seconds, folder, port)
+                        )
+                for target in fast:
+                    results[(target, load)] = best(runs[target])
+                    print(f"  {target} {load}: {results[(target, load)]}", flush=True)
+            if "serve" in fast and not args.only:
+                swap = swap_run(
+                    settings,
+                    serve_port,
+                    targets["serve"][2],
+                    first,
+                    second,
+                    swap_seconds,
+                    swap_every,
+                    folder,
+                )
+                print(f"  swaps under load: {swap}", flush=True)
+        if not args.only or "mlflow" in args.only:
+            command, env, url, ready = targets["mlflow"]
+            print("measuring mlflow (one run a load: its runs are long and its rate steady)...")
+            with process(command, env, folder / "mlflow.log", ready):
                 for label, connections, size in LOADS:
-                    body = bodies(size)[target]
-                    wrk(url, body, connections, 1.0, folder)  # warm-up
-                    runs = []
-                    # mlflow's runs are long and its rate steady; the fast targets' rates move
-                    # by 10-20% between runs of a few seconds on a shared machine: best of N.
-                    for _ in range(1 if target == "mlflow" else args.rounds):
-                        logged = log_counts(serve_port) if target == "serve" else None
-                        run = wrk(url, body, connections, seconds, folder)
-                        if logged is not None:  # predictions logged to Kafka, or dropped
-                            time.sleep(0.5)  # what the sender still held
-                            after = log_counts(serve_port)
-                            run |= {k: after[k] - logged[k] for k in after}
-                        runs.append(run)
-                    result = max(runs, key=lambda run: run["req_s"])
-                    result["runs_req_s"] = " ".join(f"{run['req_s']:,.0f}" for run in runs)
-                    results[(target, f"{label} c={connections}")] = result
-                    print(f"  {label} c={connections}: {result}", flush=True)
-                    rows.append(
-                        {
-                            "target": target,
-                            "load": f"{label} c={connections}",
-                            "logged": None,
-                            "log_dropped": None,
-                            **{k: v for k, v in result.items() if k != "requests"},
-                        }
-                    )
-                if target == "serve" and not args.only:
-                    swap = swap_run(
-                        settings, serve_port, url, first, second, swap_seconds, swap_every, folder
-                    )
-                    print(f"  swaps under load: {swap}", flush=True)
+                    wrk(url, bodies(size)["mlflow"], connections, 1.0, folder)
+                    result = best([wrk(url, bodies(size)["mlflow"], connections, seconds, folder)])
+                    results[("mlflow", f"{label} c={connections}")] = result
+                    print(f"  mlflow {label} c={connections}: {result}", flush=True)
+        order = {"serve": 0, "floor": 1, "mlflow": 2}
+        for (target, load), result in sorted(results.items(), key=lambda kv: order[kv[0][0]]):
+            rows.append(
+                {
+                    "target": target,
+                    "load": load,
+                    "logged": None,
+                    "log_dropped": None,
+                    **{k: v for k, v in result.items() if k != "requests"},
+                }
+            )
     finally:
         stack.down()
         shutil.rmtree(folder, ignore_errors=True)
@@ -411,8 +463,9 @@ def main(argv: list[str] | None = None) -> int:
         baseline="mlflow models serve (same model) and a constant-returning app (the floor)",
         ratios=ratios,
         packages=("tensorflow", "mlflow", "uvicorn", "starlette"),
-        notes="wrk -t1 against one target at a time; each load run "
-        f"{seconds} s after a 1 s warm-up, best of {args.rounds} for serve and the floor (all in "
+        notes="wrk -t1 against one target at a time; serve and the broker warmed up with "
+        f"{args.warmup:g} s of load first; each load run {seconds} s after a 1 s warm-up, "
+        f"serve's and the floor's runs alternating, best of {args.rounds} for each (all in "
         "runs_req_s), one for mlflow; serve logs every prediction to Kafka (logged: stored "
         "by Kafka during the run; log_dropped: dropped, its buffer full: the sender process "
         "could not keep up on the shared cores).",
