@@ -251,13 +251,13 @@ def measure(
 ) -> dict[str, Any]:
     """One wrk run; against serve (``serve_port``), with the predictions its log stored, and
     those it dropped."""
-    logged = log_counts(serve_port) if serve_port is not None else None
+    if serve_port is None:
+        return wrk(url, body, connections, seconds, folder)
+    logged = log_counts(serve_port)
     run = wrk(url, body, connections, seconds, folder)
-    if serve_port is not None and logged is not None:
-        time.sleep(0.5)  # what the sender still held
-        after = log_counts(serve_port)
-        run |= {k: after[k] - logged[k] for k in after}
-    return run
+    time.sleep(0.5)  # what the sender still held
+    after = log_counts(serve_port)
+    return run | {k: after[k] - logged[k] for k in after}
 
 
 def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -389,8 +389,8 @@ def main(argv: list[str] | None = None) -> int:
                 command, env, url, ready = targets[target]
                 running.enter_context(process(command, env, folder / f"{target}.log", ready))
             if "serve" in fast:
-                # The broker's JIT compiles its produce path in the first seconds of load (its
-                # compiler threads take a core's fifth meanwhile): serve's runs would pay for a
+                # The broker's JIT compiles its produce path in the first minutes of load (its
+                # compiler threads took 6-16% of a core here): serve's runs would pay for a
                 # broker that has just started, which in production has run for months.
                 print(f"warming up serve and the broker for {args.warmup:g} s...", flush=True)
                 wrk(targets["serve"][2], bodies(1)["serve"], 8, args.warmup, folder)
