@@ -103,13 +103,10 @@ def floor_app() -> Any:
 
 
 def run_floor(port: int) -> None:
-    import uvicorn
+    from driftloop.asgi import ServiceServer
 
-    # access_log at construction, where uvicorn applies it (serve turns it off the same way)
-    config = uvicorn.Config(
-        floor_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False
-    )
-    uvicorn.Server(config).run()
+    # serve's server, configured as serve configures it
+    ServiceServer(floor_app(), port, "127.0.0.1", access_log=False).run()
 
 
 # --- processes ------------------------------------------------------------------------------

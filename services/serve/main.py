@@ -88,14 +88,12 @@ def main() -> int:
             executor.shutdown(wait=False, cancel_futures=True)
             loader.close()
 
+    # No access log: a log line per request costs more than the model.
     server = ServiceServer(
-        create_app(settings, plane, lifespan), settings.serve_port, settings.serve_host
+        create_app(settings, plane, lifespan),
+        settings.serve_port,
+        settings.serve_host,
+        access_log=False,
     )
-    # No access log: a log line per request costs more than the model. uvicorn applies the
-    # setting when its config is made, so do here what it would have done: with no handler,
-    # the server does not even gather a line's fields.
-    server.config.access_log = False
-    logging.getLogger("uvicorn.access").handlers = []
-    logging.getLogger("uvicorn.access").propagate = False
     server.run()
     return 0
