@@ -7,8 +7,9 @@ time so they do not share the cores:
 - serve (`driftloop run serve`: validation, micro-batching, the fastest call path, every
   prediction logged to Kafka);
 - `mlflow models serve -m models:/<name>/<version> --env-manager local`, the same model;
-- the HTTP floor: a bare Starlette app on the same server stack (uvicorn, uvloop, httptools,
-  orjson) that reads the body and returns a constant.
+- the HTTP floor: a bare Starlette app on serve's own server (:class:`driftloop.asgi.
+  ServiceServer`: uvicorn, uvloop, httptools, one write an answer) that reads the body and
+  returns a constant.
 
 Loads: one record per request at concurrency 1, 8 and 32; 64 records per request at 8 (for
 serve, also how many predictions reached Kafka and how many its log dropped, buffer full).
