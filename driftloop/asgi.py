@@ -31,6 +31,9 @@ from driftloop.metrics import metrics_app
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 
+COPY_BELOW = 64 * 1024  # bodies smaller than this are copied behind their head: one buffer
+
+
 class ResponseWriter:
     """A connection's transport that sends each response's head with the first piece of its
     body, in one write.
@@ -58,7 +61,10 @@ class ResponseWriter:
         head = self._head
         if head is not None:
             self._head = None
-            self.transport.write(head + data)
+            if len(data) < COPY_BELOW:
+                self.transport.write(head + data)
+            else:  # a large body is not copied to put the head before it
+                self.transport.writelines((head, data))
             return
         cycle = self._protocol.cycle
         if cycle is not self._done and cycle.response_started and not cycle.response_complete:

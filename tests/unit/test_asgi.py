@@ -13,6 +13,7 @@ from uvicorn.server import ServerState
 from driftloop.asgi import HttpProtocol
 
 BODY = b'{"ok":true}'
+LARGE = 1 << 20
 
 
 class RecordingTransport(asyncio.Transport):
@@ -21,10 +22,15 @@ class RecordingTransport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.writes: list[bytes] = []
+        self.pieces: list[int] = []  # how many pieces each writelines call had
         self.closed = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.writes.append(bytes(data))
+
+    def writelines(self, pieces: Any) -> None:  # one write of several pieces
+        self.writes.append(b"".join(pieces))
+        self.pieces.append(len(pieces))
 
     def close(self) -> None:
         self.closed = True
@@ -52,6 +58,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     assert message["type"] == "http.request"
     path = scope["path"]
     headers = [(b"content-type", b"application/json")]
+    if path == "/large":
+        body = b"x" * LARGE
+        headers.append((b"content-length", str(LARGE).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return
     if path == "/chunks":
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"one,", "more_body": True})
@@ -87,6 +99,14 @@ def test_head_and_body_go_out_in_one_write() -> None:
     head, _, body = transport.writes[0].partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK")
     assert body == BODY
+
+
+def test_a_large_body_goes_out_with_its_head_without_a_copy() -> None:
+    transport = asyncio.run(exchange(get("/large")))
+    assert transport.pieces == [2]  # head and body handed over together, as they are
+    assert len(transport.writes) == 1
+    assert transport.writes[0].startswith(b"HTTP/1.1 200 OK")
+    assert transport.writes[0].endswith(b"\r\n\r\n" + b"x" * LARGE)
 
 
 def test_pipelined_requests_are_answered_whole_and_in_order() -> None:
