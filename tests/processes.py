@@ -23,18 +23,31 @@ class ServiceProcess:
         service: ``ingest``, ``monitor``, ``trainer`` or ``serve``.
         settings: the service's settings; they reach it as ``DRIFTLOOP_*`` variables.
         log: file that collects its output; failures quote its end.
+        environment: more variables for it (beside the settings').
     """
 
-    def __init__(self, service: str, settings: Settings, log: Path) -> None:
+    def __init__(
+        self,
+        service: str,
+        settings: Settings,
+        log: Path,
+        environment: dict[str, str] | None = None,
+    ) -> None:
         self.service = service
         self.settings = settings
         self.log = log
+        self.environment = environment or {}
         self.process: subprocess.Popen[bytes] | None = None
         self.url = f"http://127.0.0.1:{getattr(settings, f'{service}_port')}"
 
     def start(self, ready_path: str | None = "/health/ready", timeout: float = 90) -> None:
         """Start it and, unless ``ready_path`` is None, wait until that path answers 200."""
-        env = os.environ | as_environment(self.settings) | {"DRIFTLOOP_LOG_FORMAT": "text"}
+        env = (
+            os.environ
+            | as_environment(self.settings)
+            | {"DRIFTLOOP_LOG_FORMAT": "text"}
+            | self.environment
+        )
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "driftloop.cli", "run", self.service],

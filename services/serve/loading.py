@@ -9,6 +9,12 @@ converted TFLite model's bytes; the serving process only builds an interpreter f
 checks its outputs against the eager call's (milliseconds). A version whose fastest path is not
 TFLite is loaded here as before, its path already chosen.
 
+TensorFlow's autograph writes the code it generates to temporary files, removed when the
+interpreter exits normally, which a loader process does not when serve is stopped or killed.
+So each loader process gets a scratch directory of its own as its temporary directory, removed
+when serve closes the loader, when the process is replaced, and by the process itself when it
+outlives serve.
+
 Example:
     >>> loader = VersionLoader(registry, "m", max_batch_size=64)  # doctest: +SKIP
     >>> loader.load("3", check=lambda card: None).path  # doctest: +SKIP
@@ -22,6 +28,8 @@ import faulthandler
 import logging
 import multiprocessing
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -76,10 +84,12 @@ def _loaded(card: ModelCard, runtime: ModelRuntime) -> LoadedVersion:
     )
 
 
-def _prepare_loader_process(tracking_uri: str) -> None:
-    """The loader process's start: lower priority, quiet TensorFlow, the registry's address."""
+def _prepare_loader_process(tracking_uri: str, scratch: str) -> None:
+    """The loader process's start: lower priority, quiet TensorFlow, the registry's address,
+    ``scratch`` as its temporary directory."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    exit_with_parent()
+    os.environ["TMPDIR"] = tempfile.tempdir = scratch
+    exit_with_parent(before=lambda: shutil.rmtree(scratch, ignore_errors=True))
     faulthandler.enable()  # a crash in TensorFlow's C++ says where, in serve's log
     with contextlib.suppress(OSError):  # not allowed here: it works at the same priority
         os.nice(NICE)
@@ -157,6 +167,7 @@ class VersionLoader:
         self.path = path
         self.isolated = isolated
         self._pool: ProcessPoolExecutor | None = None
+        self._scratch: str | None = None  # the loader process's temporary directory
         self._lock = threading.Lock()
 
     def load(self, version: str, check: Callable[[ModelCard], None]) -> LoadedVersion:
@@ -189,11 +200,12 @@ class VersionLoader:
         for attempt in range(1, attempts + 1):
             with self._lock:
                 if self._pool is None:
+                    self._scratch = tempfile.mkdtemp(prefix="driftloop-loader-")
                     self._pool = ProcessPoolExecutor(
                         1,
                         mp_context=multiprocessing.get_context("spawn"),  # never fork TF
                         initializer=_prepare_loader_process,
-                        initargs=(self.registry.tracking_uri,),
+                        initargs=(self.registry.tracking_uri, self._scratch),
                     )
                 pool = self._pool
             try:
@@ -216,9 +228,12 @@ class VersionLoader:
                     },
                 )
                 with self._lock:
+                    scratch = None
                     if self._pool is pool:
-                        self._pool = None
+                        self._pool, scratch, self._scratch = None, self._scratch, None
                 pool.shutdown(wait=False, cancel_futures=True)
+                if scratch is not None:
+                    shutil.rmtree(scratch, ignore_errors=True)
                 if attempt == attempts:
                     raise ModelLoadFailed(
                         f"the loader process died loading version {version}"
@@ -226,8 +241,11 @@ class VersionLoader:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        """Stop the loader process (a later load starts another)."""
+        """Stop the loader process (a later load starts another) and remove its scratch."""
         with self._lock:
             pool, self._pool = self._pool, None
+            scratch, self._scratch = self._scratch, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)

@@ -124,9 +124,11 @@ def promote(settings: ServeSettings, version: str, previous: str | None = None) 
 class ServeProcess(ServiceProcess):
     """`driftloop run serve` as its own process, with a small HTTP client."""
 
-    def __init__(self, settings: ServeSettings, log: Path) -> None:
-        super().__init__("serve", settings, log)
+    def __init__(self, settings: ServeSettings, log: Path, temp: Path) -> None:
+        temp.mkdir(parents=True, exist_ok=True)
+        super().__init__("serve", settings, log, {"TMPDIR": str(temp)})
         self.host, self.port = "127.0.0.1", settings.serve_port
+        self.temp = temp  # its temporary directory, and its helpers'
 
     def start(self, ready_path: str | None = "/v2/health/live", timeout: float = 90) -> None:
         super().start(ready_path, timeout)
@@ -174,7 +176,9 @@ def serve_process(tmp_path: Path) -> Iterator[Callable[[ServeSettings], ServePro
     started: list[ServeProcess] = []
 
     def start(settings: ServeSettings) -> ServeProcess:
-        process = ServeProcess(settings, tmp_path / f"serve-{len(started)}.log")
+        process = ServeProcess(
+            settings, tmp_path / f"serve-{len(started)}.log", tmp_path / f"tmp-{len(started)}"
+        )
         started.append(process)
         process.start()
         return process

@@ -218,6 +218,12 @@ def test_bad_input_gets_a_4xx_naming_the_field(
     assert serve.metric("driftloop_serve_requests_total", status="500") == 0
     assert serve.post("/v1/predict", RECORD)[0] == 200
 
+    # Stopped, serve closes its loader, whose scratch (TensorFlow's generated code) goes too.
+    (scratch,) = serve.temp.glob("driftloop-loader-*")
+    assert serve.stop() == 0
+    assert not scratch.exists()
+    assert not list(serve.temp.rglob("__autograph_generated_file*"))
+
 
 class Load:
     """Clients posting records on keep-alive connections until stopped; they record every
@@ -390,13 +396,17 @@ def test_kafka_down_then_back_requests_succeed_drops_are_counted_logging_resumes
             predict(request_id)
         assert logged(later) == later
 
-        # serve dies: its helpers (the sender, the loader) end too.
+        # serve dies: its helpers (the sender, the loader) end too, and the loader takes its
+        # scratch directory (TensorFlow's generated code) with it.
+        (scratch,) = serve.temp.glob("driftloop-loader-*")
         helpers = list(helper_processes(serve))
         serve.kill()
         deadline = time.monotonic() + 30
         while any(running(pid) for pid in helpers) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not [pid for pid in helpers if running(pid)], "serve's helpers outlived it"
+        assert not scratch.exists()
+        assert not list(serve.temp.rglob("__autograph_generated_file*"))
     finally:
         broker.down()
 
