@@ -231,9 +231,7 @@ class VersionLoader:
                     scratch = None
                     if self._pool is pool:
                         self._pool, scratch, self._scratch = None, self._scratch, None
-                pool.shutdown(wait=False, cancel_futures=True)
-                if scratch is not None:
-                    shutil.rmtree(scratch, ignore_errors=True)
+                _retire(pool, scratch)
                 if attempt == attempts:
                     raise ModelLoadFailed(
                         f"the loader process died loading version {version}"
@@ -245,7 +243,12 @@ class VersionLoader:
         with self._lock:
             pool, self._pool = self._pool, None
             scratch, self._scratch = self._scratch, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+        _retire(pool, scratch)
+
+
+def _retire(pool: ProcessPoolExecutor | None, scratch: str | None) -> None:
+    """Stop a loader process (without waiting for it) and remove its scratch directory."""
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
