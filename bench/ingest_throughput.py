@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import os
 import queue
@@ -81,9 +82,19 @@ PARTITIONS = 6
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) a process has used so far, all its threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time (user + system) a process and the processes it started (ingest's store
+    writer) have used so far, all their threads."""
+    ticks, parents = 0, {pid}
+    # In pid order, parents before their children (pids do not wrap within a run).
+    for stat in sorted(Path("/proc").glob("[0-9]*/stat"), key=lambda p: int(p.parent.name)):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone since the listing
+            continue
+        if int(stat.parent.name) in parents or int(fields[1]) in parents:
+            parents.add(int(stat.parent.name))
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def bare_read(settings: IngestSettings, expected: int) -> tuple[float, float]:
@@ -153,7 +164,7 @@ class Replica(IngestWorker):
 async def replica(settings: IngestSettings) -> None:
     """One ingest replica (a child process): start, wait for "go" on stdin, run until SIGTERM."""
     tune_gc()  # as `driftloop run ingest` does
-    worker = Replica(settings, ExampleStore(settings.store_uri))
+    worker = Replica(settings, functools.partial(ExampleStore, settings.store_uri))
     await worker.start()
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.readline)

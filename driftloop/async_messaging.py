@@ -139,6 +139,7 @@ class AsyncEventProducer(StartsAndStops):
         *,
         validate: bool = True,
         partitions: list[int] | None = None,
+        values: list[bytes] | None = None,
     ) -> list[Any]:
         """Queue many events of one type as one batch per partition; returns their futures.
 
@@ -146,7 +147,8 @@ class AsyncEventProducer(StartsAndStops):
         client does), so per-key order holds across both; the cost per event is a fraction
         of :meth:`send`'s. ``partitions`` gives each event's partition instead, for a caller
         that already knows it (ingest writes an example to the partition number its request
-        came in on, which is murmur2's choice for topics of equal size).
+        came in on, which is murmur2's choice for topics of equal size). ``values`` gives
+        each event's wire form instead, for a caller that has serialized them already.
         """
         if validate:
             for event in events:
@@ -162,11 +164,14 @@ class AsyncEventProducer(StartsAndStops):
             ]
         elif len(partitions) != len(events) or not set(partitions) <= set(known):
             raise ValueError(f"partitions must name one partition of {topic} per event")
+        if values is None:
+            values = [dumps(event) for event in events]
+        elif len(values) != len(events):
+            raise ValueError("values must give one serialized value per event")
         batches: dict[int, Any] = {}
         futures = []
-        for event, partition in zip(events, partitions, strict=True):
+        for event, partition, value in zip(events, partitions, values, strict=True):
             key = event_type.key(event)
-            value = dumps(event)
             batch = batches.get(partition)
             if batch is None or batch.append(key=key, value=value, timestamp=None) is None:
                 if batch is not None:

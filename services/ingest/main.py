@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -25,7 +26,9 @@ def main() -> int:
     settings = IngestSettings()
     configure_logging(settings.log_level, settings.log_format)
     tune_gc()
-    worker = IngestWorker(settings, open_store(settings, settings.ingest_join_ttl_s))
+    worker = IngestWorker(
+        settings, functools.partial(open_store, settings, settings.ingest_join_ttl_s)
+    )
     intake = AsyncEventProducer(settings, service="ingest-http")
     failed = False
     server: ServiceServer

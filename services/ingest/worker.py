@@ -3,8 +3,8 @@
 Delivery is at-least-once with idempotent writes. The worker checkpoints every
 ``ingest_flush_rows`` examples or ``ingest_flush_s`` seconds, in this order:
 
-1. buffered examples are written to the store (durable on return), and sent to the
-   examples topic;
+1. buffered examples are written to the store (durable on return; by a process of its own,
+   :class:`~services.ingest.writer.StoreWriter`), and sent to the examples topic;
 2. the join entries changed since the last checkpoint go to the compacted changelog topic;
 3. the examples topic, the changelog and the dead letters are flushed (``acks=all``);
 4. the consumed offsets are committed.
@@ -41,8 +41,7 @@ import logging
 import math
 import time
 from collections import Counter as CounterOf
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -58,10 +57,12 @@ from driftloop.async_messaging import (
 )
 from driftloop.events import EventType, ahead_of_clock
 from driftloop.messaging import kafka_admin
+from driftloop.schemas import dumps
 from driftloop.store import ExampleStore, Manifest
 from services.ingest.alignment import Progress, behind_first
 from services.ingest.join import AHEAD_OF_CLOCK, LabelJoin
 from services.ingest.settings import IngestSettings
+from services.ingest.writer import StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +90,16 @@ POLL_RECORDS = 1000
 
 
 class IngestWorker(ConsumerRebalanceListener):
-    """The consuming half of ingest: ``await start()``, then :meth:`step` or :meth:`run`."""
+    """The consuming half of ingest: ``await start()``, then :meth:`step` or :meth:`run`.
 
-    def __init__(self, settings: IngestSettings, store: ExampleStore) -> None:
+    Parameters:
+        settings: its topics, group, join and checkpoint settings.
+        store: opens the example store, in the writer process (picklable; see
+            :class:`~services.ingest.writer.StoreWriter`).
+    """
+
+    def __init__(self, settings: IngestSettings, store: Callable[[], ExampleStore]) -> None:
         self.settings = settings
-        self.store = store
         self.join = LabelJoin(settings.ingest_join_ttl_s, settings.ingest_join_max_entries)
         self._buffer: list[dict[str, Any]] = []
         self._partitions: list[int] = []  # each buffered example's request partition
@@ -105,8 +111,8 @@ class IngestWorker(ConsumerRebalanceListener):
         self._in_flight: list[asyncio.Task[None]] = []  # checkpoints, oldest first
         # Resolved once the newest checkpoint has sent its changelog (or failed to).
         self._changelog_sent: asyncio.Future[None] | None = None
-        # One writer thread: the store's files are written in checkpoint order.
-        self._store_writer = ThreadPoolExecutor(1, thread_name_prefix="ingest-store")
+        # One writer: the store's files are written in checkpoint order.
+        self._store_writer = StoreWriter(store)
         self.examples = AsyncEventProducer(settings, service="ingest", **BATCHING)
         self.changelog: AIOKafkaProducer
         self.consumer = AsyncEventConsumer(
@@ -128,6 +134,7 @@ class IngestWorker(ConsumerRebalanceListener):
 
     async def start(self) -> None:
         self._co_partitioned = ensure_changelog(self.settings)
+        await self._store_writer.start()
         await self.examples.start()
         self.changelog = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers.split(","),
@@ -235,16 +242,16 @@ class IngestWorker(ConsumerRebalanceListener):
         changes = self.join.drain_changes()
         positions = self.consumer.take_positions()
         self._last_checkpoint = time.monotonic()
-        stored = asyncio.get_running_loop().run_in_executor(
-            self._store_writer, self.store.write, examples, offsets
-        )
+        # Serialized once, for the store and the examples topic.
+        values = [dumps(example) for example in examples]
+        stored = self._store_writer.write(values, offsets)
         previous = self._in_flight[-1] if self._in_flight else None
         changelog_before = self._changelog_sent
         self._changelog_sent = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(
             self._finish(
                 stored,
-                (examples, partitions),
+                (examples, values, partitions),
                 changes,
                 positions,
                 previous,
@@ -256,7 +263,7 @@ class IngestWorker(ConsumerRebalanceListener):
     async def _finish(
         self,
         stored: asyncio.Future[list[Manifest] | None],
-        examples: tuple[list[dict[str, Any]], list[int]],
+        examples: tuple[list[dict[str, Any]], list[bytes], list[int]],
         changes: dict[str, tuple[int, dict[str, Any] | None]],
         positions: dict[TopicPartition, int],
         previous: asyncio.Task[None] | None,
@@ -290,7 +297,7 @@ class IngestWorker(ConsumerRebalanceListener):
         self._publish_metrics()
 
     async def _send_examples(
-        self, examples: list[dict[str, Any]], partitions: list[int]
+        self, examples: list[dict[str, Any]], values: list[bytes], partitions: list[int]
     ) -> list[asyncio.Future[Any]]:
         if not examples:
             return []
@@ -300,6 +307,7 @@ class IngestWorker(ConsumerRebalanceListener):
             examples,
             validate=False,
             partitions=partitions if self._co_partitioned else None,
+            values=values,
         )
 
     async def _send_changelog(
@@ -335,7 +343,7 @@ class IngestWorker(ConsumerRebalanceListener):
         await self.consumer.stop()
         await self.examples.stop()
         await self.changelog.stop()
-        self._store_writer.shutdown()
+        self._store_writer.close()
 
     def _publish_metrics(self) -> None:
         # Counted by the join, published per checkpoint: cheaper than per event.

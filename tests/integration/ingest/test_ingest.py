@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import subprocess
 import threading
@@ -11,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -91,7 +93,7 @@ async def test_the_join_in_either_order_with_duplicates_and_poison_around_it(
     ingest_settings: IngestSettings, kcat: str
 ) -> None:
     s = ingest_settings
-    worker = IngestWorker(s, ExampleStore(s.store_uri))
+    worker = IngestWorker(s, functools.partial(ExampleStore, s.store_uri))
     await worker.start()
     huge = orjson.dumps(label("huge", value="x" * 10_000))
     # Valid, from a clock a year ahead: joined, it would expire every request waiting.
@@ -166,7 +168,7 @@ async def test_a_label_after_the_ttl_is_counted_late_and_stores_nothing(
     ingest_settings: IngestSettings,
 ) -> None:
     s = ingest_settings.model_copy(update={"ingest_join_ttl_s": 60.0})
-    worker = IngestWorker(s, ExampleStore(s.store_uri))
+    worker = IngestWorker(s, functools.partial(ExampleStore, s.store_uri))
     await worker.start()
     try:
         with EventProducer(s, service="test") as producer:
@@ -196,7 +198,7 @@ async def test_labels_wait_for_the_restored_state_of_a_partition_taken_on(
         for request_id in waiting:
             producer.send(EventType.PREDICTION, prediction(request_id))
         producer.flush()
-        first = IngestWorker(s, ExampleStore(s.store_uri))
+        first = IngestWorker(s, functools.partial(ExampleStore, s.store_uri))
         await first.start()
         try:
             await run_until(first, lambda: first.join.outcomes["pending"] == len(waiting))
@@ -213,7 +215,7 @@ async def test_labels_wait_for_the_restored_state_of_a_partition_taken_on(
         return await read_changelog(*args)
 
     monkeypatch.setattr(worker_module, "read_changelog", slow_read_changelog)
-    second = IngestWorker(s, ExampleStore(s.store_uri))
+    second = IngestWorker(s, functools.partial(ExampleStore, s.store_uri))
     await second.start()
     try:
         await run_until(second, lambda: len(stored_rows(s)) == len(waiting))
@@ -224,18 +226,20 @@ async def test_labels_wait_for_the_restored_state_of_a_partition_taken_on(
 
 
 class StoreThatFailsOnce(ExampleStore):
-    """Its first write of examples waits for ``release``, then fails (a full disk); later
-    ones succeed."""
+    """Its first write of examples waits for the file ``release`` (it runs in the writer
+    process), then fails (a full disk); later ones succeed."""
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, release: Path) -> None:
         super().__init__(uri)
-        self.release = threading.Event()
+        self.release = release
         self.failed = False
 
     def write(self, examples: Any, offsets: Any = None) -> Any:
         if examples and not self.failed:
             self.failed = True
-            self.release.wait(30)
+            deadline = time.monotonic() + 30
+            while not self.release.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
             raise OSError("the disk is full")
         return super().write(examples, offsets)
 
@@ -262,7 +266,7 @@ async def test_a_poll_waits_no_longer_than_the_next_checkpoint_is_due(
     """What was read is stored ``ingest_flush_s`` after the last checkpoint even when nothing
     more comes: a poll's timeout is cut short then (the end of a backlog, a quiet stream)."""
     s = ingest_settings.model_copy(update={"ingest_flush_s": 5.0, "ingest_flush_rows": 1000})
-    worker = IngestWorker(s, ExampleStore(s.store_uri))
+    worker = IngestWorker(s, functools.partial(ExampleStore, s.store_uri))
     await worker.start()
     try:
         deadline = time.monotonic() + 30
@@ -303,7 +307,7 @@ async def test_a_backlog_is_read_in_step_so_no_prediction_waits_for_labels_read_
             producer.send(EventType.PREDICTION, prediction(f"b{i}"))
             producer.send(EventType.LABEL, label(f"b{i}"))
         producer.flush()
-    worker = IngestWorker(s, ExampleStore(s.store_uri))
+    worker = IngestWorker(s, functools.partial(ExampleStore, s.store_uri))
     await worker.start()
     most_waiting = 0
     try:
@@ -319,14 +323,14 @@ async def test_a_backlog_is_read_in_step_so_no_prediction_waits_for_labels_read_
 
 
 async def test_after_a_failed_store_write_no_later_changelog_is_sent_nor_offset_committed(
-    ingest_settings: IngestSettings,
+    ingest_settings: IngestSettings, tmp_path: Path
 ) -> None:
     """Checkpoints overlap, and a later one's changelog may go before an earlier one commits;
     but never after an earlier one failed: its changes would be missing from the changelog."""
     s = ingest_settings.model_copy(update={"ingest_flush_rows": 1, "ingest_flush_s": 60})
     joined, waiting = ["j0", "j1", "j2"], ["w0", "w1", "w2"]
-    store = StoreThatFailsOnce(s.store_uri)
-    worker = IngestWorker(s, store)
+    release = tmp_path / "release"
+    worker = IngestWorker(s, functools.partial(StoreThatFailsOnce, s.store_uri, release))
     await worker.start()
     try:
         deadline = time.monotonic() + 30
@@ -347,7 +351,8 @@ async def test_after_a_failed_store_write_no_later_changelog_is_sent_nor_offset_
         while worker.join.waiting < len(waiting) and time.monotonic() < deadline:
             await worker.step(200)
         assert (finished(worker), worker.join.waiting) == (3, 3), dict(worker.join.outcomes)
-        threading.Timer(1.0, store.release.set).start()  # once the last checkpoint has begun
+        # once the last checkpoint has begun
+        threading.Timer(1.0, release.touch).start()
         with pytest.raises(OSError, match="the disk is full"):
             await worker.checkpoint()
         assert changelog_records(s) == 0
@@ -364,7 +369,7 @@ async def test_after_a_failed_store_write_no_later_changelog_is_sent_nor_offset_
     with EventProducer(s, service="test") as producer:
         for request_id in waiting:
             producer.send(EventType.LABEL, label(request_id))
-    again = IngestWorker(s, ExampleStore(s.store_uri))
+    again = IngestWorker(s, functools.partial(ExampleStore, s.store_uri))
     await again.start()
     try:
         await run_until(again, lambda: len(stored_rows(s)) == len(joined) + len(waiting))

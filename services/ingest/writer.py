@@ -1,0 +1,109 @@
+"""StoreWriter: the example store's writes, in a process of its own, one at a time, in order.
+
+A store write is a few microseconds of Python a row (columns from rows, dedupe, grouping) and
+then Arrow's and zstd's work. In a thread of ingest's process that Python holds the GIL the
+join needs: the join waited on it, and a checkpoint's write cost the consuming loop about a
+fifth of its rate. In a process of its own it runs beside the join, on another core. The rows
+travel as the examples' JSON lines, which the worker makes anyway for the examples topic.
+
+The writer process opens the store itself (``opener``, a picklable callable: an S3 client does
+not travel), so its dedupe memory of stored ids lives there. It dies with ingest's process
+(the kernel's parent-death signal on Linux): a restarted ingest must never meet a write of the
+process before it, which would store again rows the new one reads again.
+
+Example:
+    >>> import asyncio, functools, tempfile
+    >>> from driftloop.store import ExampleStore
+    >>> async def main():
+    ...     writer = StoreWriter(functools.partial(ExampleStore, tempfile.mkdtemp()))
+    ...     await writer.start()
+    ...     try:
+    ...         return await writer.write([], {})
+    ...     finally:
+    ...         writer.close()
+    >>> asyncio.run(main()) is None  # nothing to store: no file  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+
+import orjson
+
+from driftloop.store import ExampleStore, Manifest, OffsetRanges
+
+PR_SET_PDEATHSIG = 1
+
+
+class StoreWriter:
+    """Writes batches of examples to the store that ``opener`` opens, in a process of its own.
+
+    Parameters:
+        opener: opens the store, in the writer process (picklable: a class, or a
+            :func:`functools.partial` of one).
+    """
+
+    def __init__(self, opener: Callable[[], ExampleStore]) -> None:
+        self._pool = ProcessPoolExecutor(
+            1,
+            # spawn, not fork: ingest's process has threads (the Kafka clients')
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_open,
+            initargs=(opener, os.getpid()),
+        )
+
+    async def start(self) -> None:
+        """Start the writer process and open the store there (not at the first checkpoint)."""
+        await asyncio.wrap_future(self._pool.submit(_ready))
+
+    def write(
+        self, lines: list[bytes], offsets: OffsetRanges
+    ) -> asyncio.Future[list[Manifest] | None]:
+        """Store the examples ``lines`` (their JSON) as :meth:`ExampleStore.write` does; the
+        future resolves once they are durable, or raises what the write raised."""
+        return asyncio.wrap_future(self._pool.submit(_write, b"\n".join(lines), offsets))
+
+    @property
+    def pid(self) -> int | None:
+        """The writer process's id, once started."""
+        processes = list((self._pool._processes or {}).values())
+        return processes[0].pid if processes else None
+
+    def close(self) -> None:
+        """Let the writes queued finish, then stop the writer process."""
+        self._pool.shutdown(wait=True)
+
+
+# --- the writer process -----------------------------------------------------------------------
+
+_store: ExampleStore | None = None
+
+
+def _open(opener: Callable[[], ExampleStore], parent: int) -> None:
+    global _store
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # gone before the signal was asked for
+        os._exit(1)
+    _store = opener()
+
+
+def _ready() -> bool:
+    return _store is not None
+
+
+def _write(lines: bytes, offsets: OffsetRanges) -> list[Manifest] | None:
+    assert _store is not None
+    rows = [orjson.loads(line) for line in lines.split(b"\n")] if lines else []
+    return _store.write(rows, offsets)
