@@ -39,6 +39,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import orjson
 
+from driftloop.children import exit_with_parent
 from driftloop.store import ExampleStore, Manifest, OffsetRanges
 
 PR_SET_PDEATHSIG = 1
@@ -90,12 +91,13 @@ _store: ExampleStore | None = None
 
 def _open(opener: Callable[[], ExampleStore], parent: int) -> None:
     global _store
-    if sys.platform == "linux":
+    if sys.platform == "linux":  # at once, in the middle of a write
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # gone before the signal was asked for
         os._exit(1)
+    exit_with_parent()  # elsewhere, within a second
     _store = opener()
 
 

@@ -36,10 +36,10 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from driftloop.children import exit_with_parent
 from driftloop.errors import ModelLoadFailed
 from driftloop.model_card import ModelCard
 from driftloop.registry import ModelRegistry, model_uri
-from services.serve.children import exit_with_parent
 from services.serve.repository import LoadedVersion
 from services.serve.runtime import ModelRuntime, compile_model, tflite_runtime
 

@@ -511,7 +511,7 @@ async def _send_for(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
 
 
 async def _sender_process() -> None:
-    from services.serve.children import exit_with_parent
+    from driftloop.children import exit_with_parent
 
     exit_with_parent()  # its end of the pipe closing says so too; this is in case it does not
     loop = asyncio.get_running_loop()

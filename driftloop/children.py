@@ -1,7 +1,8 @@
-"""What serve's helper processes (the loader, the event sender) share: they end with serve.
+"""What the services' helper processes (serve's loader and event sender, ingest's store writer)
+share: they end with the process that started them.
 
-A helper that outlives its serving process (killed with SIGKILL, or by a test that kills only
-it) would hold its memory for nothing (the loader holds TensorFlow: hundreds of MB), so each
+A helper that outlives its service's process (killed with SIGKILL, or by a test that kills only
+it) would hold its memory for nothing (serve's loader holds TensorFlow: hundreds of MB), so each
 watches its parent and exits when it is gone.
 """
 
