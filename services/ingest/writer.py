@@ -61,10 +61,11 @@ class StoreWriter:
             initializer=_open,
             initargs=(opener, os.getpid()),
         )
+        self.pid: int | None = None  # the writer process's, once started
 
     async def start(self) -> None:
         """Start the writer process and open the store there (not at the first checkpoint)."""
-        await asyncio.wrap_future(self._pool.submit(_ready))
+        self.pid = await asyncio.wrap_future(self._pool.submit(os.getpid))
 
     def write(
         self, lines: list[bytes], offsets: OffsetRanges
@@ -72,12 +73,6 @@ class StoreWriter:
         """Store the examples ``lines`` (their JSON) as :meth:`ExampleStore.write` does; the
         future resolves once they are durable, or raises what the write raised."""
         return asyncio.wrap_future(self._pool.submit(_write, b"\n".join(lines), offsets))
-
-    @property
-    def pid(self) -> int | None:
-        """The writer process's id, once started."""
-        processes = list((self._pool._processes or {}).values())
-        return processes[0].pid if processes else None
 
     def close(self) -> None:
         """Let the writes queued finish, then stop the writer process."""
@@ -91,18 +86,20 @@ _store: ExampleStore | None = None
 
 def _open(opener: Callable[[], ExampleStore], parent: int) -> None:
     global _store
-    if sys.platform == "linux":  # at once, in the middle of a write
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # gone before the signal was asked for
+    if not _killed_with_parent():
+        exit_with_parent()  # within a second, not in the middle of a write: the best elsewhere
+    if os.getppid() != parent:  # gone before either was in place
         os._exit(1)
-    exit_with_parent()  # elsewhere, within a second
     _store = opener()
 
 
-def _ready() -> bool:
-    return _store is not None
+def _killed_with_parent() -> bool:
+    """Ask the kernel to kill this process when its parent ends (Linux); whether it will."""
+    if sys.platform != "linux":
+        return False
+    with contextlib.suppress(OSError, AttributeError):
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL) == 0
+    return False
 
 
 def _write(lines: bytes, offsets: OffsetRanges) -> list[Manifest] | None:
