@@ -24,14 +24,25 @@ def machine() -> dict[str, Any]:
     }
 
 
+# One package under several distribution names: the first installed one is reported.
+FLAVOURS = {"tensorflow": ("tensorflow", "tensorflow-cpu")}
+
+
 def versions(*packages: str) -> dict[str, str]:
     found = {}
     for package in ("driftloop", *packages):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "not installed"
+        found[package] = "not installed"
+        for distribution in FLAVOURS.get(package, (package,)):
+            try:
+                found[package] = f"{version(distribution)}{_named(distribution, package)}"
+                break
+            except PackageNotFoundError:
+                continue
     return found
+
+
+def _named(distribution: str, package: str) -> str:
+    return "" if distribution == package else f" ({distribution})"
 
 
 def write(

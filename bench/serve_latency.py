@@ -460,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         rows,
         baseline="mlflow models serve (same model) and a constant-returning app (the floor)",
         ratios=ratios,
-        packages=("tensorflow", "mlflow", "uvicorn", "starlette"),
+        packages=("tensorflow", "keras", "mlflow", "uvicorn", "starlette"),
         notes="wrk -t1 against one target at a time; serve and the broker warmed up with "
         f"{args.warmup:g} s of load first; each load run {seconds} s after a 1 s warm-up, "
         f"serve's and the floor's runs alternating, best of {args.rounds} for each (all in "

@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         ],
         baseline="scikit-learn LogisticRegression (lbfgs, same preprocessing) on the same window",
         ratios=ratios,
-        packages=("tensorflow-cpu", "tensorflow", "keras", "mlflow", "scikit-learn", "pyarrow"),
+        packages=("tensorflow", "keras", "mlflow", "scikit-learn", "pyarrow"),
         notes=(
             f"{gpu_note} make_classification stream (10 features, one categorical, 3 classes), "
             f"window = all N examples: {train:.0%} train, {validation:.0%} validation (early "

@@ -90,12 +90,15 @@ class EventOutbox:
         capacity: most events held (here or in the sender, not yet stored by Kafka); past it
             new events are dropped and counted.
         linger_s: how often what arrived is handed to the sender (and how long the sender's
-            first event waits for others to share its send).
+            first event waits for others to share its send). Each hand-off wakes the sender
+            and becomes a produce request: at 100 ms rather than 20, the sender's CPU a
+            prediction fell from 19-31 us to 14-18 and the broker's from 15-29 to 7-12, at
+            concurrency 8 on two cores, where both share the cores with the serving process.
         service: the producer's client id suffix.
     """
 
     def __init__(
-        self, settings: Settings, capacity: int, linger_s: float = 0.02, service: str = "serve"
+        self, settings: Settings, capacity: int, linger_s: float = 0.1, service: str = "serve"
     ) -> None:
         self.settings = settings
         self.capacity = capacity
