@@ -34,15 +34,13 @@ def versions(*packages: str) -> dict[str, str]:
         found[package] = "not installed"
         for distribution in FLAVOURS.get(package, (package,)):
             try:
-                found[package] = f"{version(distribution)}{_named(distribution, package)}"
-                break
+                found[package] = version(distribution)
             except PackageNotFoundError:
                 continue
+            if distribution != package:
+                found[package] += f" ({distribution})"
+            break
     return found
-
-
-def _named(distribution: str, package: str) -> str:
-    return "" if distribution == package else f" ({distribution})"
 
 
 def write(

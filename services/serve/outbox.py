@@ -92,7 +92,7 @@ class EventOutbox:
         linger_s: how often what arrived is handed to the sender (and how long the sender's
             first event waits for others to share its send). Each hand-off wakes the sender
             and becomes a produce request: at 100 ms rather than 20, the sender's CPU a
-            prediction fell from 19-31 us to 14-18 and the broker's from 15-29 to 7-12, at
+            prediction fell from 19-31 us to 14-18 and the broker's from 15-32 to 7-12, at
             concurrency 8 on two cores, where both share the cores with the serving process.
         service: the producer's client id suffix.
     """
