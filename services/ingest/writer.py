@@ -28,21 +28,15 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import multiprocessing
 import os
-import signal
-import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
 import orjson
 
-from driftloop.children import exit_with_parent
+from driftloop.children import exit_with_parent, killed_with_parent
 from driftloop.store import ExampleStore, Manifest, OffsetRanges
-
-PR_SET_PDEATHSIG = 1
 
 
 class StoreWriter:
@@ -86,20 +80,11 @@ _store: ExampleStore | None = None
 
 def _open(opener: Callable[[], ExampleStore], parent: int) -> None:
     global _store
-    if not _killed_with_parent():
+    if not killed_with_parent():
         exit_with_parent()  # within a second, not in the middle of a write: the best elsewhere
     if os.getppid() != parent:  # gone before either was in place
         os._exit(1)
     _store = opener()
-
-
-def _killed_with_parent() -> bool:
-    """Ask the kernel to kill this process when its parent ends (Linux); whether it will."""
-    if sys.platform != "linux":
-        return False
-    with contextlib.suppress(OSError, AttributeError):
-        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL) == 0
-    return False
 
 
 def _write(lines: bytes, offsets: OffsetRanges) -> list[Manifest] | None:

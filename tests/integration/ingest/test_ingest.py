@@ -72,6 +72,11 @@ def kcat_labels(kcat: str, settings: IngestSettings, records: list[tuple[str, by
     )
 
 
+def store_of(settings: IngestSettings) -> Any:
+    """What opens the settings' example store, in the worker's writer process."""
+    return functools.partial(ExampleStore, settings.store_uri)
+
+
 async def run_until(worker: IngestWorker, done: Any, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not done() and time.monotonic() < deadline:
@@ -93,7 +98,7 @@ async def test_the_join_in_either_order_with_duplicates_and_poison_around_it(
     ingest_settings: IngestSettings, kcat: str
 ) -> None:
     s = ingest_settings
-    worker = IngestWorker(s, functools.partial(ExampleStore, s.store_uri))
+    worker = IngestWorker(s, store_of(s))
     await worker.start()
     huge = orjson.dumps(label("huge", value="x" * 10_000))
     # Valid, from a clock a year ahead: joined, it would expire every request waiting.
@@ -168,7 +173,7 @@ async def test_a_label_after_the_ttl_is_counted_late_and_stores_nothing(
     ingest_settings: IngestSettings,
 ) -> None:
     s = ingest_settings.model_copy(update={"ingest_join_ttl_s": 60.0})
-    worker = IngestWorker(s, functools.partial(ExampleStore, s.store_uri))
+    worker = IngestWorker(s, store_of(s))
     await worker.start()
     try:
         with EventProducer(s, service="test") as producer:
@@ -198,7 +203,7 @@ async def test_labels_wait_for_the_restored_state_of_a_partition_taken_on(
         for request_id in waiting:
             producer.send(EventType.PREDICTION, prediction(request_id))
         producer.flush()
-        first = IngestWorker(s, functools.partial(ExampleStore, s.store_uri))
+        first = IngestWorker(s, store_of(s))
         await first.start()
         try:
             await run_until(first, lambda: first.join.outcomes["pending"] == len(waiting))
@@ -215,7 +220,7 @@ async def test_labels_wait_for_the_restored_state_of_a_partition_taken_on(
         return await read_changelog(*args)
 
     monkeypatch.setattr(worker_module, "read_changelog", slow_read_changelog)
-    second = IngestWorker(s, functools.partial(ExampleStore, s.store_uri))
+    second = IngestWorker(s, store_of(s))
     await second.start()
     try:
         await run_until(second, lambda: len(stored_rows(s)) == len(waiting))
@@ -266,7 +271,7 @@ async def test_a_poll_waits_no_longer_than_the_next_checkpoint_is_due(
     """What was read is stored ``ingest_flush_s`` after the last checkpoint even when nothing
     more comes: a poll's timeout is cut short then (the end of a backlog, a quiet stream)."""
     s = ingest_settings.model_copy(update={"ingest_flush_s": 5.0, "ingest_flush_rows": 1000})
-    worker = IngestWorker(s, functools.partial(ExampleStore, s.store_uri))
+    worker = IngestWorker(s, store_of(s))
     await worker.start()
     try:
         deadline = time.monotonic() + 30
@@ -307,7 +312,7 @@ async def test_a_backlog_is_read_in_step_so_no_prediction_waits_for_labels_read_
             producer.send(EventType.PREDICTION, prediction(f"b{i}"))
             producer.send(EventType.LABEL, label(f"b{i}"))
         producer.flush()
-    worker = IngestWorker(s, functools.partial(ExampleStore, s.store_uri))
+    worker = IngestWorker(s, store_of(s))
     await worker.start()
     most_waiting = 0
     try:
@@ -369,7 +374,7 @@ async def test_after_a_failed_store_write_no_later_changelog_is_sent_nor_offset_
     with EventProducer(s, service="test") as producer:
         for request_id in waiting:
             producer.send(EventType.LABEL, label(request_id))
-    again = IngestWorker(s, functools.partial(ExampleStore, s.store_uri))
+    again = IngestWorker(s, store_of(s))
     await again.start()
     try:
         await run_until(again, lambda: len(stored_rows(s)) == len(joined) + len(waiting))
