@@ -273,11 +273,23 @@ class AsyncEventConsumer(StartsAndStops):
                 CONSUMER_LAG.labels(partition.topic, str(partition.partition)).set(lag)
         return batch
 
-    async def reject(self, received: Received, violation: SchemaViolation) -> None:
+    async def reject(
+        self,
+        received: Received,
+        violation: SchemaViolation,
+        *,
+        model_name: str | None = None,
+        value: bytes | None = None,
+    ) -> None:
         """Dead-letter a valid event its consumer cannot use, as an invalid record is (the
-        key is the one the event's type gives it: what driftloop's producers use)."""
+        key is the one the event's type gives it: what driftloop's producers use).
+
+        ``model_name``: the model whose contract it broke; ``value``: what to carry instead of
+        the record's bytes (a joined example whose label broke the contract, say).
+        """
         key = received.event_type.key(received.event)
-        letter = self._check.letter(key, received.value, received.origin, violation)
+        payload = received.value if value is None else value
+        letter = self._check.letter(key, payload, received.origin, violation, model_name)
         await self._dead_letters.send(EventType.DEAD_LETTER, letter, key=key)
 
     def assignment(self) -> set[TopicPartition]:

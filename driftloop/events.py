@@ -43,6 +43,8 @@ class EventType(Enum):
     TRAINING_RESULT = ("training_result", "training_results", "model_name")
     SWAP = ("swap", "swaps", "model_name")
     DEAD_LETTER = ("dead_letter", "dead_letters", None)
+    CONTRACT = ("contract", "contracts", "model_name")
+    DATA_QUALITY = ("data_quality", "data_quality", "model_name")
 
     def __init__(self, schema_name: str, topic_setting: str, key_field: str | None) -> None:
         self.schema_name = schema_name
@@ -260,6 +262,32 @@ class DeadLetter(Envelope):
     key_b64: str | None
     payload_b64: str
     error: ViolationDetail
+    model_name: NotRequired[str]
+
+
+class Contract(Envelope):
+    model_name: str
+    version: int
+    source: Literal["declared", "inferred", "card"]
+    contract: dict[str, Any]
+
+
+class QualityWindow(TypedDict):
+    size: int
+    invalid: int
+    invalid_by_rule: dict[str, int]
+    null_share: dict[str, float]
+    unknown_category_share: dict[str, float]
+    label_balance: dict[str, float]
+
+
+class DataQuality(Envelope):
+    model_name: str
+    status: Literal["degraded", "recovered"]
+    invalid_share: float
+    threshold: float
+    holding_triggers: bool
+    window: QualityWindow
 
 
 EVENT_CLASSES: dict[EventType, type] = {
@@ -273,4 +301,6 @@ EVENT_CLASSES: dict[EventType, type] = {
     EventType.TRAINING_RESULT: TrainingResult,
     EventType.SWAP: Swap,
     EventType.DEAD_LETTER: DeadLetter,
+    EventType.CONTRACT: Contract,
+    EventType.DATA_QUALITY: DataQuality,
 }

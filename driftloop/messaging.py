@@ -138,6 +138,12 @@ def ensure_topics(settings: Settings) -> dict[str, str]:
                 specs[settings.topic_dead_letters]["configs"] = {
                     "max.message.bytes": str(DEAD_LETTER_BYTES)
                 }
+            if settings.topic_contracts in specs:
+                # One partition, kept forever: every reader sees the versions in one order.
+                specs[settings.topic_contracts] |= {
+                    "num_partitions": 1,
+                    "configs": {"retention.ms": "-1", "cleanup.policy": "delete"},
+                }
             # Another process may create them between our describe and our create.
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(specs, wait_for_metadata=True)
@@ -145,7 +151,9 @@ def ensure_topics(settings: Settings) -> dict[str, str]:
         grow = {
             name: settings.topic_partitions
             for name, count in existing.items()
-            if name in outcome and count < settings.topic_partitions
+            if name in outcome
+            and count < settings.topic_partitions
+            and name != settings.topic_contracts
         }
         if grow:
             admin.create_partitions(grow)
@@ -285,21 +293,26 @@ class RecordCheck:
         value: bytes,
         origin: RecordOrigin,
         violation: SchemaViolation,
+        model_name: str | None = None,
     ) -> dict[str, Any]:
-        """The dead-letter event for one record (counted and logged)."""
+        """The dead-letter event for one record (counted and logged); ``model_name`` names
+        the model whose contract it broke."""
         EVENTS_CONSUMED.labels(origin["topic"], "dead_lettered").inc()
         DEAD_LETTERS.labels(origin["topic"], violation.rule).inc()
         log.warning(
             "dead-lettered a record",
             extra={"origin": origin, "field": violation.field, "rule": violation.rule},
         )
-        return new_event(
+        letter = new_event(
             service=self.service,
             origin=origin,
             key_b64=base64.b64encode(key).decode() if key is not None else None,
             payload_b64=base64.b64encode(value).decode(),
             error=violation.as_detail(),
         )
+        if model_name is not None:
+            letter["model_name"] = model_name
+        return letter
 
 
 class EventConsumer(ClosesOnExit):

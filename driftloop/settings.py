@@ -139,6 +139,43 @@ class Settings(BaseSettings):
     topic_dead_letters: str = Field(
         "driftloop.dead-letters", description="Events that failed validation, with the reason."
     )
+    topic_contracts: str = Field(
+        "driftloop.contracts",
+        description="Every model's feature contract, each version once (one partition, kept "
+        "forever: the first record of a version wins).",
+    )
+    topic_data_quality: str = Field(
+        "driftloop.data-quality",
+        description="Data-quality events: a model's inputs degraded (triggers held) or recovered.",
+    )
+
+    # Feature contracts (driftloop/contract.py)
+    contract_file: Path | None = Field(
+        None,
+        description="A declared contract (JSON) that ingest registers at start, as a new "
+        "version when its terms differ from the model's latest; unset infers one.",
+    )
+    contract_sample: int = Field(
+        500,
+        ge=10,
+        description="Labelled examples a contract is inferred from, when none is declared.",
+    )
+    contract_minority_share: float = Field(
+        0.02,
+        gt=0,
+        lt=0.5,
+        description="Share of the sample under which a feature's type, a null or a feature is "
+        "taken for bad data when a contract is inferred (those events are dead-lettered).",
+    )
+    contract_min_class_share: float = Field(
+        0.005,
+        ge=0,
+        lt=0.5,
+        description="Share of the sample's labels under which a value is not inferred as a class.",
+    )
+    contract_refresh_s: float = Field(
+        5.0, gt=0, description="How often ingest looks for a new contract version."
+    )
 
     # MLflow
     mlflow_port: int = Field(5000, ge=1, le=65535, description="Local MLflow server's port.")
@@ -226,7 +263,12 @@ def as_environment(values: Settings | Mapping[str, Any]) -> dict[str, str]:
     """Settings (or ``{field: value}``) as the ``DRIFTLOOP_<FIELD>`` variables that give them."""
     if isinstance(values, Settings):
         values = values.model_dump(mode="json")
-    return {f"{ENV_PREFIX}{name.upper()}": str(value) for name, value in values.items()}
+    # An unset optional setting (None) is left out: its absence is what gives it.
+    return {
+        f"{ENV_PREFIX}{name.upper()}": str(value)
+        for name, value in values.items()
+        if value is not None
+    }
 
 
 def settings_table(*classes: type[BaseSettings]) -> str:
