@@ -37,7 +37,7 @@ from services.trainer.coalesce import Refit
 from services.trainer.fit import device
 from services.trainer.gate import classification_scores
 from services.trainer.settings import TrainerSettings
-from services.trainer.trainer import Trainer
+from services.trainer.trainer import NoContracts, Trainer
 from services.trainer.window import TrainingWindow
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -120,7 +120,7 @@ def measure(base: TrainerSettings, n: int, state: Path) -> tuple[dict[str, Any],
     for first in range(0, n, 5000):  # batches the size ingest writes
         store.write(rows[first : first + 5000])
     store_s = time.perf_counter() - started
-    trainer = Trainer(settings)
+    trainer = Trainer(settings, contracts=NoContracts())  # no broker in this benchmark
     trigger = new_event(
         trigger_id=f"bench-{tag}", model_name=settings.model_name, model_version=None,
         reason="manual", evidence={"bench": n},

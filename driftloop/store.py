@@ -12,11 +12,32 @@ back byte for byte, and checked. Rows are deduplicated by ``event_id`` (which th
 from the request id), within the files of the last ``dedupe_horizon_s`` and across restarts;
 the ids of that horizon are all it keeps in memory.
 
+Types. A model with a :class:`~driftloop.contract.FeatureContract` has its rows written with
+the contract's Arrow schema (:func:`contract_table`), one file per hour and model: a column's
+type is the contract's in every file, whatever one batch holds (a value that does not fit it
+is stored as null). Without a contract a file's columns take the types Arrow infers from its
+rows (:func:`to_table`), as files written before contracts did, so two files may disagree on a
+column; :meth:`ExampleStore.read_frame` reads such a window anyway, each value as it was sent.
+
 Example:
     >>> import tempfile
+    >>> from driftloop.contract import FeatureContract, FeatureSpec
     >>> store = ExampleStore(tempfile.mkdtemp())
     >>> store.write([]) is None
     True
+    >>> contract = FeatureContract(model_name="m", version=1, task="classification",
+    ...     classes=[0, 1], features=[FeatureSpec(name="term", type="int"),
+    ...                               FeatureSpec(name="verified", kind="boolean")])
+    >>> row = {"event_id": "e1", "request_id": "r1", "model_name": "m", "model_version": "1",
+    ...        "event_time": "2026-11-22T10:00:00Z", "prediction_time": "2026-11-22T10:00:00Z",
+    ...        "label_time": "2026-11-22T10:00:01Z", "prediction": "yes", "label": 1,
+    ...        "features": {"term": 36.0, "verified": True}}
+    >>> [manifest] = store.write([row], contracts={"m": contract})
+    >>> manifest.model_name, manifest.contract_version
+    ('m', 1)
+    >>> store.read_frame([manifest])[["feature.term", "feature.verified", "prediction"]]
+       feature.term  feature.verified prediction
+    0            36              True       None
 """
 
 from __future__ import annotations
@@ -38,11 +59,12 @@ import orjson
 
 # pyarrow imports pandas on its first conversion (to recognise pandas inputs): imported here,
 # that second is spent when a service starts, not inside its first write.
-import pandas  # noqa: F401
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from driftloop.contract import ARROW_TYPES, FeatureContract, fits
 from driftloop.events import epoch, parse_time
 from driftloop.settings import Settings
 
@@ -130,6 +152,9 @@ class Manifest:
     offsets: OffsetRanges
     written_at: str
     columns: list[str] = field(default_factory=list)
+    # Set when the file holds one model's rows; with contract_version, in its contract's schema.
+    model_name: str | None = None
+    contract_version: int | None = None
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
@@ -164,9 +189,20 @@ class ExampleStore:
     # --- writing -------------------------------------------------------------------------
 
     def write(
-        self, examples: Sequence[Mapping[str, Any]], offsets: OffsetRanges | None = None
+        self,
+        examples: Sequence[Mapping[str, Any]],
+        offsets: OffsetRanges | None = None,
+        contracts: Mapping[str, FeatureContract] | None = None,
     ) -> list[Manifest] | None:
         """Store ``examples`` not stored before, one file per event-time hour; durable on return.
+
+        Parameters:
+            examples: labelled examples (the examples topic's events).
+            offsets: the source offsets they came from, recorded in each manifest.
+            contracts: the contract in force per model name. When given, each file holds one
+                model's rows (one file per hour and model), and a model with a contract has
+                them written in its contract's schema (:func:`contract_table`); the others as
+                :func:`to_table` types them.
 
         Returns the manifests written, or None when every example was already stored.
         """
@@ -179,11 +215,15 @@ class ExampleStore:
                 fresh.setdefault(example["event_id"], example)
         if not fresh:
             return None
-        by_hour: dict[str, list[Mapping[str, Any]]] = {}
+        groups: dict[tuple[str, str | None], list[Mapping[str, Any]]] = {}
         for example in fresh.values():
-            by_hour.setdefault(_hour(example["event_time"]), []).append(example)
+            model = None if contracts is None else example["model_name"]
+            groups.setdefault((_hour(example["event_time"]), model), []).append(example)
         manifests = [
-            self._write_file(hour, rows, offsets or {}) for hour, rows in sorted(by_hour.items())
+            self._write_file(
+                hour, rows, offsets or {}, model, None if model is None else contracts.get(model)
+            )
+            for (hour, model), rows in sorted(groups.items(), key=lambda item: _group_key(item[0]))
         ]
         self._remember(list(fresh), now)
         return manifests
@@ -197,9 +237,14 @@ class ExampleStore:
             self._ids.difference_update(self._written.popleft()[1])
 
     def _write_file(
-        self, hour: str, rows: list[Mapping[str, Any]], offsets: OffsetRanges
+        self,
+        hour: str,
+        rows: list[Mapping[str, Any]],
+        offsets: OffsetRanges,
+        model: str | None = None,
+        contract: FeatureContract | None = None,
     ) -> Manifest:
-        table = to_table(rows)
+        table = to_table(rows) if contract is None else contract_table(rows, contract)
         # In event-time order, ties by id: the same rows always make the same file.
         order = pc.sort_indices(
             table, sort_keys=[("event_time", "ascending"), ("event_id", "ascending")]
@@ -227,6 +272,8 @@ class ExampleStore:
             offsets=offsets,
             written_at=datetime.now(UTC).isoformat(),
             columns=table.column_names,
+            model_name=model,
+            contract_version=None if contract is None else contract.version,
         )
         self.blobs.put(name, data)
         self.blobs.put(_manifest_key(name), manifest.to_json())
@@ -249,19 +296,47 @@ class ExampleStore:
         return sorted(found, key=lambda m: (epoch(m.first_event_time), m.file))
 
     def read(self, manifests: Iterable[Manifest]) -> pa.Table:
-        """The rows of the files ``manifests`` name, each checked against its hash."""
-        tables = []
-        for manifest in manifests:
-            try:
-                data = self.blobs.get(manifest.file)
-            except (FileNotFoundError, KeyError) as error:
-                raise CorruptWindow(f"{manifest.file} is missing") from error
-            if hashlib.sha256(data).hexdigest() != manifest.sha256:
-                raise CorruptWindow(f"{manifest.file} does not match its manifest's sha256")
-            tables.append(pq.read_table(io.BytesIO(data)))
+        """The rows of the files ``manifests`` name, each checked against its hash.
+
+        Files that disagree on a column's type (files written before contracts: a number in
+        one, text in another) are read anyway: that column is then JSON text in every file,
+        as :func:`to_table` stores a column of mixed values. :meth:`read_frame` gives the
+        values themselves.
+        """
+        manifests = list(manifests)
+        tables = [self._read_file(manifest) for manifest in manifests]
         if not tables:
             return pa.table({})
-        return pa.concat_tables(tables, promote_options="permissive")
+        try:
+            return pa.concat_tables(tables, promote_options="permissive")
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            tables = _as_text_where_types_differ(tables, manifests)
+            return pa.concat_tables(tables, promote_options="permissive")
+
+    def read_frame(self, manifests: Iterable[Manifest]) -> pd.DataFrame:
+        """The rows of the files ``manifests`` name as one frame, each file checked against its
+        hash; never fails because files disagree on a column's type.
+
+        Each value is what was sent: a column whose type differs between files (or that some
+        files lack) holds Python values (``object``, None where missing), an integer column
+        with nulls holds Python ints and None, and a column a file written without a contract
+        stored as JSON text because its values mixed types (:func:`to_table`) is decoded.
+        Raises :class:`CorruptWindow` as :meth:`read` does.
+        """
+        frames = [
+            _frame(self._read_file(manifest), manifest.contract_version is not None)
+            for manifest in manifests
+        ]
+        return _concat_frames(frames)
+
+    def _read_file(self, manifest: Manifest) -> pa.Table:
+        try:
+            data = self.blobs.get(manifest.file)
+        except (FileNotFoundError, KeyError) as error:
+            raise CorruptWindow(f"{manifest.file} is missing") from error
+        if hashlib.sha256(data).hexdigest() != manifest.sha256:
+            raise CorruptWindow(f"{manifest.file} does not match its manifest's sha256")
+        return pq.read_table(io.BytesIO(data))
 
     @staticmethod
     def window_hash(manifests: Iterable[Manifest]) -> str:
@@ -312,9 +387,89 @@ def to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
 
 def _array(values: list[Any]) -> pa.Array:
     try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if v is None else json.dumps(v) for v in values], pa.string())
+        array = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # an int past int64 too
+        return _text(values)
+    # Arrow takes a boolean after a float for a number (false as 0.0): mixed, so text.
+    if pa.types.is_floating(array.type) and any(type(v) is bool for v in values):
+        return _text(values)
+    return array
+
+
+def _text(values: list[Any]) -> pa.Array:
+    """Values as JSON text (null stays null): how a column of mixed types is stored."""
+    return pa.array([None if v is None else json.dumps(v) for v in values], pa.string())
+
+
+def contract_table(rows: Sequence[Mapping[str, Any]], contract: FeatureContract) -> pa.Table:
+    """Examples as columns in ``contract``'s schema (:meth:`FeatureContract.arrow_schema`).
+
+    Each value is converted to its column's type (``36.0`` for an integer feature is stored as
+    36); one that does not fit it (a prediction of another type than the label's, a feature
+    the ingest door would have refused) is stored as null, and features the contract does not
+    name are not stored. Rows keep their order.
+
+    Example:
+        >>> from driftloop.contract import FeatureSpec
+        >>> contract = FeatureContract(task="regression", features=[FeatureSpec(name="x")])
+        >>> row = {"event_id": "e", "request_id": "r", "model_name": "m", "model_version": "1",
+        ...        "event_time": "2026-11-22T10:00:00Z", "prediction_time": None,
+        ...        "label_time": None, "prediction": "high", "label": 2,
+        ...        "features": {"x": 1, "extra": "kept out"}}
+        >>> contract_table([row], contract).to_pylist()[0]["feature.x"]
+        1.0
+    """
+    schema = contract.arrow_schema()
+    label_type = contract.label_type or "float"
+    columns: list[pa.Array] = [
+        pa.array([r["event_id"] for r in rows], pa.string()),
+        pa.array([r["request_id"] for r in rows], pa.string()),
+        pa.array([r["model_name"] for r in rows], pa.string()),
+        pa.array([r["model_version"] for r in rows], pa.string()),
+        _timestamps([r["event_time"] for r in rows]),
+        _timestamps([r["prediction_time"] for r in rows]),
+        _timestamps([r["label_time"] for r in rows]),
+        _typed([r["prediction"] for r in rows], label_type),
+        _typed([r["label"] for r in rows], label_type),
+    ]
+    for spec in sorted(contract.features, key=lambda spec: spec.name):
+        columns.append(_typed([r["features"].get(spec.name) for r in rows], spec.type or "float"))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+# Python types Arrow converts to each column type as they are (None aside); bool is not an int.
+_EXACT: dict[str, frozenset[type]] = {
+    "int": frozenset({int, type(None)}),
+    "float": frozenset({int, float, type(None)}),
+    "string": frozenset({str, type(None)}),
+    "bool": frozenset({bool, type(None)}),
+}
+
+
+def _typed(values: list[Any], value_type: str) -> pa.Array:
+    """``values`` as an array of the JSON type ``value_type``; what does not fit it is null."""
+    arrow = ARROW_TYPES[value_type]
+    if set(map(type, values)) <= _EXACT[value_type]:
+        # The common case, at Arrow's speed: a number past int64 or an infinity (never in JSON)
+        # falls to the value-by-value path.
+        try:
+            array = pa.array(values, arrow)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            pass
+        else:
+            if value_type != "float" or pc.all(pc.is_finite(array)).as_py() is not False:
+                return array
+    return pa.array([_convert(value_type, v) for v in values], arrow)
+
+
+def _convert(value_type: str, value: Any) -> Any:
+    if value is None or not fits(value_type, value):
+        return None
+    if value_type == "int":
+        return int(value)
+    if value_type == "float":
+        return float(value)
+    return value
 
 
 UTC_MICROSECONDS = pa.timestamp("us", tz="UTC")
@@ -343,6 +498,129 @@ def _hour(event_time: str) -> str:
 
 def _manifest_key(file: str) -> str:
     return file.removesuffix(".parquet") + ".manifest.json"
+
+
+def _group_key(group: tuple[str, str | None]) -> tuple[str, str]:
+    return group[0], group[1] or ""
+
+
+# --- reading files of different types -----------------------------------------------------------
+
+# The columns whose values come from the app: what a file written without a contract may have
+# stored as JSON text, its values mixing types.
+_VALUE_COLUMNS = ("prediction", "label")
+
+
+def _is_value_column(name: str) -> bool:
+    return name.startswith("feature.") or name in _VALUE_COLUMNS
+
+
+def _mixed_text(values: list[Any]) -> list[Any] | None:
+    """The values a column of JSON text stood for (:func:`to_table`'s mixed column), or None
+    when the column is plain text.
+
+    A mixed column encodes every value, its strings quoted; a plain one holds strings as sent.
+    So: every value must be JSON (null never is: it stays null), and there must be a quoted
+    string or two kinds of value among them. Plain text of JSON words of two kinds (``"1"``
+    and ``"true"`` in one file, and nothing else) cannot be told from a mixed column, and is
+    decoded; numbers alone (stored as text for an integer past int64) are left as text.
+    """
+    decoded = []
+    kinds = set()
+    quoted = False
+    for value in values:
+        if value is None:
+            decoded.append(None)
+            continue
+        try:
+            item = json.loads(value)
+        except ValueError:
+            return None
+        if item is None:
+            return None
+        quoted = quoted or isinstance(item, str)
+        kinds.add("number" if type(item) in (int, float) else type(item).__name__)
+        decoded.append(item)
+    return decoded if quoted or len(kinds) > 1 else None
+
+
+def _decoded(table: pa.Table, name: str, contracted: bool) -> list[Any] | None:
+    """The values a column of mixed JSON text stood for, in a file written without a contract;
+    None for any other column."""
+    if contracted or not _is_value_column(name) or table.schema.field(name).type != pa.string():
+        return None
+    return _mixed_text(table.column(name).to_pylist())
+
+
+def _as_text_where_types_differ(
+    tables: list[pa.Table], manifests: list[Manifest]
+) -> list[pa.Table]:
+    """``tables`` with each column whose types conflict between them as JSON text."""
+    types: dict[str, set[pa.DataType]] = {}
+    for table in tables:
+        for column in table.schema:
+            if column.type != pa.null():
+                types.setdefault(column.name, set()).add(column.type)
+    conflicting = {
+        name
+        for name, found in types.items()
+        if len(found) > 1
+        and not all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in found)
+    }
+    fixed = []
+    for table, manifest in zip(tables, manifests, strict=True):
+        for name in sorted(conflicting & set(table.column_names)):
+            values = _decoded(table, name, manifest.contract_version is not None)
+            if values is None:
+                values = table.column(name).to_pylist()
+            table = table.set_column(table.schema.get_field_index(name), name, _text(values))
+        fixed.append(table)
+    return fixed
+
+
+def _frame(table: pa.Table, contracted: bool) -> pd.DataFrame:
+    """One file's rows as a frame, each value as sent (see :meth:`ExampleStore.read_frame`)."""
+    # Python ints and None for an integer column with nulls, not floats and NaN.
+    frame = table.to_pandas(integer_object_nulls=True)
+    for name in table.column_names:
+        decoded = _decoded(table, name, contracted)
+        if decoded is not None:
+            frame[name] = pd.Series(decoded, index=frame.index, dtype=object)
+    return frame
+
+
+def _concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """``frames`` one after the other; a column whose dtype differs between them, or that some
+    lack, becomes Python values (``object``, None where missing) rather than a coerced type."""
+    if not frames:
+        return pd.DataFrame()
+    if len(frames) == 1:
+        return frames[0]
+    names: dict[str, None] = {}
+    dtypes: dict[str, set[str]] = {}
+    for frame in frames:
+        for name, dtype in frame.dtypes.items():
+            names.setdefault(str(name), None)
+            dtypes.setdefault(str(name), set()).add(str(dtype))
+    loose = {
+        name
+        for name in names
+        if (len(dtypes[name]) > 1 or any(name not in frame.columns for frame in frames))
+        and not all(dtype.startswith("datetime64") for dtype in dtypes[name])
+    }
+    if loose:
+        aligned = []
+        for frame in frames:
+            frame = frame.copy(deep=False)
+            for name in loose:
+                if name in frame.columns:
+                    column = frame[name]
+                    frame[name] = column.astype(object).where(column.notna(), None)
+                else:
+                    frame[name] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+            aligned.append(frame[list(names)])
+        frames = aligned
+    return pd.concat(frames, ignore_index=True)
 
 
 def open_store(settings: Settings, dedupe_horizon_s: float | None = None) -> ExampleStore:

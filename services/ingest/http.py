@@ -6,6 +6,9 @@
 
 A request is answered 202 only once every event in it is on Kafka (``acks=all``); a batch is
 all or nothing. ``schema_version``, ``event_id`` and ``event_time`` are filled in when absent.
+A prediction is checked against its model's contract too, when the model has one (a label
+names no model: it is checked when it meets its prediction, and dead-lettered if it breaks
+the contract).
 Errors: 400 (not JSON), 413 (body too large), 422 (names the event's index, field and rule),
 503 (Kafka did not take them all in time: the caller retries; a label that did get through
 the first time then counts as a duplicate and changes nothing).
@@ -28,6 +31,7 @@ from driftloop.asgi import service_app
 from driftloop.async_messaging import AsyncEventProducer
 from driftloop.errors import SchemaViolation
 from driftloop.events import EventType, ahead_of_clock, new_event
+from services.ingest.guard import ContractGuard
 from services.ingest.settings import IngestSettings
 
 ACK_TIMEOUT_S = 15.0
@@ -37,8 +41,10 @@ def create_app(
     settings: IngestSettings,
     producer: AsyncEventProducer,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    guard: ContractGuard | None = None,
 ) -> FastAPI:
-    """The intake app; ``lifespan`` starts and stops what runs beside it (the worker)."""
+    """The intake app; ``lifespan`` starts and stops what runs beside it (the worker), whose
+    ``guard`` holds the contracts in force."""
     app = service_app("ingest", "the consumer is not running", lifespan)
 
     async def intake(request: Request, event_type: EventType, plural: str) -> Response:
@@ -70,6 +76,10 @@ def create_app(
                 ahead = ahead_of_clock(event["event_time"], time.time(), allowed_ahead)
                 if ahead is not None:
                     raise ahead
+                if guard is not None and event_type is EventType.PREDICTION:
+                    broken = guard.prediction(event)
+                    if broken is not None:
+                        raise broken
             except SchemaViolation as violation:
                 return _error(422, f"{plural}[{index}]: {violation}", index=index,
                               field=violation.field, rule=violation.rule)  # fmt: skip

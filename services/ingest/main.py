@@ -60,6 +60,7 @@ def main() -> int:
             await worker.close()
             await intake.stop()
 
-    server = ServiceServer(create_app(settings, intake, lifespan), settings.ingest_port)
+    app = create_app(settings, intake, lifespan, worker.guard)
+    server = ServiceServer(app, settings.ingest_port)
     server.run()
     return 1 if failed else 0

@@ -15,6 +15,15 @@ is sent as soon as its store write is durable, behind the previous checkpoint's 
 the previous commit. Commits go in checkpoint order. The changelog may thus run ahead of the
 committed offsets, never ahead of the store, which is what a restart relies on.
 
+Every event meets its model's contract first (:class:`~services.ingest.guard.ContractGuard`):
+a prediction whose features break it, or an example whose label does, is dead-lettered with
+the rule it broke and the model's name, and never reaches the join, the examples topic or the
+store. A model without a contract has its first examples held while one is inferred from
+them; the worker publishes it on the contracts topic (:class:`~driftloop.contract_log.
+ContractLog`: the first version there wins, whichever replica wrote it), checks the held
+examples against the contract in force, and only then checkpoints again (a crash before that
+re-reads them).
+
 It also checkpoints when partitions are revoked (a rebalance or a shutdown), then forgets
 their state; on assignment it rebuilds a partition's state from the changelog before reading
 any of its records.
@@ -55,11 +64,15 @@ from driftloop.async_messaging import (
     AsyncEventProducer,
     ConsumerRebalanceListener,
 )
+from driftloop.contract import FeatureContract
+from driftloop.contract_log import ContractLog
+from driftloop.errors import SchemaViolation
 from driftloop.events import EventType, ahead_of_clock
-from driftloop.messaging import kafka_admin
+from driftloop.messaging import Received, kafka_admin
 from driftloop.schemas import dumps
 from driftloop.store import ExampleStore, Manifest
 from services.ingest.alignment import Progress, behind_first
+from services.ingest.guard import ADMIT, ContractGuard
 from services.ingest.join import AHEAD_OF_CLOCK, LabelJoin
 from services.ingest.settings import IngestSettings
 from services.ingest.writer import StoreWriter
@@ -79,6 +92,20 @@ STORE_ROWS = Counter("driftloop_ingest_store_rows_total", "Examples written to t
 STORE_BYTES = Counter("driftloop_ingest_store_bytes_total", "Parquet bytes written to the store.")
 CHECKPOINTS = Counter(
     "driftloop_ingest_checkpoints_total", "Checkpoints (store, changelog, commit)."
+)
+CONTRACT_VIOLATIONS = Counter(
+    "driftloop_ingest_contract_violations_total",
+    "Predictions and labels dead-lettered for breaking their model's contract, by rule.",
+    ["model", "rule"],
+)
+UNKNOWN_CATEGORIES = Counter(
+    "driftloop_ingest_unknown_categories_total",
+    "Stored examples with a category their contract does not know (drift, not an error).",
+    ["model", "feature"],
+)
+HELD_EXAMPLES = Gauge(
+    "driftloop_ingest_held_examples",
+    "Examples held while their model's contract is inferred (nothing past them is committed).",
 )
 
 # The worker hands the producers whole batches, one per partition and checkpoint: large ones
@@ -101,6 +128,13 @@ class IngestWorker(ConsumerRebalanceListener):
     def __init__(self, settings: IngestSettings, store: Callable[[], ExampleStore]) -> None:
         self.settings = settings
         self.join = LabelJoin(settings.ingest_join_ttl_s, settings.ingest_join_max_entries)
+        self.guard = ContractGuard(
+            sample=settings.contract_sample,
+            minority=settings.contract_minority_share,
+            min_class_share=settings.contract_min_class_share,
+        )
+        self.contracts = ContractLog(settings, "ingest")
+        self._contracts_read = -math.inf  # when the contracts topic was last read (monotonic)
         self._buffer: list[dict[str, Any]] = []
         self._partitions: list[int] = []  # each buffered example's request partition
         # Whether an example may go to its request's partition number (see ensure_changelog).
@@ -134,6 +168,8 @@ class IngestWorker(ConsumerRebalanceListener):
 
     async def start(self) -> None:
         self._co_partitioned = ensure_changelog(self.settings)
+        await asyncio.to_thread(self._declare)
+        await self._read_contracts()
         await self._store_writer.start()
         await self.examples.start()
         self.changelog = AIOKafkaProducer(
@@ -162,29 +198,115 @@ class IngestWorker(ConsumerRebalanceListener):
         # records all dead-lettered): read everything next time rather than wait on them.
         self._aligned = not (chosen and not batch)
         examples, partitions = self._buffer, self._partitions
-        join = self.join
+        join, guard = self.join, self.guard
         now, allowed = time.time(), self.settings.max_event_ahead_s
         join.horizon = now + allowed
         for received in batch:
             partition = received.origin["partition"]
             if received.event_type is EventType.PREDICTION:
-                result = join.add_prediction(received.event, partition, received.value)
+                event = received.event
+                violation = guard.prediction(event)
+                if violation is not None:
+                    await self._refuse(received, event["model_name"], violation)
+                    continue
+                result = join.add_prediction(event, partition, received.value)
             else:
                 result = join.add_label(received.event, partition)
-            if result.example is not None:
-                examples.append(result.example)
-                partitions.append(partition)
+            example = result.example
+            if example is not None:
+                verdict = guard.admit(example, (partition, received))
+                if verdict is ADMIT:
+                    examples.append(example)
+                    partitions.append(partition)
+                elif verdict.violation is not None:
+                    await self._refuse_example(received, example, verdict.violation)
             elif result is AHEAD_OF_CLOCK:
                 why = ahead_of_clock(received.event["event_time"], now, allowed)
                 assert why is not None  # past now + allowed: what the join refused
                 await self.consumer.reject(received, why)
         self.join.expire()
+        if guard.holding or time.monotonic() - self._contracts_read >= self._contracts_every:
+            await self._settle_contracts()
+        if guard.holding:
+            return len(batch)  # nothing is committed past a held example
         due = time.monotonic() - self._last_checkpoint >= self.settings.ingest_flush_s
         if len(self._buffer) >= self.settings.ingest_flush_rows or (
             due and self.consumer.uncommitted
         ):
             await self._begin_checkpoint()
         return len(batch)
+
+    # --- contracts -----------------------------------------------------------------------
+
+    @property
+    def _contracts_every(self) -> float:
+        # Held examples wait on a contract another replica may publish: look more often.
+        every = self.settings.contract_refresh_s
+        return min(every, 1.0) if self.guard.holding else every
+
+    def _declare(self) -> None:
+        """Register the declared contract (``contract_file``), if any: a new version only
+        when its terms differ from the model's latest."""
+        path = self.settings.contract_file
+        if path is None:
+            return
+        contract = FeatureContract.model_validate_json(path.read_bytes())
+        if not contract.model_name:
+            contract = contract.model_copy(update={"model_name": self.settings.model_name})
+        in_force = self.contracts.register(contract)
+        log.info(
+            "declared contract in force",
+            extra={"model": in_force.model_name, "contract_version": in_force.version},
+        )
+
+    async def _read_contracts(self) -> None:
+        self.guard.adopt((await asyncio.to_thread(self.contracts.refresh)).values())
+        self._contracts_read = time.monotonic()
+
+    async def _settle_contracts(self) -> None:
+        """Publish the contracts inferred, adopt those in force, and decide on what was held."""
+        guard = self.guard
+        for contract in guard.inferred():
+            in_force = await asyncio.to_thread(self.contracts.publish, contract)
+            guard.adopt([in_force])
+            log.info(
+                "contract in force",
+                extra={
+                    "model": in_force.model_name,
+                    "contract_version": in_force.version,
+                    "source": in_force.source,
+                    "ours": in_force.same_terms(contract),
+                },
+            )
+        await self._read_contracts()
+        for example, (partition, received), verdict in guard.release():
+            if verdict is ADMIT:
+                self._buffer.append(example)
+                self._partitions.append(partition)
+            elif verdict.violation is not None:
+                await self._refuse_example(received, example, verdict.violation)
+        HELD_EXAMPLES.set(guard.held())
+
+    async def _refuse(
+        self,
+        received: Received,
+        model_name: str,
+        violation: SchemaViolation,
+        value: bytes | None = None,
+    ) -> None:
+        CONTRACT_VIOLATIONS.labels(model_name, violation.rule).inc()
+        await self.consumer.reject(received, violation, model_name=model_name, value=value)
+
+    async def _refuse_example(
+        self, received: Received, example: dict[str, Any], violation: SchemaViolation
+    ) -> None:
+        """Dead-letter the half of ``example`` that broke its contract: the record read, when
+        it is that half, else the example (the other half was read earlier)."""
+        label_rule = violation.field == "label"
+        own = (received.event_type is EventType.LABEL) == label_rule
+        await self._refuse(
+            received, example["model_name"], violation, None if own else dumps(example)
+        )
 
     def _behind_first(self) -> list[TopicPartition]:
         """The partitions to poll: of each prediction and label partition of one number, the
@@ -214,13 +336,31 @@ class IngestWorker(ConsumerRebalanceListener):
         await self.checkpoint()
 
     async def checkpoint(self) -> None:
-        """Checkpoint everything handled so far and wait until every checkpoint is done."""
-        await self._begin_checkpoint()
+        """Checkpoint everything handled so far and wait until every checkpoint is done.
+
+        While examples are held for a contract, what was handled since the last checkpoint is
+        dropped instead, uncommitted: whoever reads these partitions next reads it again.
+        """
+        if self.guard.holding:
+            self._forget_uncommitted()
+        else:
+            await self._begin_checkpoint()
         pending, self._in_flight = self._in_flight, []
         # All of them settle before a failure is raised: none is left running behind it.
         for outcome in await asyncio.gather(*pending, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 raise outcome
+
+    def _forget_uncommitted(self) -> None:
+        dropped = self.guard.drop_held() + len(self._buffer)
+        self._buffer, self._partitions = [], []
+        self.consumer.take_positions()
+        self.consumer.take_ranges()
+        self.join.drain_changes()
+        HELD_EXAMPLES.set(0)
+        log.info(
+            "dropped examples not yet committed, to be read again", extra={"examples": dropped}
+        )
 
     async def _begin_checkpoint(self) -> None:
         """Start a checkpoint of everything handled so far; the worker goes on joining.
@@ -244,7 +384,7 @@ class IngestWorker(ConsumerRebalanceListener):
         self._last_checkpoint = time.monotonic()
         # Serialized once, for the store and the examples topic.
         values = [dumps(example) for example in examples]
-        stored = self._store_writer.write(values, offsets)
+        stored = self._store_writer.write(values, offsets, self.guard.contracts)
         previous = self._in_flight[-1] if self._in_flight else None
         changelog_before = self._changelog_sent
         self._changelog_sent = asyncio.get_running_loop().create_future()
@@ -344,6 +484,7 @@ class IngestWorker(ConsumerRebalanceListener):
         await self.examples.stop()
         await self.changelog.stop()
         self._store_writer.close()
+        await asyncio.to_thread(self.contracts.close)
 
     def _publish_metrics(self) -> None:
         # Counted by the join, published per checkpoint: cheaper than per event.
@@ -352,6 +493,11 @@ class IngestWorker(ConsumerRebalanceListener):
             if new:
                 JOIN_OUTCOMES.labels(outcome).inc(new)
                 self._published[outcome] = total
+        for (model, feature), total in self.guard.unknown_categories.items():
+            new = total - self._published[f"unknown:{model}:{feature}"]
+            if new:
+                UNKNOWN_CATEGORIES.labels(model, feature).inc(new)
+                self._published[f"unknown:{model}:{feature}"] = total
         waiting = self.join.waiting
         JOIN_ENTRIES.labels("waiting").set(waiting)
         JOIN_ENTRIES.labels("finished").set(len(self.join) - waiting)

@@ -7,7 +7,9 @@ fifth of its rate. In a process of its own it runs beside the join, on another c
 travel as the examples' JSON lines, which the worker makes anyway for the examples topic.
 
 The writer process opens the store itself (``opener``, a picklable callable: an S3 client does
-not travel), so its dedupe memory of stored ids lives there. It dies with ingest's process
+not travel), so its dedupe memory of stored ids lives there. The contracts in force travel with
+each write as their JSON, made once per contract here and validated once per contract there,
+so that the store writes each model's rows in its contract's schema. It dies with ingest's process
 (the kernel's parent-death signal on Linux): a restarted ingest must never meet a write of the
 process before it, which would store again rows the new one reads again.
 
@@ -30,12 +32,13 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 
 import orjson
 
 from driftloop.children import exit_with_parent, killed_with_parent
+from driftloop.contract import FeatureContract
 from driftloop.store import ExampleStore, Manifest, OffsetRanges
 
 
@@ -56,17 +59,34 @@ class StoreWriter:
             initargs=(opener, os.getpid()),
         )
         self.pid: int | None = None  # the writer process's, once started
+        # Each contract's JSON, made once: {model: (the contract it was made from, its JSON)}
+        self._encoded: dict[str, tuple[FeatureContract, bytes]] = {}
 
     async def start(self) -> None:
         """Start the writer process and open the store there (not at the first checkpoint)."""
         self.pid = await asyncio.wrap_future(self._pool.submit(os.getpid))
 
     def write(
-        self, lines: list[bytes], offsets: OffsetRanges
+        self,
+        lines: list[bytes],
+        offsets: OffsetRanges,
+        contracts: Mapping[str, FeatureContract] | None = None,
     ) -> asyncio.Future[list[Manifest] | None]:
-        """Store the examples ``lines`` (their JSON) as :meth:`ExampleStore.write` does; the
-        future resolves once they are durable, or raises what the write raised."""
-        return asyncio.wrap_future(self._pool.submit(_write, b"\n".join(lines), offsets))
+        """Store the examples ``lines`` (their JSON) as :meth:`ExampleStore.write` does, with
+        ``contracts`` (the contract in force per model name); the future resolves once they
+        are durable, or raises what the write raised."""
+        encoded = None if contracts is None else self._encode(contracts)
+        return asyncio.wrap_future(self._pool.submit(_write, b"\n".join(lines), offsets, encoded))
+
+    def _encode(self, contracts: Mapping[str, FeatureContract]) -> dict[str, bytes]:
+        encoded = {}
+        for name, contract in contracts.items():
+            made = self._encoded.get(name)
+            if made is None or made[0] is not contract:
+                made = (contract, orjson.dumps(contract.model_dump(mode="json")))
+                self._encoded[name] = made
+            encoded[name] = made[1]
+        return encoded
 
     def close(self) -> None:
         """Let the writes queued finish, then stop the writer process."""
@@ -76,6 +96,7 @@ class StoreWriter:
 # --- the writer process -----------------------------------------------------------------------
 
 _store: ExampleStore | None = None
+_contracts: dict[bytes, FeatureContract] = {}  # validated once per contract, by its JSON
 
 
 def _open(opener: Callable[[], ExampleStore], parent: int) -> None:
@@ -87,7 +108,19 @@ def _open(opener: Callable[[], ExampleStore], parent: int) -> None:
     _store = opener()
 
 
-def _write(lines: bytes, offsets: OffsetRanges) -> list[Manifest] | None:
+def _write(
+    lines: bytes, offsets: OffsetRanges, encoded: dict[str, bytes] | None = None
+) -> list[Manifest] | None:
     assert _store is not None
     rows = [orjson.loads(line) for line in lines.split(b"\n")] if lines else []
-    return _store.write(rows, offsets)
+    contracts = None if encoded is None else {k: _contract(v) for k, v in encoded.items()}
+    return _store.write(rows, offsets, contracts)
+
+
+def _contract(data: bytes) -> FeatureContract:
+    contract = _contracts.get(data)
+    if contract is None:
+        if len(_contracts) >= 256:  # versions replaced long ago: not kept forever
+            _contracts.clear()
+        contract = _contracts[data] = FeatureContract.model_validate_json(data)
+    return contract

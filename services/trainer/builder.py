@@ -4,6 +4,7 @@ The built-in builder makes a small multilayer perceptron whose first layers are 
 preprocessing, so that what serve loads is exactly what was trained:
 
 - a numeric feature goes through ``Normalization`` adapted on the training rows;
+- a boolean one is taken as it comes, 1.0 for true and 0.0 for false (or null);
 - a categorical one through ``StringLookup`` with one out-of-vocabulary bucket, one-hot for
   a small vocabulary, an ``Embedding`` for a large one;
 - the output is a softmax over ``card.classes`` (classification) or one unit rescaled to the
@@ -58,6 +59,9 @@ def build_model(
             normalise = keras.layers.Normalization(name=f"normalise_{spec.name}")
             normalise.adapt(arrays[spec.name])
             encoded.append(normalise(tensor))
+        elif spec.kind == "boolean":
+            tensor = keras.Input((1,), name=spec.name, dtype="float32")
+            encoded.append(tensor)  # already 0 or 1: nothing to scale
         else:
             tensor = keras.Input((1,), name=spec.name, dtype="string")
             vocabulary = spec.categories or [""]

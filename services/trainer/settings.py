@@ -26,17 +26,21 @@ class TrainerSettings(Settings):
     )
     trainer_task: Literal["auto", "classification", "regression"] = Field(
         "auto",
-        description="`auto` decides from the label: strings, booleans or few integers "
-        "(up to `TRAINER_MAX_CLASSES`) mean classification, other numbers regression.",
+        description="The model's contract decides; without one, `auto` decides from the "
+        "label: strings, booleans or few integers (up to `TRAINER_MAX_CLASSES`) mean "
+        "classification, other numbers regression. A task set must be the contract's.",
     )
     trainer_max_classes: int = Field(
-        20, ge=2, description="Most distinct integer labels `auto` still calls classes."
+        20,
+        ge=2,
+        description="Most distinct integer labels `auto` still calls classes (no contract).",
     )
     trainer_features: str = Field(
         "",
-        description="Features to train on, comma-separated, `name` or `name:categorical`; "
-        "empty infers them from the examples (numbers numeric, strings and booleans "
-        "categorical).",
+        description="Features to train on, comma-separated, `name` or `name:kind` (numeric, "
+        "categorical, boolean: then it must be the contract's); empty trains on all the "
+        "contract's features (without a contract, inferred from the examples: numbers "
+        "numeric, strings categorical, booleans boolean).",
     )
     trainer_builder: str = Field(
         "",

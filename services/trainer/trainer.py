@@ -3,12 +3,17 @@
 The steps, each timed (the benchmark reports them):
 
 1. **window**: the manifests the policy needs are read from the example store, each file
-   checked against its hash, and split by time (:class:`TrainingWindow`).
-2. **fit**: the card is inferred, the model built (the built-in builder, the user's, or the
-   champion's weights for a warm start) and fitted (:func:`services.trainer.fit.fit`).
+   checked against its hash; the rows are checked against the model's contract in force (the
+   contracts topic's; inferred from the rows when it has none), those that break it left out
+   and counted by rule, and the rest split by time (:class:`TrainingWindow`).
+2. **fit**: the card is the contract with the vocabularies of the training rows, the model
+   built (the built-in builder, the user's, or the champion's weights for a warm start) and
+   fitted (:func:`services.trainer.fit.fit`).
 3. **evaluation**: the candidate, the champion and the naive baseline on the same holdout;
    the :class:`PromotionGate` decides.
-4. **logging**: params, metrics, the data manifest and the reference sketch in the run.
+4. **logging**: params, metrics (the rows left out among them: ``excluded_rows`` and one
+   ``excluded.<rule>`` per rule, also in the training result's metrics), the data manifest
+   and the reference sketch in the run.
 5. **registration**: the model is registered (every candidate, so that a rejected one can be
    inspected), and on promotion the ``champion`` alias moves (the old one keeps ``previous``).
 
@@ -22,8 +27,8 @@ last, after the alias moved, so a crash at any point leaves the trigger unhandle
 processed again after a restart) and the champion either unchanged or already promoted.
 
 Example:
-    >>> trainer = Trainer(TrainerSettings())  # doctest: +SKIP
-    >>> outcome = trainer.train(Refit(trigger))  # doctest: +SKIP
+    >>> with Trainer(TrainerSettings()) as trainer:  # doctest: +SKIP
+    ...     outcome = trainer.train(Refit(trigger))
     >>> outcome.outcome, outcome.reason  # doctest: +SKIP
     ('promoted', 'promoted: macro_f1 0.8731 vs 0.8120 (champion 3), error down 32.5% ...')
 """
@@ -37,7 +42,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import mlflow
 import mlflow.tensorflow
@@ -45,6 +50,8 @@ import numpy as np
 import pandas as pd
 from prometheus_client import Counter, Histogram
 
+from driftloop.contract import FeatureContract
+from driftloop.contract_log import ContractLog
 from driftloop.errors import FitInterrupted, TrainingError
 from driftloop.events import epoch, is_recall, new_event
 from driftloop.model_card import ModelCard
@@ -69,10 +76,15 @@ from services.trainer.gate import (
 from services.trainer.recall import ConceptRecall, RecallCandidate
 from services.trainer.schema import (
     FEATURE_PREFIX,
+    card_for,
+    check_rows,
+    exclusion_metrics,
     feature_rows,
-    infer_card,
     parse_features,
+    same_inputs,
+    same_model,
     targets,
+    window_contract,
 )
 from services.trainer.settings import TrainerSettings
 from services.trainer.window import (
@@ -128,6 +140,8 @@ class TrainingOutcome:
         duration_s: seconds from taking the trigger to the verdict.
         timings: seconds per stage.
         fit: what the fit did.
+        excluded: rows of the window left out for breaking the contract, by rule; None when
+            no rows were checked.
     """
 
     outcome: str
@@ -142,7 +156,12 @@ class TrainingOutcome:
     duration_s: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     fit: FitReport | None = None
+    excluded: dict[str, int] | None = None
     model: Any = field(default=None, repr=False)  # the fitted candidate, in this process only
+
+    def data_metrics(self) -> dict[str, int]:
+        """The rows left out (:func:`exclusion_metrics`); empty when no rows were checked."""
+        return {} if self.excluded is None else exclusion_metrics(self.excluded)
 
     def training_result(self, model_name: str, trigger_id: str | None = None) -> dict[str, Any]:
         """The TRAINING_RESULT event (for ``trigger_id``, the leader by default)."""
@@ -154,7 +173,7 @@ class TrainingOutcome:
             run_id=self.run_id,
             model_version=self.model_version,
             champion_version=self.champion_version,
-            metrics=self.metrics,
+            metrics=self.metrics | self.data_metrics(),
             champion_metrics=self.champion_metrics,
             duration_s=round(self.duration_s, 3),
         )
@@ -191,15 +210,39 @@ class Stopwatch:
             STAGE_SECONDS.labels(name).observe(elapsed)
 
 
+class Contracts(Protocol):
+    """Where the trainer reads each model's contract in force (:class:`ContractLog`)."""
+
+    def latest(self, model_name: str) -> FeatureContract | None: ...
+    def close(self) -> None: ...
+
+
+class NoContracts:
+    """No model has a contract: each fit infers one from its rows (no broker: a benchmark)."""
+
+    def latest(self, model_name: str) -> FeatureContract | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
 class Trainer:
     """Turns a :class:`Refit` into a :class:`TrainingOutcome` (see the module's docstring).
 
     Parameters:
         settings: the trainer's settings.
         store: the example store; the one settings name by default.
+        contracts: where the contracts in force are read; the contracts topic by default
+            (its consumer opened at the first fit, closed by :meth:`close`).
     """
 
-    def __init__(self, settings: TrainerSettings, store: ExampleStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: TrainerSettings,
+        store: ExampleStore | None = None,
+        contracts: Contracts | None = None,
+    ) -> None:
         from driftloop.store import open_store
 
         self.settings = settings
@@ -215,6 +258,8 @@ class Trainer:
         # in the process set it before
         mlflow.set_registry_uri(settings.mlflow_tracking_uri)
         self.registry = ModelRegistry(settings.mlflow_tracking_uri)
+        # The contracts topic, read to its end before each window (opened at the first).
+        self.contracts: Contracts = contracts or ContractLog(settings, "trainer")
         self.lineage = lineage.Lineage(
             settings.mlflow_tracking_uri, settings.trainer_experiment or f"driftloop/{self.name}"
         )
@@ -222,6 +267,16 @@ class Trainer:
         # Earlier champions a recall scored (versions never change): the next recall, often
         # for the same few versions, loads none of them again.
         self._earlier: OrderedDict[str, tuple[Any, ModelCard]] = OrderedDict()
+
+    def close(self) -> None:
+        """Close the contracts topic's consumer (a later fit opens it again)."""
+        self.contracts.close()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # --- the refit ---------------------------------------------------------------------------
 
@@ -256,7 +311,10 @@ class Trainer:
             with watch.stage("window"):
                 window = self.window(onset_of(refit.trigger))
         except NotEnoughExamples as error:
-            return TrainingOutcome("skipped", f"skipped: {error}", ids)
+            return TrainingOutcome("skipped", f"skipped: {error}", ids, excluded=error.excluded)
+        except TrainingError as error:  # the contract, or rows that make none: no trace
+            log.error("refit failed before its run started: %s", error)
+            return TrainingOutcome("failed", f"failed: {error}", ids)
         except Exception as error:  # the store or the registry: report it, keep consuming
             log.exception("refit failed before its run started")
             return TrainingOutcome("failed", f"failed: {type(error).__name__}: {error}", ids)
@@ -274,8 +332,12 @@ class Trainer:
             tags=tags,
         ) as run:
             run_id = run.info.run_id
-            outcome = TrainingOutcome("failed", "", ids, run_id=run_id, champion_version=champion)
+            outcome = TrainingOutcome(
+                "failed", "", ids, run_id=run_id, champion_version=champion,
+                excluded=dict(window.excluded),
+            )  # fmt: skip
             try:
+                self._log_contract(window)
                 self._judge(refit, window, champion, outcome, watch, stop)
             except FitInterrupted:
                 mlflow.set_tag(lineage.VERDICT, "interrupted: the trainer stopped mid-fit")
@@ -312,7 +374,10 @@ class Trainer:
                     champion_version=champion,
                 )
             with watch.stage("window"):
-                since = self.since_onset(onset)
+                _, model, card = self._champion_model(champion)
+                # Judged on the rows the champion's card takes, the others counted.
+                checked = check_rows(card, self.since_onset(onset))
+                since = checked.rows
             if len(since) < RECALL_MIN_EXAMPLES:
                 return TrainingOutcome(
                     "skipped",
@@ -320,9 +385,9 @@ class Trainer:
                     f"{RECALL_MIN_EXAMPLES}",
                     ids,
                     champion_version=champion,
+                    excluded=checked.excluded,
                 )
             with watch.stage("evaluation"):
-                _, model, card = self._champion_model(champion)
                 gate = PromotionGate(
                     card.task, self.settings.trainer_gate_metric, self.settings.trainer_gate_margin
                 )
@@ -343,6 +408,7 @@ class Trainer:
                     ids,
                     champion_version=champion,
                     champion_metrics=champion_scores,
+                    excluded=checked.excluded,
                 )
             with watch.stage("registration"):
                 previous = self.registry.promote(self.name, chosen.version)
@@ -357,6 +423,7 @@ class Trainer:
                 previous_version=previous,
                 metrics=chosen.scores,
                 champion_metrics=champion_scores,
+                excluded=checked.excluded,
             )
         except Exception as error:  # the store or the registry: report it, keep consuming
             log.exception("recall failed")
@@ -368,7 +435,7 @@ class Trainer:
         planned = policy.plan(self.store.manifests(), onset)
         if not planned:
             return pd.DataFrame()
-        frame = self.store.read(planned).to_pandas()
+        frame = self.store.read_frame(planned)
         frame = frame[frame["label"].notna()]
         since = frame[event_seconds(frame["event_time"]) >= epoch(onset)]
         return since.sort_values(["event_time", "event_id"], kind="stable").reset_index(drop=True)
@@ -390,7 +457,7 @@ class Trainer:
         model, card = self._earlier.get(version) or (None, None)
         if card is None:
             card = self.registry.model_card(self.name, version)
-        fits = card.task == champion_card.task and card.features == champion_card.features
+        fits = same_inputs(card, champion_card)
         if fits and model is None:
             model = mlflow.tensorflow.load_model(model_uri(self.name, version))
         self._earlier[version] = (model, card)
@@ -403,12 +470,49 @@ class Trainer:
         return RecallCandidate(version, scores, dict(card.metrics or {}))
 
     def window(self, onset: str | None = None) -> TrainingWindow:
-        """The current training window (raises :class:`NotEnoughExamples`)."""
+        """The current training window, of the rows that keep the model's contract.
+
+        Raises :class:`NotEnoughExamples` (too few rows, or too few that keep the contract)
+        and :class:`TrainingError` (the contract cannot be read, or the rows make none).
+        """
         planned = self.policy.plan(self.store.manifests(), onset)
         if sum(m.rows for m in planned) < self.policy.min_examples:
             raise NotEnoughExamples(sum(m.rows for m in planned), self.policy.min_examples)
-        frame = self.store.read(planned).to_pandas()
-        return TrainingWindow.split(frame, self.policy, onset, planned)
+        in_force = self.contract_in_force()
+        frame = self.store.read_frame(planned)
+        settings = self.settings
+        contract = window_contract(
+            frame,
+            in_force,
+            model_name=self.name,
+            task=settings.trainer_task,
+            features=self.declared_features,
+            max_classes=settings.trainer_max_classes,
+            minority=settings.contract_minority_share,
+            min_class_share=settings.contract_min_class_share,
+        )
+        checked = check_rows(contract, frame)
+        try:
+            window = TrainingWindow.split(checked.rows, self.policy, onset, planned)
+        except NotEnoughExamples as error:
+            raise NotEnoughExamples(error.found, error.needed, checked.excluded) from None
+        return replace(window, contract=contract, excluded=checked.excluded)
+
+    def contract_in_force(self) -> FeatureContract | None:
+        """The model's contract on the contracts topic, None when it has none.
+
+        Raises :class:`TrainingError` when the topic cannot be read (the fit fails, the trainer
+        goes on; the next fit opens the topic anew).
+        """
+        try:
+            return self.contracts.latest(self.name)
+        except Exception as error:
+            with contextlib.suppress(Exception):
+                self.contracts.close()
+            raise TrainingError(
+                f"the contract of {self.name} could not be read from "
+                f"{self.settings.topic_contracts}: {type(error).__name__}: {error}"
+            ) from error
 
     def _judge(
         self,
@@ -421,11 +525,16 @@ class Trainer:
     ) -> None:
         settings = self.settings
         with watch.stage("fit"):
-            card = infer_card(
+            contract = window.contract or window_contract(
                 window.everything,
+                model_name=self.name,
                 task=settings.trainer_task,
                 features=self.declared_features,
                 max_classes=settings.trainer_max_classes,
+            )
+            card = card_for(
+                contract,
+                window.everything,
                 vocabulary_from=pd.concat([window.train, window.validation]),
             )
             card = card.model_copy(update={"trigger_id": refit.trigger_id})
@@ -489,12 +598,7 @@ class Trainer:
         """The model to fit, and whether it starts from the champion's weights."""
         if self.settings.trainer_warm_start and champion is not None:
             _, _, champion_card = self._champion_model(champion)
-            same = (
-                champion_card.task == card.task
-                and champion_card.features == card.features
-                and champion_card.classes == card.classes
-            )
-            if same:
+            if same_model(card, champion_card):
                 # A fresh copy: the cached champion must stay as it is for the evaluation.
                 return mlflow.tensorflow.load_model(model_uri(self.name, champion)), True
         if self.builder is not None:
@@ -522,6 +626,21 @@ class Trainer:
             log.warning("the champion's task differs; judging against the baseline instead")
             return None
         return self._scores(champion_card, predict(model, champion_card, holdout), holdout)
+
+    @staticmethod
+    def _log_contract(window: TrainingWindow) -> None:
+        """The contract the rows were checked against, and the rows left out, in the run."""
+        contract = window.contract
+        if contract is not None:
+            mlflow.log_params(
+                {
+                    "contract_version": contract.version,
+                    "contract_source": contract.source,
+                    "label_type": contract.label_type,
+                }
+            )
+        excluded = exclusion_metrics(window.excluded)
+        mlflow.log_metrics({name: float(count) for name, count in excluded.items()})
 
     @staticmethod
     def _scores(card: ModelCard, outputs: np.ndarray, holdout: pd.DataFrame) -> Scores:
@@ -560,7 +679,10 @@ class Trainer:
         settings = self.settings
         return {
             "task": card.task,
-            "features": ",".join(f"{f.name}:{f.kind}" for f in card.features)[:6000],
+            # name:kind:type, and ? when nullable
+            "features": ",".join(
+                f"{f.name}:{f.kind}:{f.type}{'?' if f.nullable else ''}" for f in card.features
+            )[:6000],
             "classes": ",".join(map(str, card.classes))[:6000],
             "builder": settings.trainer_builder or "built-in",
             "hidden_units": settings.trainer_hidden_units,

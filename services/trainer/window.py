@@ -41,6 +41,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from driftloop.contract import FeatureContract
 from driftloop.events import epoch
 from driftloop.store import ExampleStore, Manifest
 
@@ -135,6 +136,8 @@ class TrainingWindow:
         history_rows: how many ``train`` rows are older history (down-weighted).
         onset: the drift onset the recent part starts at, if the policy used one.
         manifests: the files the rows came from (for the run's data manifest).
+        contract: the contract every row keeps (the one in force, or inferred), if checked.
+        excluded: rows of the files left out for breaking it, by rule.
     """
 
     train: pd.DataFrame
@@ -144,6 +147,8 @@ class TrainingWindow:
     history_rows: int = 0
     onset: str | None = None
     manifests: list[Manifest] = field(default_factory=list)
+    contract: FeatureContract | None = None
+    excluded: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -214,6 +219,9 @@ class TrainingWindow:
             "validation_rows": len(self.validation),
             "holdout_rows": len(self.holdout),
             "onset": self.onset,
+            "excluded_rows": sum(self.excluded.values()),
+            "excluded": dict(self.excluded),
+            "contract_version": None if self.contract is None else self.contract.version,
             "first_event_time": _iso(self.train["event_time"].iloc[0]),
             "holdout_first_event_time": _iso(self.holdout["event_time"].iloc[0]),
             "last_event_time": _iso(self.holdout["event_time"].iloc[-1]),
@@ -232,12 +240,27 @@ class TrainingWindow:
 
 
 class NotEnoughExamples(Exception):
-    """Fewer labelled examples than a fit needs (not an error: the trigger is skipped)."""
+    """Fewer labelled examples than a fit needs (not an error: the trigger is skipped).
 
-    def __init__(self, found: int, needed: int) -> None:
-        super().__init__(f"{found} labelled examples in the store, a fit needs {needed}")
+    Parameters:
+        found: the labelled examples there are (that keep the contract, when it was checked).
+        needed: the fewest a fit needs.
+        excluded: rows left out for breaking the contract, by rule.
+    """
+
+    def __init__(self, found: int, needed: int, excluded: dict[str, int] | None = None) -> None:
         self.found = found
         self.needed = needed
+        self.excluded = dict(excluded or {})
+        if self.excluded:
+            rules = ", ".join(f"{rule} {count}" for rule, count in sorted(self.excluded.items()))
+            message = (
+                f"{found} labelled examples in the store keep the model's contract, a fit "
+                f"needs {needed} ({sum(self.excluded.values())} left out: {rules})"
+            )
+        else:
+            message = f"{found} labelled examples in the store, a fit needs {needed}"
+        super().__init__(message)
 
 
 def onset_of(trigger: dict[str, Any]) -> str | None:

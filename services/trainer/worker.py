@@ -146,6 +146,7 @@ class TrainerWorker:
     def close(self) -> None:
         self.consumer.close()
         self.producer.close()
+        self.trainer.close()
 
     # --- steps -------------------------------------------------------------------------------
 

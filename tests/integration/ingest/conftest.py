@@ -8,12 +8,28 @@ from pathlib import Path
 
 import pytest
 
+from driftloop.contract import FeatureContract, FeatureSpec
 from driftloop.messaging import ensure_topics
 from driftloop.settings import Settings
 from driftloop.stack.process import free_port
 from driftloop.store import ExampleStore
 from services.ingest.settings import IngestSettings
 from tests.processes import ServiceProcess
+
+# The contract of the model these tests' events name ("m": x and colour, labels 0 and 1),
+# declared as a user would; tests/integration/test_contract.py covers inferred ones.
+CONTRACT = FeatureContract(
+    model_name="m",
+    task="classification",
+    classes=[0, 1],
+    features=[FeatureSpec(name="x"), FeatureSpec(name="colour", kind="categorical")],
+)
+
+
+def declared_contract(folder: Path) -> Path:
+    path = folder / "contract.json"
+    path.write_text(CONTRACT.model_dump_json())
+    return path
 
 
 @pytest.fixture
@@ -24,7 +40,14 @@ def ingest_settings(settings: Settings, tmp_path: Path) -> IngestSettings:
         settings.model_dump()
         | {
             f"topic_{name}": f"test-{tag}.{name}"
-            for name in ("predictions", "labels", "examples", "dead_letters", "ingest_changelog")
+            for name in (
+                "predictions",
+                "labels",
+                "examples",
+                "dead_letters",
+                "ingest_changelog",
+                "contracts",
+            )
         }
         | {
             "ingest_group_id": f"ingest-{tag}",
@@ -34,6 +57,7 @@ def ingest_settings(settings: Settings, tmp_path: Path) -> IngestSettings:
             "ingest_join_ttl_s": 3600,
             "kafka_max_event_bytes": 4096,
             "ingest_max_body_bytes": 4096,
+            "contract_file": declared_contract(tmp_path),
         }
     )
     ensure_topics(private)

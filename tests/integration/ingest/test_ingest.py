@@ -239,14 +239,14 @@ class StoreThatFailsOnce(ExampleStore):
         self.release = release
         self.failed = False
 
-    def write(self, examples: Any, offsets: Any = None) -> Any:
+    def write(self, examples: Any, offsets: Any = None, contracts: Any = None) -> Any:
         if examples and not self.failed:
             self.failed = True
             deadline = time.monotonic() + 30
             while not self.release.exists() and time.monotonic() < deadline:
                 time.sleep(0.01)
             raise OSError("the disk is full")
-        return super().write(examples, offsets)
+        return super().write(examples, offsets, contracts)
 
 
 def finished(worker: IngestWorker) -> int:
@@ -475,13 +475,21 @@ def test_http_labels_are_accepted_once_on_kafka_and_bad_ones_are_refused(
     )
     status, _ = post(f"{ingest.url}/v1/predictions", orjson.dumps(prediction("h1")))
     assert status == 202
+    # A prediction is checked against its model's contract at the door.
+    typed = prediction("h6", features={"x": "high", "colour": "red"})
+    status, body = post(f"{ingest.url}/v1/predictions", orjson.dumps(typed))
+    assert (status, body["field"], body["rule"]) == (422, "features.x", "feature_type")
     with EventProducer(s, service="test") as producer:
         for request_id in ("h2", "h3", "h4"):
             producer.send(EventType.PREDICTION, prediction(request_id))
     deadline = time.monotonic() + 30
     while len(stored_rows(s)) < 3 and time.monotonic() < deadline:
         time.sleep(0.3)
-    assert sorted(stored_rows(s)) == ["h1", "h2", "h3"], "h4 was in a refused batch"
+    # h4 was in a refused batch; h3's label "yes" is none of the contract's classes: it went
+    # through the intake (labels name no model) and was dead-lettered when it met h3.
+    assert sorted(stored_rows(s)) == ["h1", "h2"]
+    violations = 'driftloop_ingest_contract_violations_total{model="m",rule="label_type"} 1.0'
+    ingest.wait_until(lambda: violations in ingest.read("/metrics/").decode(), "h3 refused")
 
     before = 'driftloop_ingest_join_outcomes_total{outcome="label_before_prediction"} 3.0'
     # Outcomes are published once a checkpoint is committed, a moment after the rows are stored.

@@ -29,9 +29,9 @@ class SlowStore(ExampleStore):
         super().__init__(uri)
         self.seconds = seconds
 
-    def write(self, examples: Any, offsets: Any = None) -> Any:
+    def write(self, examples: Any, offsets: Any = None, contracts: Any = None) -> Any:
         time.sleep(self.seconds)
-        manifests = super().write(examples, offsets)
+        manifests = super().write(examples, offsets, contracts)
         (Path(self.blobs.root).parent / "done").touch()  # type: ignore[attr-defined]
         return manifests
 

@@ -21,11 +21,13 @@ from driftloop.messaging import EventProducer, ensure_topics
 from driftloop.settings import Settings
 from driftloop.stack.process import free_port
 from driftloop.store import ExampleStore
+from services.trainer.coalesce import Refit
 from services.trainer.settings import TrainerSettings
+from services.trainer.trainer import Trainer, TrainingOutcome
 from services.trainer.worker import TrainerWorker
 
 START = datetime(2026, 11, 22, tzinfo=UTC)
-TOPICS = ("triggers", "model_updates", "training_results", "dead_letters")
+TOPICS = ("triggers", "model_updates", "training_results", "dead_letters", "contracts")
 
 
 @pytest.fixture
@@ -175,3 +177,16 @@ def send(settings: TrainerSettings, *events: dict) -> None:
         for event in events:
             producer.send(EventType.TRIGGER, event)
         producer.flush()
+
+
+@pytest.fixture
+def trainer(trainer_settings: TrainerSettings) -> Iterator[Trainer]:
+    """The test's trainer, closed after it (its contracts consumer with it)."""
+    with Trainer(trainer_settings) as made:
+        yield made
+
+
+def train_once(settings: TrainerSettings, **fields: Any) -> TrainingOutcome:
+    """One refit by a trainer of its own, closed after it (its contracts consumer with it)."""
+    with Trainer(settings) as trainer:
+        return trainer.train(Refit(trigger(settings, **fields)))

@@ -39,6 +39,7 @@ def drift(
 
 def test_a_concept_that_comes_back_brings_its_champion_back(
     trainer_settings: TrainerSettings,
+    trainer: Trainer,
 ) -> None:
     concept_a = classification_rows(600, seed=1)
     concept_b = flipped(classification_rows(600, seed=2, offset=600))
@@ -47,7 +48,6 @@ def test_a_concept_that_comes_back_brings_its_champion_back(
         row | {"label": int(row["features"]["noise"] > 0)}
         for row in classification_rows(300, seed=4, offset=1500)
     ]
-    trainer = Trainer(trainer_settings)
     registry = ModelRegistry(trainer_settings.mlflow_tracking_uri)
     name = trainer_settings.model_name
 
@@ -87,10 +87,12 @@ def test_a_concept_that_comes_back_brings_its_champion_back(
     assert registry.champion(name) == first.model_version, "the champion stays"
 
 
-def test_a_recall_with_nothing_to_recall_is_skipped(trainer_settings: TrainerSettings) -> None:
+def test_a_recall_with_nothing_to_recall_is_skipped(
+    trainer_settings: TrainerSettings,
+    trainer: Trainer,
+) -> None:
     rows = classification_rows(300, seed=1)
     write_examples(trainer_settings, rows)
-    trainer = Trainer(trainer_settings)
     before = trainer.train(Refit(drift(trainer_settings, rows[0]["event_time"], recall=True)))
     assert before.outcome == "skipped" and "no champion" in before.reason
 
@@ -105,12 +107,11 @@ def test_a_recall_with_nothing_to_recall_is_skipped(trainer_settings: TrainerSet
 
 
 def test_a_recall_trigger_on_kafka_is_answered_and_announced(
-    trainer_settings: TrainerSettings, results: Events, updates: Events
+    trainer_settings: TrainerSettings, trainer: Trainer, results: Events, updates: Events
 ) -> None:
     concept_a = classification_rows(600, seed=1)
     concept_b = flipped(classification_rows(600, seed=2, offset=600))
     again_a = classification_rows(300, seed=3, offset=1200)
-    trainer = Trainer(trainer_settings)
     write_examples(trainer_settings, concept_a)
     first = trainer.train(Refit(trigger(trainer_settings)))
     write_examples(trainer_settings, concept_b)

@@ -21,6 +21,7 @@ from services.trainer.trainer import DATA_MANIFEST_PATH, Trainer
 from tests.integration.trainer.conftest import (
     classification_rows,
     regression_rows,
+    train_once,
     trigger,
     write_examples,
 )
@@ -30,9 +31,9 @@ pytestmark = pytest.mark.integration
 
 def test_a_classifier_is_trained_promoted_and_loads_as_trained(
     trainer_settings: TrainerSettings,
+    trainer: Trainer,
 ) -> None:
     write_examples(trainer_settings, classification_rows(400))
-    trainer = Trainer(trainer_settings)
     event = trigger(trainer_settings)
     outcome = trainer.train(Refit(event))
 
@@ -78,7 +79,7 @@ def test_a_classifier_is_trained_promoted_and_loads_as_trained(
 
 def test_a_regressor_is_trained_and_promoted(trainer_settings: TrainerSettings) -> None:
     write_examples(trainer_settings, regression_rows(400))
-    outcome = Trainer(trainer_settings).train(Refit(trigger(trainer_settings)))
+    outcome = train_once(trainer_settings)
     assert outcome.outcome == "promoted", outcome.reason
     assert outcome.metrics["rmse"] < 0.5 * outcome.champion_metrics["rmse"]
     card = ModelRegistry(trainer_settings.mlflow_tracking_uri).model_card(
@@ -91,12 +92,12 @@ def test_the_gate_rejects_a_worse_candidate_and_keeps_the_champion(
     trainer_settings: TrainerSettings,
 ) -> None:
     write_examples(trainer_settings, classification_rows(400))
-    champion = Trainer(trainer_settings).train(Refit(trigger(trainer_settings)))
+    champion = train_once(trainer_settings)
     assert champion.outcome == "promoted", champion.reason
 
     # The same window, but a model that sees one of the two features the label depends on.
     blind = trainer_settings.model_copy(update={"trainer_features": "x1"})
-    candidate = Trainer(blind).train(Refit(trigger(blind)))
+    candidate = train_once(blind)
     assert candidate.outcome == "rejected", candidate.reason
     assert f"champion {champion.model_version}" in candidate.reason
     assert candidate.champion_metrics == champion.metrics, "judged on the same holdout"
@@ -110,7 +111,7 @@ def test_the_gate_rejects_a_worse_candidate_and_keeps_the_champion(
 
 def test_too_few_examples_is_skipped_without_a_run(trainer_settings: TrainerSettings) -> None:
     write_examples(trainer_settings, classification_rows(50))
-    outcome = Trainer(trainer_settings).train(Refit(trigger(trainer_settings)))
+    outcome = train_once(trainer_settings)
     assert outcome.outcome == "skipped" and "needs 100" in outcome.reason
     assert outcome.run_id is None
 
@@ -139,12 +140,12 @@ def test_a_users_builder_and_a_warm_start_from_the_champion(
             "trainer_features": "x1,x2",
         }
     )
-    first = Trainer(own).train(Refit(trigger(own)))
+    first = train_once(own)
     assert first.outcome == "promoted", first.reason
     client = ModelRegistry(trainer_settings.mlflow_tracking_uri).client
     assert client.get_run(str(first.run_id)).data.params["builder"] == own.trainer_builder
 
     warm = own.model_copy(update={"trainer_warm_start": True})
-    second = Trainer(warm).train(Refit(trigger(warm)))
+    second = train_once(warm)
     assert second.outcome in ("promoted", "rejected"), second.reason
     assert client.get_run(str(second.run_id)).data.params["warm_start"] == "True"

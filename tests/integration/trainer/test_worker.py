@@ -12,15 +12,14 @@ import pytest
 from driftloop.cli import main as cli
 from driftloop.registry import PREVIOUS, ModelRegistry
 from driftloop.settings import as_environment
-from services.trainer.coalesce import Refit
 from services.trainer.lineage import TRIGGER_KEY, Lineage, trigger_key
 from services.trainer.settings import TrainerSettings
-from services.trainer.trainer import Trainer
 from tests.integration.trainer.conftest import (
     Events,
     classification_rows,
     running,
     send,
+    train_once,
     trigger,
     write_examples,
 )
@@ -80,7 +79,7 @@ def test_a_crash_mid_fit_leaves_the_champion_and_the_trigger_runs_after_restart(
     trainer_settings: TrainerSettings, results: Events, tmp_path: Path
 ) -> None:
     write_examples(trainer_settings, classification_rows(300))
-    champion = Trainer(trainer_settings).train(Refit(trigger(trainer_settings)))
+    champion = train_once(trainer_settings)
     assert champion.outcome == "promoted", champion.reason
     registry = ModelRegistry(trainer_settings.mlflow_tracking_uri)
     lineage = Lineage(trainer_settings.mlflow_tracking_uri, trainer_settings.trainer_experiment)
@@ -135,8 +134,8 @@ def test_rollback_moves_champion_back_and_announces_it(
 ) -> None:
     write_examples(trainer_settings, classification_rows(400))
     weaker = trainer_settings.model_copy(update={"trainer_features": "x1"})
-    first = Trainer(weaker).train(Refit(trigger(weaker)))
-    second = Trainer(trainer_settings).train(Refit(trigger(trainer_settings)))
+    first = train_once(weaker)
+    second = train_once(trainer_settings)
     assert (first.outcome, second.outcome) == ("promoted", "promoted"), second.reason
     registry = ModelRegistry(trainer_settings.mlflow_tracking_uri)
     name = trainer_settings.model_name

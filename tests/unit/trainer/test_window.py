@@ -137,3 +137,13 @@ def test_since_drift_without_an_onset_plans_like_last_n() -> None:
     files = [manifest(i) for i in range(10)]
     policy = WindowPolicy(kind="since_drift", size=450, min_examples=50, history_share=0.0)
     assert policy.plan(files) == files[5:]
+
+
+def test_too_few_rows_that_keep_the_contract_say_how_many_were_left_out() -> None:
+    error = NotEnoughExamples(12, 100, {"null_label": 3, "feature_type": 385})
+    assert str(error) == (
+        "12 labelled examples in the store keep the model's contract, a fit needs 100 "
+        "(388 left out: feature_type 385, null_label 3)"
+    )
+    assert error.excluded == {"null_label": 3, "feature_type": 385}
+    assert str(NotEnoughExamples(5, 10)) == "5 labelled examples in the store, a fit needs 10"
