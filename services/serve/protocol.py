@@ -1,45 +1,59 @@
-"""The wire formats serve speaks, checked against the model's card: pure, no I/O.
+"""The wire formats serve speaks, checked against the model's contract: pure, no I/O.
 
 Two request shapes decode into one :class:`FeatureBatch` (one column per feature):
 
 - the Open Inference Protocol v2 (``POST /v2/models/{name}/infer``): one named tensor per
-  feature, ``shape`` ``[n]`` or ``[n, 1]``, ``datatype`` one of the protocol's (FP32, FP64,
+  feature, ``shape`` ``[n]`` or ``[n, 1]``, ``datatype`` one of the protocol's (FP16..FP64,
   INT8..INT64, UINT8..UINT64, BOOL, BYTES), ``data`` flat or nested row-major;
 - plain records (``POST /v1/predict``): one object keyed by feature name, a list of them, or
   ``{"records": [...], "request_id": "..."}``.
 
-Anything that does not fit the card raises :class:`~driftloop.errors.InvalidInput` naming the
-field: a missing or extra feature, a wrong type or datatype, NaN or infinity, a shape that does
-not match the data, an empty batch. A ``(batch, k)`` array of model outputs encodes back into
-the protocol's response, the records' response and one prediction event per row.
+Every verdict on a value is the contract's (:class:`~driftloop.contract.ContractCheck`, the one
+check every door runs: ingest's too): a missing, unknown or null feature, a value of the wrong
+JSON type (``36.5`` for an ``int`` feature, ``true`` for a number, ``1`` for a boolean), NaN
+or infinity. The common valid body is accepted in bulk (type sets, one array) without asking
+it value by value; whatever the bulk test does not accept goes to the contract, row by row,
+and is refused with :class:`~driftloop.errors.InvalidInput` naming the field as serve names it
+(``age``, ``records[3].age``, ``inputs.age``) or, when the contract accepts it (a null, a
+boolean, ``36.0`` for an ``int``), decoded all the same. What serve checks itself is only what
+the contract cannot see: the body's shape, a tensor's shape and datatype. A ``(batch, k)``
+array of model outputs encodes back into the protocol's response, the records' response and
+one prediction event per row, whose features are the values as sent (``true`` stays a
+boolean, ``null`` stays null).
 
 Example:
     >>> from driftloop.model_card import FeatureSpec, ModelCard
     >>> card = ModelCard(task="classification", classes=[0, 1],
-    ...                  features=[FeatureSpec(name="age"),
-    ...                            FeatureSpec(name="region", kind="categorical")])
-    >>> batch, request_id = decode_records({"age": 31, "region": "north"}, card)
-    >>> batch.rows, batch.columns["age"], request_id
-    (1, [31], None)
-    >>> decode_records({"age": "old", "region": "north"}, card)
+    ...                  features=[FeatureSpec(name="age", type="int"),
+    ...                            FeatureSpec(name="region", kind="categorical"),
+    ...                            FeatureSpec(name="verified", kind="boolean", nullable=True)])
+    >>> batch, request_id = decode_records({"age": 31, "region": "north", "verified": True}, card)
+    >>> batch.rows, batch.columns["verified"], request_id
+    (1, [True], None)
+    >>> batch.arrays(card)["verified"].tolist()
+    [[1.0]]
+    >>> decode_records([{"age": 31, "region": "north"}], card)[0].row_features()
+    [{'age': 31, 'region': 'north', 'verified': None}]
+    >>> decode_records({"age": 36.5, "region": "north", "verified": False}, card)
     Traceback (most recent call last):
     ...
-    driftloop.errors.InvalidInput: age is numeric: got the string 'old'
+    driftloop.errors.InvalidInput: age is an integer: got 36.5 (rule: feature_type)
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from driftloop.errors import InvalidInput, MalformedRequest
+from driftloop.contract import ContractCheck, describe
+from driftloop.errors import InvalidInput, MalformedRequest, SchemaViolation
 from driftloop.events import SCHEMA_VERSION, Scalar
 from driftloop.model_card import ModelCard
 
@@ -47,29 +61,135 @@ FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
 INT_TYPES = frozenset({"INT8", "INT16", "INT32", "INT64"})
 UINT_TYPES = frozenset({"UINT8", "UINT16", "UINT32", "UINT64"})
 DATATYPES = FLOAT_TYPES | INT_TYPES | UINT_TYPES | {"BOOL", "BYTES"}
-NUMERIC_TYPES = FLOAT_TYPES | INT_TYPES | UINT_TYPES | {"BOOL"}
+NUMERIC_TYPES = FLOAT_TYPES | INT_TYPES | UINT_TYPES
+
+# The OIP datatypes a feature of each contract type takes (a boolean is not a number).
+FEATURE_DATATYPES: dict[str, frozenset[str]] = {
+    "float": NUMERIC_TYPES,
+    "int": NUMERIC_TYPES,
+    "bool": frozenset({"BOOL"}),
+    "string": frozenset({"BYTES"}),
+}
+# The metadata's datatype of a feature of each contract type.
+METADATA_DATATYPES = {"float": "FP64", "int": "INT64", "bool": "BOOL", "string": "BYTES"}
+_DATATYPE_WORDS = {
+    "float": "FP16, FP32, FP64, INT* or UINT*",
+    "int": "FP16, FP32, FP64, INT* or UINT*",
+    "bool": "BOOL",
+    "string": "BYTES",
+}
+_KIND_WORDS = {"float": "a number", "int": "an integer", "bool": "a boolean", "string": "a string"}
 
 PACKED = "packed_numeric_features"  # a packed model's one input for all numeric features
 
 # Keys of a single-record body that name the request rather than a feature.
 ID_KEYS = ("request_id", "id")
 
+NUMBER_TYPES = frozenset({int, float})
+_INTS = frozenset({int})
+_STRINGS = frozenset({str})
+_BOOLS = frozenset({bool})
+# The largest float32: a number past it reaches the model as infinity.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+# --- the bulk tests: True only when every value surely fits (the contract decides the rest) ---
+#
+# They test types; the numbers' magnitudes (finite, within float32, within int64) are tested
+# on the way to the model's table (_number_table).
+
+
+def _floats_fit(values: list[Any]) -> bool:
+    return set(map(type, values)) <= NUMBER_TYPES  # not booleans
+
+
+def _ints_fit(values: list[Any]) -> bool:
+    return set(map(type, values)) <= _INTS  # not floats (36.0 is the contract's to accept)
+
+
+def _strings_fit(values: list[Any]) -> bool:
+    return set(map(type, values)) <= _STRINGS
+
+
+def _bools_fit(values: list[Any]) -> bool:
+    return set(map(type, values)) <= _BOOLS
+
+
+_BULK_TESTS: dict[str, Callable[[list[Any]], bool]] = {
+    "float": _floats_fit,
+    "int": _ints_fit,
+    "string": _strings_fit,
+    "bool": _bools_fit,
+}
+# Past this many values, numpy tests their magnitudes faster than Python does.
+_FEW = 32
+
+
+def _number_table(values: list[Any], bound: float) -> np.ndarray | None:
+    """Numbers and booleans (their types tested) as the model's float32 values; None unless
+    each is surely within ``bound`` (NaN and infinities are not)."""
+    if len(values) <= _FEW:
+        try:
+            if not sum(map(abs, values)) <= bound:
+                return None
+        except OverflowError:  # an int past any float
+            return None
+        return np.array(values, dtype=np.float32)
+    try:
+        table = np.array(values, dtype=np.float64)
+    except OverflowError:
+        return None
+    if not np.abs(table).max() <= bound:
+        return None
+    return table.astype(np.float32)
+
 
 class FeatureLayout:
     """What checking and converting a card's features needs, worked out once per card.
 
     Parameters:
-        card: the model card.
+        card: the model card (its contract).
     """
 
-    __slots__ = ("card", "categorical", "kinds", "names", "numeric")
+    __slots__ = (
+        "bound",
+        "card",
+        "categorical",
+        "check",
+        "groups",
+        "names",
+        "nullable",
+        "numeric",
+        "plain",
+        "plain_types",
+        "types",
+    )
 
     def __init__(self, card: ModelCard) -> None:
         self.card = card
-        self.names = [spec.name for spec in card.features]
-        self.kinds = {spec.name: spec.kind == "categorical" for spec in card.features}
-        self.numeric = [name for name, categorical in self.kinds.items() if not categorical]
-        self.categorical = [name for name, categorical in self.kinds.items() if categorical]
+        self.check = ContractCheck(card)
+        self.names = card.feature_names
+        self.types = {spec.name: spec.type or "float" for spec in card.features}
+        # The model's float32 inputs: numeric features, and boolean ones as 1.0/0.0.
+        self.numeric = [spec.name for spec in card.features if spec.kind != "categorical"]
+        self.categorical = [spec.name for spec in card.features if spec.kind == "categorical"]
+        self.nullable = frozenset(spec.name for spec in card.features if spec.nullable)
+        by_type: dict[str, list[str]] = {}
+        for name, value_type in self.types.items():
+            by_type.setdefault(value_type, []).append(name)
+        # (names, bulk test) per JSON type; a group of every numeric input, in the card's
+        # order, *is* `numeric`, so its values make the model's table as they are.
+        self.groups = [
+            (self.numeric if names == self.numeric else names, _BULK_TESTS[value_type])
+            for value_type, names in by_type.items()
+        ]
+        # What the bulk test takes for surely fitting: finite, within float32 (what the model
+        # takes), and, where an int feature is, within int64 (with room for float64 rounding)
+        self.bound = float(1 << 62) if "int" in by_type else FLOAT32_MAX
+        # Numbers only: the commonest card, whose one-record body has a path of its own, for
+        # values of a type every feature takes (ints, where an int feature is).
+        self.plain = set(by_type) <= {"float", "int"}
+        self.plain_types = _INTS if "int" in by_type else NUMBER_TYPES
 
 
 _LAYOUTS: dict[int, FeatureLayout] = {}
@@ -87,15 +207,16 @@ def layout(card: ModelCard) -> FeatureLayout:
 
 @dataclass(slots=True)
 class FeatureBatch:
-    """Validated feature values, all ``rows`` long: as records, or one list per feature.
+    """Checked feature values, all ``rows`` long: as records, or one list per feature.
 
     Parameters:
         rows: how many rows.
         records: the rows as ``{feature: value}`` (what plain records decode to; what the
-            prediction log carries).
+            prediction log carries), every feature present (null for one left out).
         by_feature: feature name -> values (what OIP tensors decode to).
-        numeric: the numeric features' values as a ``(rows, numeric features)`` float32
-            table, in the card's order, when the decoder made one.
+        numeric: the numeric and boolean features' values as a ``(rows, numeric features)``
+            C-ordered float32 table, in the card's order, as the model takes them (booleans
+            1.0/0.0, null 0.0); the decoders make it.
     """
 
     rows: int
@@ -105,7 +226,7 @@ class FeatureBatch:
 
     @property
     def columns(self) -> dict[str, list[Any]]:
-        """Feature name -> values (floats/ints for numeric, strings for categorical)."""
+        """Feature name -> values, as sent: numbers, strings, booleans, nulls."""
         if self.by_feature is None:
             records = self.records or []
             self.by_feature = {name: [r[name] for r in records] for name in records[0]}
@@ -124,99 +245,58 @@ class FeatureBatch:
     def arrays(self, card: ModelCard, packed: bool = False) -> dict[str, np.ndarray]:
         """The model's inputs: a ``(rows, 1)`` float32 or object (str) array per feature.
 
-        ``packed``: the numeric features side by side instead, one ``(rows, numeric
-        features)`` float32 array under :data:`~services.serve.runtime.PACKED` (what a packed
-        TFLite model takes: see :func:`services.serve.runtime.pack`).
+        Numeric and boolean features are float32 (a boolean 1.0 or 0.0), categorical ones
+        strings; a null is 0.0 or ``""`` (the out-of-vocabulary bucket), as the trainer feeds
+        a missing value (:func:`services.trainer.schema.model_inputs`).
+
+        ``packed``: the numeric and boolean features side by side instead, one ``(rows,
+        numeric features)`` float32 array under :data:`PACKED` (what a packed TFLite model
+        takes: see :func:`services.serve.runtime.pack`).
         """
         features = layout(card)
         arrays: dict[str, np.ndarray] = {}
+        if features.numeric and self.numeric is None:  # a batch no decoder made
+            self.numeric = _model_table(
+                [[row[name] for name in features.numeric] for row in self.row_features()]
+            )
         if packed:
-            if not features.numeric:
-                pass  # categorical only: nothing to pack
-            elif self.numeric is not None:
+            if features.numeric:
                 arrays[PACKED] = self.numeric  # (rows, n) float32, C order
-            elif self.by_feature is None and self.records is not None:
-                arrays[PACKED] = np.array(
-                    [[r[name] for name in features.numeric] for r in self.records],
-                    dtype=np.float32,
-                )
-            else:
-                columns = [self.columns[n] for n in features.numeric]
-                arrays[PACKED] = np.array(columns, dtype=np.float32).T.copy()
-            for name in features.categorical:
-                column = [r[name] for r in self.records] if self.by_feature is None else None
-                values = column if column is not None else self.columns[name]
-                arrays[name] = np.array(values, dtype=object).reshape(-1, 1)
-            return arrays
-        if features.numeric:
+        elif features.numeric:
             # one conversion for every numeric value, into a (features, rows, 1) table whose
             # slices are each feature's column, contiguous, as the interpreter wants it
-            if self.numeric is not None:
-                table = np.ascontiguousarray(self.numeric.T, dtype=np.float32)
-            elif self.by_feature is None and self.records is not None:
-                table = np.array(
-                    [[r[name] for name in features.numeric] for r in self.records],
-                    dtype=np.float32,
-                ).T
-                table = np.ascontiguousarray(table) if self.rows > 1 else table
-            else:
-                table = np.array([self.columns[n] for n in features.numeric], dtype=np.float32)
+            table = np.ascontiguousarray(self.numeric.T)  # type: ignore[union-attr]
             arrays = dict(zip(features.numeric, table[:, :, None], strict=True))
             if not features.categorical:
                 return arrays
         for name in features.categorical:
             values = [r[name] for r in self.records] if self.by_feature is None else None
             column = values if values is not None else self.columns[name]
+            if name in features.nullable:
+                column = ["" if value is None else value for value in column]
             arrays[name] = np.array(column, dtype=object).reshape(-1, 1)
-        return {name: arrays[name] for name in features.names}
+        return arrays if packed else {name: arrays[name] for name in features.names}
 
 
 # --- decoding -------------------------------------------------------------------------------
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, str):
-        return f"the string {value!r}" if len(value) <= 40 else "a string"
-    if value is None:
-        return "null"
-    if isinstance(value, (list, dict)):
-        return "a list" if isinstance(value, list) else "an object"
-    return repr(value)
+def _model_table(rows: list[list[Any]]) -> np.ndarray:
+    """Values the contract accepted as the model's float32 table: a boolean 1.0 or 0.0, and
+    0.0 for null or a number past float32, as the trainer feeds them (``model_inputs``)."""
+    rows = [[0.0 if value is None else value for value in row] for row in rows]
+    with np.errstate(over="ignore"):
+        table = np.array(rows, dtype=np.float32)
+    return np.nan_to_num(table, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _check_number(field: str, value: Any) -> None:
-    kind = type(value)
-    if kind is float:
-        if not math.isfinite(value):
-            raise InvalidInput(field, f"{field} must be a finite number: got {value}")
-    elif kind is not int:
-        raise InvalidInput(field, f"{field} is numeric: got {_describe(value)}")
-    elif abs(value) > 1 << 1000:  # past any float: it cannot reach the model as a number
-        raise InvalidInput(field, f"{field} is too large a number")
-
-
-def _check_value(field: str, value: Any, categorical: bool) -> None:
-    if categorical:
-        if type(value) is not str:
-            raise InvalidInput(
-                field, f"{field} is categorical: send a string, got {_describe(value)}"
-            )
-    else:
-        _check_number(field, value)
-
-
-def _unknown(field: str, name: str, card: ModelCard) -> InvalidInput:
-    return InvalidInput(
-        field,
-        f"{field}: `{name}` is not a feature of this model; its features are "
-        f"{', '.join(card.feature_names)}",
-    )
-
-
-def _missing(field: str, name: str) -> InvalidInput:
-    return InvalidInput(field, f"{field}: the feature `{name}` is missing")
+def _invalid(violation: SchemaViolation, prefix: str, where: str = "") -> InvalidInput:
+    """The contract's verdict as serve answers it: its ``features.x`` named ``prefix + x``."""
+    field = prefix + violation.field.removeprefix("features.")
+    message = violation.message
+    if message.startswith(violation.field):
+        message = field + message[len(violation.field) :]
+    return InvalidInput(field, f"{message} ({where}rule: {violation.rule})")
 
 
 def _request_id(value: Any, field: str) -> str | None:
@@ -227,15 +307,70 @@ def _request_id(value: Any, field: str) -> str | None:
     return value
 
 
+def _bulk_table(
+    records: list[dict[str, Any]], features: FeatureLayout
+) -> tuple[bool, np.ndarray | None]:
+    """Whether every value of ``records`` (each keyed by exactly the card's features) surely
+    fits, by type sets per JSON type; and if so, the model's table of them."""
+    numbers = None
+    for names, test in features.groups:
+        values = [record[name] for record in records for name in names]
+        if not test(values):
+            return False, None
+        if names is features.numeric:
+            numbers = values
+    if not features.numeric:
+        return True, None
+    if numbers is None:
+        numbers = [record[name] for record in records for name in features.numeric]
+    table = _number_table(numbers, features.bound)
+    if table is None:
+        return False, None
+    return True, table.reshape(len(records), len(features.numeric))
+
+
+def _contract_records(
+    records: list[Any], single: bool, features: FeatureLayout
+) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+    """The contract's verdict on each record, in order: raises on the first it refuses;
+    returns the records (every feature present) and the model's table."""
+    checked = []
+    count = len(features.names)
+    for index, record in enumerate(records):
+        prefix = "" if single else f"records[{index}]."
+        if not isinstance(record, dict):
+            raise InvalidInput(
+                f"records[{index}]", f"records[{index}] is not an object keyed by feature name"
+            )
+        violation = features.check.features(record)
+        if violation is not None:
+            raise _invalid(violation, prefix)
+        if len(record) != count:  # a nullable feature left out: null, in the event too
+            record = {name: record.get(name) for name in features.names}
+        checked.append(record)
+    table = None
+    if features.numeric:
+        table = _model_table([[r[name] for name in features.numeric] for r in checked])
+    return checked, table
+
+
 def decode_records(document: Any, card: ModelCard) -> tuple[FeatureBatch, str | None]:
-    """Check plain records against ``card``; returns the batch and the body's request id."""
+    """Check plain records against ``card``'s contract; returns the batch and the body's
+    request id."""
     features = layout(card)
-    kinds = features.kinds
-    # The commonest body, one record of numeric features and nothing else, checked first.
-    if type(document) is dict and not features.categorical and document.keys() == kinds.keys():
-        table = _finite_numbers([document[name] for name in features.numeric])
-        if table is not None:
-            return FeatureBatch(1, [document], numeric=table.reshape(1, -1)), None
+    names = features.types.keys()
+    # The commonest body, one record keyed by exactly the features, checked first.
+    if type(document) is dict and document.keys() == names:
+        if features.plain:
+            values = [document[name] for name in features.numeric]
+            if set(map(type, values)) <= features.plain_types:
+                table = _number_table(values, features.bound)
+                if table is not None:
+                    return FeatureBatch(1, [document], numeric=table[None]), None
+        else:
+            valid, table = _bulk_table([document], features)
+            if valid:
+                return FeatureBatch(1, [document], numeric=table), None
     request_id = None
     single = False
     if isinstance(document, dict) and isinstance(document.get("records"), list):
@@ -245,7 +380,7 @@ def decode_records(document: Any, card: ModelCard) -> tuple[FeatureBatch, str | 
         single = True
         record = document
         for key in ID_KEYS:
-            if key in record and key not in kinds:
+            if key in record and key not in names:
                 record = {k: v for k, v in record.items() if k != key}
                 request_id = _request_id(document[key], key)
                 break
@@ -259,65 +394,14 @@ def decode_records(document: Any, card: ModelCard) -> tuple[FeatureBatch, str | 
         )
     if not records:
         raise InvalidInput("records", "records: empty batch; send at least one record")
-    names = kinds.keys()
-    for index, record in enumerate(records):
-        if not isinstance(record, dict) or record.keys() != names:
-            _record_problem(record, index, single, kinds, card)
-    # The common case, all valid, checked in bulk (type sets, one array); the row-by-row
-    # check below runs only to name the field when the bulk check fails.
-    table = None
-    if features.numeric:
-        values = [record[name] for record in records for name in features.numeric]
-        table = _finite_numbers(values)
-    if (features.numeric and table is None) or (
-        features.categorical
-        and not {type(record[name]) for record in records for name in features.categorical} <= {str}
-    ):
-        _value_problem(records, single, kinds)
-    if table is not None:
-        table = table.reshape(len(records), len(features.numeric))
-    return FeatureBatch(len(records), records, numeric=table), request_id
-
-
-NUMBER_TYPES = frozenset({int, float})
-
-
-def _finite_numbers(values: list[Any]) -> np.ndarray | None:
-    """``values`` as float32 (what the model takes) when each is a finite int or float (not a
-    bool); else None."""
-    if not set(map(type, values)) <= NUMBER_TYPES:
-        return None
-    try:
-        total = sum(values)  # NaN or infinity anywhere makes the sum NaN or infinite
-        if total - total != 0:  # (or finite values overflowed: the row-by-row check decides)
-            return None
-        return np.array(values, dtype=np.float32)
-    except OverflowError:  # an int past float64: the row-by-row check decides
-        return None
-
-
-def _value_problem(records: list[dict[str, Any]], single: bool, kinds: dict[str, bool]) -> None:
-    """Raise :class:`InvalidInput` naming the first value that does not fit its feature."""
-    for index, record in enumerate(records):
-        for name, categorical in kinds.items():
-            value = record[name]
-            _check_value(f"{'' if single else f'records[{index}].'}{name}", value, categorical)
-
-
-def _record_problem(
-    record: Any, index: int, single: bool, kinds: dict[str, bool], card: ModelCard
-) -> None:
-    prefix = "" if single else f"records[{index}]."
-    if not isinstance(record, dict):
-        raise InvalidInput(
-            f"records[{index}]", f"records[{index}] is not an object keyed by feature name"
-        )
-    for name in record:
-        if name not in kinds:
-            raise _unknown(f"{prefix}{name}", name, card)
-    for name in kinds:
-        if name not in record:
-            raise _missing(f"{prefix}{name}", name)
+    # The common case, all valid, tested in bulk (type sets, one array); what that does not
+    # accept, the contract checks record by record (it names the field, or accepts).
+    if all(type(record) is dict and record.keys() == names for record in records):
+        valid, table = _bulk_table(records, features)
+        if valid:
+            return FeatureBatch(len(records), records, numeric=table), request_id
+    checked, table = _contract_records(records, single, features)
+    return FeatureBatch(len(checked), checked, numeric=table), request_id
 
 
 def _flatten(field: str, data: Any) -> list[Any]:
@@ -333,24 +417,26 @@ def _flatten(field: str, data: Any) -> list[Any]:
     return data
 
 
+# The JSON values each datatype's data holds; null too: the contract says where it may be.
+_DATA_TYPES: dict[str, frozenset[type]] = {
+    **dict.fromkeys(FLOAT_TYPES, frozenset({int, float, type(None)})),
+    **dict.fromkeys(INT_TYPES | UINT_TYPES, frozenset({int, type(None)})),
+    "BOOL": frozenset({bool, type(None)}),
+    "BYTES": frozenset({str, type(None)}),
+}
+
+
 def _check_tensor_values(field: str, datatype: str, data: list[Any]) -> None:
-    if datatype in FLOAT_TYPES:
-        for value in data:
-            _check_number(field, value)
-    elif datatype in INT_TYPES or datatype in UINT_TYPES:
-        for value in data:
-            if type(value) is not int:
-                raise InvalidInput(field, f"{field} is {datatype}: got {_describe(value)}")
-            if value < 0 and datatype in UINT_TYPES:
-                raise InvalidInput(field, f"{field} is {datatype}: got {value}")
-    elif datatype == "BOOL":
-        for value in data:
-            if type(value) is not bool:
-                raise InvalidInput(field, f"{field} is BOOL: got {_describe(value)}")
-    else:
-        for value in data:
-            if type(value) is not str:
-                raise InvalidInput(field, f"{field} is BYTES: got {_describe(value)}")
+    """A tensor's values must be its datatype's (a number in FP32, an integer in INT64...)."""
+    allowed = _DATA_TYPES[datatype]
+    unsigned = datatype in UINT_TYPES
+    if set(map(type, data)) <= allowed and not (
+        unsigned and any(value is not None and value < 0 for value in data)
+    ):
+        return
+    for value in data:
+        if type(value) not in allowed or (unsigned and value is not None and value < 0):
+            raise InvalidInput(field, f"{field} is {datatype}: got {describe(value)}")
 
 
 def _rows_of(field: str, shape: Any, size: int) -> int:
@@ -372,7 +458,8 @@ def _rows_of(field: str, shape: Any, size: int) -> int:
 
 
 def decode_infer(document: Any, card: ModelCard) -> tuple[FeatureBatch, str | None]:
-    """Check an OIP v2 inference request against ``card``; returns the batch and its ``id``."""
+    """Check an OIP v2 inference request against ``card``'s contract; returns the batch and
+    its ``id``."""
     if not isinstance(document, dict):
         raise MalformedRequest("the body must be an inference request object with `inputs`")
     tensors = document.get("inputs")
@@ -380,7 +467,8 @@ def decode_infer(document: Any, card: ModelCard) -> tuple[FeatureBatch, str | No
         raise InvalidInput(
             "inputs", "inputs must be a non-empty list of named tensors, one per feature"
         )
-    kinds = layout(card).kinds
+    features = layout(card)
+    types = features.types
     columns: dict[str, list[Any]] = {}
     rows = -1
     for index, tensor in enumerate(tensors):
@@ -390,8 +478,8 @@ def decode_infer(document: Any, card: ModelCard) -> tuple[FeatureBatch, str | No
             )
         name = tensor["name"]
         field = f"inputs.{name}"
-        if name not in kinds:
-            raise _unknown(field, name, card)
+        if name not in types:  # the contract's word on a name it lacks
+            raise _invalid(features.check.features({name: None}), "inputs.")  # type: ignore[arg-type]
         if name in columns:
             raise InvalidInput(field, f"{field} is given twice")
         datatype = tensor.get("datatype")
@@ -399,16 +487,15 @@ def decode_infer(document: Any, card: ModelCard) -> tuple[FeatureBatch, str | No
             raise InvalidInput(
                 field,
                 f"{field}.datatype must be one of "
-                f"{', '.join(sorted(DATATYPES))}; got {_describe(datatype)}",
+                f"{', '.join(sorted(DATATYPES))}; got {describe(datatype)}",
             )
-        if kinds[name] and datatype != "BYTES":
-            raise InvalidInput(
-                field, f"{field} is categorical: its datatype is BYTES, not {datatype}"
-            )
-        if not kinds[name] and datatype not in NUMERIC_TYPES:
+        value_type = types[name]
+        if datatype not in FEATURE_DATATYPES[value_type]:
+            kind = card.feature(name).kind
             raise InvalidInput(
                 field,
-                f"{field} is numeric: its datatype is FP32, FP64, INT* or BOOL, not {datatype}",
+                f"{field} is a {kind} feature ({_KIND_WORDS[value_type]}): its datatype is "
+                f"{_DATATYPE_WORDS[value_type]}, not {datatype}",
             )
         data = _flatten(field, tensor.get("data"))
         size = _rows_of(field, tensor.get("shape"), len(data))
@@ -416,12 +503,36 @@ def decode_infer(document: Any, card: ModelCard) -> tuple[FeatureBatch, str | No
             raise InvalidInput(field, f"{field} has {size} rows, other inputs have {rows}")
         rows = size
         _check_tensor_values(field, datatype, data)
-        columns[name] = [float(v) for v in data] if datatype == "BOOL" else data
-    for name in kinds:
-        if name not in columns:
-            raise _missing(f"inputs.{name}", name)
+        columns[name] = data
+    # Every tensor there and every value surely fitting, tested in bulk; else the contract
+    # checks row by row (it names the tensor, or accepts: a null, a nullable one left out).
+    table = None
+    valid = len(columns) == len(types) and all(
+        test([value for name in names for value in columns[name]])
+        if len(names) > 1
+        else test(columns[names[0]])
+        for names, test in features.groups
+    )
+    if valid and features.numeric:
+        numbers = [value for name in features.numeric for value in columns[name]]
+        table = _number_table(numbers, features.bound)
+        valid = table is not None
+        if table is not None:  # (features, rows) to (rows, features), C order
+            table = np.ascontiguousarray(table.reshape(len(features.numeric), rows).T)
+    if not valid:
+        present = list(columns)
+        for row, values in enumerate(zip(*columns.values(), strict=True)):
+            violation = features.check.features(dict(zip(present, values, strict=True)))
+            if violation is not None:
+                raise _invalid(violation, "inputs.", f"row {row}, ")
+        for name in features.names:
+            columns.setdefault(name, [None] * rows)  # a nullable feature left out
+        if features.numeric:
+            numbers = [columns[name] for name in features.numeric]
+            table = np.ascontiguousarray(_model_table(numbers).T)
     request_id = _request_id(document.get("id"), "id")
-    return FeatureBatch(rows, None, {name: columns[name] for name in kinds}), request_id
+    by_feature = {name: columns[name] for name in features.names}
+    return FeatureBatch(rows, None, by_feature, table), request_id
 
 
 def requested_outputs(document: dict[str, Any], available: tuple[str, ...]) -> set[str]:
@@ -637,13 +748,10 @@ def prediction_event(row: PredictionRow) -> dict[str, Any]:
 
 
 def model_metadata(name: str, version: str, card: ModelCard) -> dict[str, Any]:
-    """The OIP model metadata response for the version being served."""
+    """The OIP model metadata response for the version being served: each input's datatype is
+    its contract type's (FP64, INT64, BOOL, BYTES), and the contract is in its parameters."""
     inputs = [
-        {
-            "name": spec.name,
-            "datatype": "FP32" if spec.kind == "numeric" else "BYTES",
-            "shape": [-1, 1],
-        }
+        {"name": spec.name, "datatype": METADATA_DATATYPES[spec.type or "float"], "shape": [-1, 1]}
         for spec in card.features
     ]
     if card.task == "regression":
@@ -659,5 +767,19 @@ def model_metadata(name: str, version: str, card: ModelCard) -> dict[str, Any]:
         "platform": "tensorflow",
         "inputs": inputs,
         "outputs": outputs,
-        "parameters": {"task": card.task, "classes": card.classes, "target": card.target},
+        "parameters": {
+            "task": card.task,
+            "classes": card.classes,
+            "target": card.target,
+            # the contract requests are checked against: what a client may send
+            "contract": {
+                "version": card.version,
+                "source": card.source,
+                "label_type": card.label_type,
+                "features": [
+                    {"name": s.name, "kind": s.kind, "type": s.type, "nullable": s.nullable}
+                    for s in card.features
+                ],
+            },
+        },
     }

@@ -88,9 +88,22 @@ def _parse(body: bytes) -> Any:
         # NaN and Infinity are not JSON, but some clients send them: parse them so the
         # answer can name the field (422) instead of rejecting the whole body.
         try:
-            return json.loads(body)
+            document = json.loads(body, parse_int=_wire_int)
         except ValueError:
             raise MalformedRequest(f"the body is not JSON: {error}") from None
+        try:
+            # What orjson refused for another reason (a lone surrogate) could not be logged
+            # either: its prediction event would never leave the outbox.
+            orjson.dumps(document)
+        except orjson.JSONEncodeError as unwritable:
+            raise MalformedRequest(f"the body is not JSON: {unwritable}") from None
+        return document
+
+
+def _wire_int(text: str) -> int | float:
+    """An integer as orjson parses it: past 64 bits, a float (an event carries no wider)."""
+    value = int(text)
+    return value if -(1 << 63) <= value < 1 << 64 else float(text)
 
 
 JSON_HEADERS = [(b"content-type", b"application/json")]

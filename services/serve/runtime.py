@@ -27,7 +27,7 @@ import numpy as np
 
 from driftloop.errors import ModelLoadFailed
 from driftloop.model_card import ModelCard
-from services.serve.protocol import PACKED
+from services.serve.protocol import PACKED, layout
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class ModelRuntime:
 def _as_tensors(card: ModelCard) -> Callable[[Arrays], dict[str, Any]]:
     import tensorflow as tf
 
-    categorical = {spec.name for spec in card.features if spec.kind == "categorical"}
+    categorical = set(layout(card).categorical)
 
     def convert(inputs: Arrays) -> dict[str, Any]:
         return {
@@ -90,9 +90,9 @@ def _keras_paths(
     import tensorflow as tf
 
     tensors = _as_tensors(card)
-    signature = {
+    signature = {  # numeric and boolean features are float32, categorical ones strings
         spec.name: tf.TensorSpec(
-            [None, 1], tf.float32 if spec.kind == "numeric" else tf.string, name=spec.name
+            [None, 1], tf.string if spec.kind == "categorical" else tf.float32, name=spec.name
         )
         for spec in card.features
     }
@@ -106,11 +106,12 @@ def _keras_paths(
 
 
 def pack(inputs: Arrays, card: ModelCard) -> Arrays:
-    """Per-feature inputs as a packed model takes them: the numeric features side by side in
-    one ``(rows, numeric features)`` float32 array under :data:`PACKED`, categorical ones as
-    they are."""
-    numeric = [spec.name for spec in card.features if spec.kind == "numeric"]
-    packed = {spec.name: inputs[spec.name] for spec in card.features if spec.kind != "numeric"}
+    """Per-feature inputs as a packed model takes them: the numeric and boolean features side
+    by side in one ``(rows, numeric features)`` float32 array under :data:`PACKED`, categorical
+    ones as they are."""
+    features = layout(card)
+    numeric = features.numeric
+    packed = {name: inputs[name] for name in features.categorical}
     if numeric:
         columns = [np.asarray(inputs[name], dtype=np.float32).reshape(-1, 1) for name in numeric]
         packed[PACKED] = np.ascontiguousarray(np.concatenate(columns, axis=1))
@@ -138,14 +139,13 @@ def tflite_blob(model: Any, card: ModelCard) -> bytes:
             ]
             return bytes(converter.convert())
 
-    numeric = [spec.name for spec in card.features if spec.kind == "numeric"]
+    numeric = layout(card).numeric  # boolean features too: float32 inputs
     if numeric and PACKED not in card.feature_names:
         try:
             packed = keras.Input(shape=(len(numeric),), name=PACKED, dtype="float32")
             inputs = {PACKED: packed} | {
-                spec.name: keras.Input(shape=(1,), name=spec.name, dtype="string")
-                for spec in card.features
-                if spec.kind != "numeric"
+                name: keras.Input(shape=(1,), name=name, dtype="string")
+                for name in layout(card).categorical
             }
             features = {name: packed[:, i : i + 1] for i, name in enumerate(numeric)}
             features |= {name: tensor for name, tensor in inputs.items() if name != PACKED}
@@ -179,7 +179,7 @@ class TFLiteCall:
         (output,) = runner.get_output_details().values()
         self.output = output["index"]
         self.packed = PACKED in self.indices
-        self.categorical = {spec.name for spec in card.features if spec.kind == "categorical"}
+        self.categorical = set(layout(card).categorical)
         self.interpreter = interpreter
         self._rows = -1
 
@@ -210,6 +210,8 @@ def probe_inputs(card: ModelCard, rows: int) -> Arrays:
     for spec in card.features:
         if spec.kind == "numeric":
             arrays[spec.name] = rng.normal(0, 1, (rows, 1)).astype(np.float32)
+        elif spec.kind == "boolean":  # as FeatureBatch.arrays feeds it: 1.0 or 0.0
+            arrays[spec.name] = (np.arange(rows) % 2).astype(np.float32).reshape(-1, 1)
         else:
             choices = [*spec.categories, "(unseen)"]
             picked = [choices[i % len(choices)] for i in range(rows)]

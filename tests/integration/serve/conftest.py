@@ -68,7 +68,7 @@ def keras_model(card: ModelCard, bias: float = 0.0, outputs: int | None = None) 
 
     inputs, parts = {}, []
     for spec in card.features:
-        if spec.kind == "numeric":
+        if spec.kind != "categorical":  # numeric and boolean features: float32
             inputs[spec.name] = keras.Input(shape=(1,), name=spec.name, dtype="float32")
             parts.append(inputs[spec.name])
         else:

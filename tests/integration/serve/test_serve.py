@@ -16,6 +16,7 @@ import pytest
 
 from driftloop.events import EventType
 from driftloop.messaging import ensure_topics
+from driftloop.model_card import FeatureSpec, ModelCard
 from driftloop.stack import KafkaBroker
 from services.serve.settings import ServeSettings
 from tests.conftest import local_settings
@@ -75,7 +76,7 @@ def test_no_champion_then_promotion_and_the_protocol(
     status, body = serve.get(f"/v2/models/{name}")
     assert status == 200 and body["name"] == name and body["versions"] == [version]
     assert [(i["name"], i["datatype"]) for i in body["inputs"]] == [
-        ("age", "FP32"), ("income", "FP32"), ("region", "BYTES")
+        ("age", "FP64"), ("income", "FP64"), ("region", "BYTES")
     ]  # fmt: skip
     assert serve.get(f"/v2/models/{name}/ready") == (
         200, {"name": name, "version": version, "ready": True}
@@ -267,6 +268,85 @@ class Load:
 
     def failures(self) -> list[tuple[int, str | None]]:
         return [a for answers in self.answers for a in answers if a[0] != 200]
+
+
+TYPED = ModelCard(
+    task="classification",
+    classes=["no", "yes"],
+    version=2,
+    source="declared",
+    features=[
+        FeatureSpec(name="term", type="int"),
+        FeatureSpec(name="verified", kind="boolean"),
+        FeatureSpec(name="grade", kind="categorical", categories=["A", "B"], nullable=True),
+        FeatureSpec(name="income", nullable=True),
+    ],
+)
+
+
+def test_the_contracts_types_survive_serve_booleans_ints_and_nulls(
+    serve_settings: ServeSettings, serve_process: Start
+) -> None:
+    version = register(serve_settings, TYPED)
+    promote(serve_settings, version)
+    serve = serve_process(serve_settings)
+    serve.wait_until(lambda: serve.get("/v2/health/ready")[0] == 200, "ready")
+    name = serve_settings.model_name
+    infer = f"/v2/models/{name}/infer"
+
+    # The metadata gives each input its contract type, and the contract.
+    status, body = serve.get(f"/v2/models/{name}")
+    assert status == 200
+    assert [(i["name"], i["datatype"]) for i in body["inputs"]] == [
+        ("term", "INT64"), ("verified", "BOOL"), ("grade", "BYTES"), ("income", "FP64")
+    ]  # fmt: skip
+    contract = body["parameters"]["contract"]
+    assert contract["version"] == 2 and contract["features"][1]["type"] == "bool"
+
+    # What the app sends, as JSON: true, 60.0 for an int, nulls and a nullable left out.
+    loan = {"term": 36, "verified": True, "grade": "A", "income": 1200.5}
+    status, body = serve.post("/v1/predict", loan | {"request_id": "typed-1"})
+    assert status == 200, body
+    later = {"term": 60.0, "verified": False}
+    status, body = serve.post("/v1/predict", {"records": [later], "request_id": "typed-2"})
+    assert status == 200, body
+    tensors = [
+        {"name": "term", "datatype": "INT64", "shape": [1], "data": [36]},
+        {"name": "verified", "datatype": "BOOL", "shape": [1], "data": [True]},
+        {"name": "grade", "datatype": "BYTES", "shape": [1], "data": [None]},
+        {"name": "income", "datatype": "FP64", "shape": [1, 1], "data": [[None]]},
+    ]
+    status, body = serve.post(infer, {"inputs": tensors, "id": "typed-3"})
+    assert status == 200, body
+
+    # What the contract refuses, serve refuses, naming the field and the rule.
+    for change, field, rule in [
+        ({"term": 36.5}, "term", "feature_type"),
+        ({"verified": 1}, "verified", "feature_type"),
+        ({"verified": "true"}, "verified", "feature_type"),
+        ({"verified": None}, "verified", "null_feature"),
+        ({"income": "1200"}, "income", "feature_type"),
+    ]:
+        status, body = serve.post("/v1/predict", loan | change)
+        assert (status, body["field"]) == (422, field), body
+        assert body["error"].endswith(f"(rule: {rule})"), body
+    numeric_bool = [dict(t, datatype="FP32", data=[1.0]) if t["name"] == "verified" else t
+                    for t in tensors]  # fmt: skip
+    status, body = serve.post(infer, {"inputs": numeric_bool})
+    assert (status, body["field"]) == (422, "inputs.verified"), body
+
+    # The prediction events carry the values as sent: a boolean, an int, nulls.
+    wanted = {"typed-1", "typed-2", "typed-3"}
+    events = read_events(
+        serve_settings,
+        EventType.PREDICTION,
+        lambda found: wanted <= {e["request_id"] for e in found},
+    )
+    logged = {e["request_id"]: e["features"] for e in events}
+    assert logged["typed-1"] == loan and logged["typed-1"]["verified"] is True
+    assert logged["typed-2"] == later | {"grade": None, "income": None}
+    assert logged["typed-2"]["verified"] is False
+    assert logged["typed-3"] == {"term": 36, "verified": True, "grade": None, "income": None}
 
 
 def test_swap_under_load_loses_nothing_and_a_broken_version_never_serves(

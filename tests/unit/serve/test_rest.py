@@ -1,13 +1,15 @@
-"""The inference front's order of work: when answers are written, without a server."""
+"""The inference front: its order of work (when answers are written), and how it parses bodies."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import pytest
 from starlette.applications import Starlette
 
-from services.serve.rest import InferenceFront
+from driftloop.errors import MalformedRequest
+from services.serve.rest import InferenceFront, _parse
 
 
 def front(events: list[str]) -> InferenceFront:
@@ -55,3 +57,12 @@ async def test_one_connection_is_answered_without_waiting_for_a_turn_of_the_loop
     assert events[2:] == ["handle 1", "send 1"]
     await asyncio.sleep(0)
     assert events[-1] == "next turn"
+
+
+def test_bodies_orjson_refuses_are_parsed_for_nan_but_never_with_what_no_event_can_carry() -> None:
+    document = _parse(b'{"a": NaN, "b": 100000000000000000000000, "c": 5}')
+    assert document["a"] != document["a"] and document["c"] == 5
+    assert document["b"] == 1e23 and type(document["b"]) is float  # as orjson parses it
+    for body in (b'{"a": "\\ud800"}', b'{"a": NaN, "b": "\\udc00"}', b'{"a": '):
+        with pytest.raises(MalformedRequest):
+            _parse(body)
