@@ -4,7 +4,8 @@ GET /                  recent windows: bounds, model version, verdict, top featu
 GET /v1/windows        the same as JSON (newest first)
 GET /reports/{name}    a window's Evidently report (``<window_id>.html`` or ``.json``)
 POST /v1/triggers      a manual trigger: {"model_name"?: str, "evidence"?: {...}}; 202 with
-                       its trigger id once it is on the triggers topic
+                       its trigger id once it is on the triggers topic (a person decided: it
+                       goes out even while the model's triggers are held for data quality)
 GET /health/live, /health/ready, /metrics
 """
 

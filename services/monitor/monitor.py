@@ -12,6 +12,10 @@ with no reference gets no verdict: the window is returned with the reason, and c
 nothing in the trigger policy. When serve swaps, predictions carry the new version, so they
 land in the new version's window and meet the new reference.
 
+While a model's data is degraded (:mod:`services.monitor.quality`) the worker holds its
+triggers (:meth:`DriftMonitor.hold`) and releases them when it recovers
+(:meth:`DriftMonitor.release`, which returns those due by then).
+
 Example:
     >>> from driftloop.model_card import FeatureSpec, ModelCard
     >>> card = ModelCard(task="regression", features=[FeatureSpec(name="x")])
@@ -388,6 +392,8 @@ class DriftMonitor:
                 redated = policy.episode_open and not policy.by_concept  # see concept_alarm
                 fired = policy.concept_alarm(time, alarm.onset_examples or 0)
                 redated = redated and policy.by_concept
+                if opened:
+                    self._held.pop(name, None)  # an earlier episode's: this one has its own
                 drift = ConceptDrift(name, version, alarm, time)
                 if opened or fired:  # one drift event per episode opened or trigger sent
                     outcomes.append(drift)
@@ -396,7 +402,9 @@ class DriftMonitor:
                     # A retry after a rejected fit names the episode's onset, not this alarm's.
                     held = name in self._held and not redated
                     outcomes.append(self._release(name, policy) if held else trigger)
-                elif self.min_examples and (opened or redated or name not in self._held):
+                elif (self.min_examples or policy.suspended) and (
+                    opened or redated or name not in self._held
+                ):
                     self._held[name] = trigger
         champion = self._is_champion(name, version)
         labelled = policy.labelled(1, error if champion else None, time, new=champion)
@@ -405,14 +413,33 @@ class DriftMonitor:
         elif name in self._held and policy.recall():
             outcomes.append(self._recall(name, policy))
         if labelled:
-            outcomes.append(
-                TriggerDecision(
-                    name,
-                    self.champions.get(name, version),
-                    "data_arrival",
-                    {"new_examples": self.data_arrival_examples},
-                )
-            )
+            outcomes.append(self._arrival_trigger(name, version))
+        return outcomes
+
+    def hold(self, name: str) -> None:
+        """Hold every trigger of ``name`` (its data is degraded: see
+        :mod:`services.monitor.quality`) until :meth:`release`; windows, detectors, episodes
+        and counts go on meanwhile."""
+        self.policy(name).suspend()
+
+    def release(self, name: str, time: float | None = None) -> list[Outcome]:
+        """End ``name``'s hold; returns the triggers due now (the open episode's, its recall,
+        a data-arrival count reached while held). What is not yet due fires later, as usual.
+
+        ``time``: the event time of the release, when the monitor has seen none of the
+        model's events (else the newest it has seen)."""
+        policy = self.policy(name)
+        policy.resume()
+        latest = self._latest.get(name, time)
+        outcomes: list[Outcome] = []
+        if name in self._held and latest is not None and policy.held(latest):
+            outcomes.append(self._release(name, policy))
+        elif name in self._held and policy.recall():
+            outcomes.append(self._recall(name, policy))
+        if policy.arrival():
+            # No champion known: the version last seen, as a data-arrival trigger names it.
+            seen = next(reversed(self._versions.get(name, {})), None)
+            outcomes.append(self._arrival_trigger(name, seen))
         return outcomes
 
     def observe_model_update(self, event: Mapping[str, Any]) -> None:
@@ -549,14 +576,22 @@ class DriftMonitor:
                 if not self._is_champion(name, version):
                     continue  # a replaced version's windows are reported, not acted on
                 policy = self.policy(name)
-                opened = verdict.drifted and not policy.episode_open
-                if policy.window(verdict.drifted, window.end):
+                was_open = policy.episode_open
+                fired = policy.window(verdict.drifted, window.end)
+                if policy.episode_open and not was_open:
+                    self._held.pop(name, None)  # an earlier episode's: this one has its own
+                if fired:
                     outcomes.append(
                         self._release(name, policy)
                         if name in self._held
                         else self._drift_trigger(verdict, policy, state.drift_start)
                     )
-                elif self.min_examples and opened and policy.episode_open:
+                elif (
+                    (self.min_examples or policy.suspended)
+                    and policy.episode_open
+                    and name not in self._held
+                ):
+                    # The trigger as it would have gone out now, for when it is released.
                     self._held[name] = self._drift_trigger(verdict, policy, state.drift_start)
         if closed:
             # Forget predictions of rows no open window holds any more.
@@ -611,6 +646,14 @@ class DriftMonitor:
             "action": RECALL,
         }
         return replace(held, evidence=evidence, trigger_id=str(uuid.uuid4()))
+
+    def _arrival_trigger(self, name: str, version: str | None) -> TriggerDecision:
+        return TriggerDecision(
+            name,
+            self.champions.get(name, version),
+            "data_arrival",
+            {"new_examples": self.data_arrival_examples},
+        )
 
     def _drift_trigger(
         self, verdict: WindowVerdict, policy: TriggerPolicy, onset: float | None

@@ -80,6 +80,27 @@ class MonitorSettings(Settings):
         ge=0,
         description="Seconds between `schedule` triggers, whatever the data; 0 turns them off.",
     )
+    monitor_quality_window: int = Field(
+        1000,
+        ge=1,
+        description="Data quality: events per stream in a model's count window (predictions "
+        "with their dead letters; labelled examples with the labels' dead letters).",
+    )
+    monitor_quality_min_events: int = Field(
+        200,
+        ge=1,
+        description="Data quality: events a stream's window must hold before its invalid share "
+        "is judged.",
+    )
+    monitor_quality_max_invalid_share: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="Share of a stream's events dead-lettered for breaking the model's "
+        "contract past which its data is degraded: a `data-quality` event goes out and its "
+        "triggers (all but manual ones) are held until the share is back to half of it; 1 "
+        "never holds.",
+    )
     monitor_detector: Literal["adwin", "page_hinkley", "kswin"] = Field(
         "adwin", description="River detector on the error stream of labelled examples."
     )

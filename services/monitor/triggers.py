@@ -40,6 +40,12 @@ per window. The policy turns verdicts into *episodes*:
   comes back: seasons, weekdays, a campaign that returns), which needs a few hundred examples
   to judge, not the thousands a fit needs. The held trigger still fires; a recalled version's
   promotion closes the episode before it does.
+- **held for data quality** (:meth:`suspend`, :meth:`resume`): while a model's data is
+  degraded (:mod:`services.monitor.quality`: a broken producer, not a new concept), no trigger
+  goes out, a drift episode's, its recall and a data-arrival one alike; the state goes on
+  (episodes open and close, examples are counted), and what is due when the hold ends fires
+  then: the open episode's trigger through :meth:`held`, a data-arrival count already reached
+  through :meth:`arrival`. :attr:`withheld` names the reasons held since the hold began.
 
 An episode opened by the error stream is not closed by clean *data* windows until its
 trigger went out: steady inputs say nothing about a concept change (Agrawal's concepts
@@ -55,6 +61,12 @@ Example:
     >>> early = TriggerPolicy(cooldown_s=0, min_examples=3, recall_examples=1)
     >>> early.concept_alarm(0.0), [early.labelled() or early.recall() for _ in range(3)]
     (False, [True, False, False])
+    >>> paused = TriggerPolicy(data_arrival_examples=2)
+    >>> paused.suspend()
+    >>> [paused.labelled() for _ in range(3)], paused.withheld
+    ([False, False, False], {'data_arrival'})
+    >>> paused.resume(), paused.arrival(), paused.arrival()
+    (None, True, False)
 """
 
 from __future__ import annotations
@@ -123,6 +135,8 @@ class TriggerPolicy:
         self._clean_run = 0
         self._last_trigger: float | None = None
         self.examples_since_promotion = 0
+        self.suspended = False  # every trigger held: the model's data is degraded
+        self.withheld: set[str] = set()  # reasons held since the hold began
 
     def cooling(self, time: float) -> bool:
         if self._retry_at is not None:
@@ -184,6 +198,9 @@ class TriggerPolicy:
             or self.since_onset < self.recall_examples
         ):
             return False
+        if self.suspended:
+            self.withheld.add("drift")
+            return False
         self._recalled = True
         return True
 
@@ -213,12 +230,30 @@ class TriggerPolicy:
         if not new:
             return False
         self.examples_since_promotion += examples
-        if self.data_arrival_examples and (
-            self.examples_since_promotion >= self.data_arrival_examples
+        return self.arrival()
+
+    def arrival(self) -> bool:
+        """True when a data-arrival trigger fires now: ``data_arrival_examples`` new examples
+        were counted. While triggers are held the count goes on, and fires on the first call
+        after :meth:`resume`."""
+        if not self.data_arrival_examples or (
+            self.examples_since_promotion < self.data_arrival_examples
         ):
-            self.examples_since_promotion = 0
-            return True
-        return False
+            return False
+        if self.suspended:
+            self.withheld.add("data_arrival")
+            return False
+        self.examples_since_promotion = 0
+        return True
+
+    def suspend(self) -> None:
+        """Hold every trigger from now on: the model's data is degraded (see the module)."""
+        self.suspended = True
+
+    def resume(self) -> None:
+        """End the hold: what is due fires through :meth:`held` and :meth:`arrival`."""
+        self.suspended = False
+        self.withheld.clear()
 
     def promoted(self, time: float | None = None) -> None:
         """A new version serves (at event time ``time``): the episode that asked for it is
@@ -256,6 +291,11 @@ class TriggerPolicy:
             self._holding = True
             # Past the count with a full record: what holds it now is a rise still under way.
             self._extended = len(self._errors) >= self.min_examples
+            return False
+        if self.suspended and not self.cooling(time):
+            # Held like a trigger waiting for examples: it fires through `held` on resume.
+            self._holding = True
+            self.withheld.add("drift")
             return False
         if not self.cooling(time):
             self._fired = True

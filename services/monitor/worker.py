@@ -1,11 +1,15 @@
 """MonitorWorker: the monitor's Kafka and registry edges around the pure DriftMonitor.
 
-One consumer group reads predictions, labelled examples, model updates and training results
-(a rejected fit re-arms the drift episode); each batch is
+One consumer group reads predictions, labelled examples, model updates, training results
+(a rejected fit re-arms the drift episode) and dead letters; each batch is
 handed to :class:`~services.monitor.monitor.DriftMonitor` in order, after the references of
 any version it has not met are loaded from the registry (in a thread, cached per version;
-a version whose load failed is retried after ``REFERENCE_RETRY_S``). What the core returns
-goes out as:
+a version whose load failed is retried after ``REFERENCE_RETRY_S``). Predictions, examples
+and the dead letters that name a model go to :class:`~services.monitor.quality.DataQuality`
+first: when a model's data becomes degraded, a data-quality event goes out and the model's
+triggers are held (drift, recall, data arrival, schedule; a person's manual trigger still goes
+out) until it recovers, when another goes out and the triggers due by then are sent. What the
+core returns goes out as:
 
 - trigger events, at once (``acks=all``; offsets commit after they are stored);
 - for each judged window, an Evidently report built in a thread (skipped while more than
@@ -13,8 +17,10 @@ goes out as:
   ``CLEAN_REPORT_INTERVAL_S``), then, for a drifted window, its drift event linking to it;
 - metrics, and a line in :attr:`MonitorWorker.recent` for the HTTP page.
 
-The monitor's state (windows, detectors, episodes) lives in memory: a restart begins new
-windows from the committed offsets, which costs at most a window's worth of detection delay.
+The monitor's state (windows, detectors, episodes, data quality) lives in memory: a restart
+begins new windows from the committed offsets, which costs at most a window's worth of
+detection delay (a hold ends with a restart; data still degraded is held again once its window
+refills).
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from mlflow.exceptions import MlflowException
 from prometheus_client import Counter, Gauge
 
 from driftloop.async_messaging import AsyncEventConsumer, AsyncEventProducer
-from driftloop.events import EventType, ahead_of_clock
+from driftloop.events import EventType, ahead_of_clock, epoch
+from driftloop.model_card import ModelCard
 from driftloop.registry import ModelRegistry
 from services.monitor.budget import FalseAlarmBudget
 from services.monitor.monitor import (
@@ -41,6 +48,7 @@ from services.monitor.monitor import (
     TriggerDecision,
     WindowVerdict,
 )
+from services.monitor.quality import DataQuality, QualityChange
 from services.monitor.report import WindowReports
 from services.monitor.settings import MonitorSettings
 
@@ -91,6 +99,44 @@ REFERENCES = Counter(
     "driftloop_monitor_reference_loads_total", "Reference loads from the registry.", ["outcome"]
 )
 
+QUALITY_SHARE = Gauge(
+    "driftloop_monitor_data_quality_invalid_share",
+    "Share of invalid (dead-lettered) events in the model's data-quality window, by stream "
+    "(features: predictions; labels: labelled examples).",
+    ["model", "stream"],
+)
+QUALITY_DEGRADED = Gauge(
+    "driftloop_monitor_data_quality_degraded",
+    "1 while the model's data is degraded and its triggers are held.",
+    ["model"],
+)
+QUALITY_EVENTS = Counter(
+    "driftloop_monitor_data_quality_events_total",
+    "Data-quality events sent, by status (degraded, recovered).",
+    ["model", "status"],
+)
+NULL_SHARE = Gauge(
+    "driftloop_monitor_data_quality_null_share",
+    "Share of the valid predictions in the data-quality window with the feature null.",
+    ["model", "feature"],
+)
+UNKNOWN_SHARE = Gauge(
+    "driftloop_monitor_data_quality_unknown_category_share",
+    "Share of the valid predictions in the data-quality window with a category the card does "
+    "not know.",
+    ["model", "feature"],
+)
+LABEL_SHARE = Gauge(
+    "driftloop_monitor_data_quality_label_share",
+    "Share of each class among the labels in the data-quality window.",
+    ["model", "label"],
+)
+TRIGGERS_HELD = Counter(
+    "driftloop_monitor_triggers_held_total",
+    "Triggers held while the model's data was degraded, by reason (once per hold).",
+    ["model", "reason"],
+)
+
 REFERENCE_RETRY_S = 30.0
 CLEAN_REPORT_INTERVAL_S = 300.0
 
@@ -119,6 +165,16 @@ def build_monitor(settings: MonitorSettings, references: Any) -> DriftMonitor:
     )
 
 
+def build_quality(settings: MonitorSettings, cards: Any) -> DataQuality:
+    """The data-quality core, configured from ``settings``."""
+    return DataQuality(
+        cards,
+        window=settings.monitor_quality_window,
+        min_events=settings.monitor_quality_min_events,
+        max_invalid_share=settings.monitor_quality_max_invalid_share,
+    )
+
+
 class MonitorWorker:
     """The consuming half of the monitor: ``await start()``, then :meth:`step` or :meth:`run`."""
 
@@ -129,6 +185,7 @@ class MonitorWorker:
         self.registry = registry
         self.reports = reports
         self.monitor = build_monitor(settings, self.reference)
+        self.quality = build_quality(settings, self.card)
         self.recent: deque[dict[str, Any]] = deque(maxlen=settings.monitor_recent_windows)
         self._references: dict[tuple[str, str], ModelReference] = {}
         self._failed: dict[tuple[str, str], tuple[float, str]] = {}  # when, why
@@ -138,6 +195,9 @@ class MonitorWorker:
         self._last_clean_report: dict[str, float] = {}
         self._pending: set[asyncio.Task[None]] = set()
         self._last_schedule = time.monotonic()
+        self._schedule_held = False  # a schedule trigger came due while held
+        self._withheld: dict[str, set[str]] = {}  # reasons counted in TRIGGERS_HELD, per model
+        self._shown: dict[tuple[str, str], set[str]] = {}  # share gauges' labels, to zero
         self.started = False
         self.producer = AsyncEventProducer(settings, service="monitor")
         self.consumer = AsyncEventConsumer(
@@ -148,6 +208,7 @@ class MonitorWorker:
                 EventType.LABELLED_EXAMPLE,
                 EventType.MODEL_UPDATE,
                 EventType.TRAINING_RESULT,
+                EventType.DEAD_LETTER,
             ],
             service="monitor",
         )
@@ -174,6 +235,11 @@ class MonitorWorker:
         """The core's lookup: what was loaded for a version, None while it is not."""
         return self._references.get((name, version))
 
+    def card(self, name: str, version: str) -> ModelCard | None:
+        """The data-quality core's lookup: the version's card, None while not loaded."""
+        reference = self._references.get((name, version))
+        return reference.card if reference is not None else None
+
     def _load(self, name: str, version: str) -> ModelReference:
         # Whatever fails (a missing version or artifact, an unreachable server, a malformed
         # file), the version gets no verdict with the reason, and is tried again later.
@@ -192,7 +258,7 @@ class MonitorWorker:
         wanted = {
             (received.event["model_name"], str(received.event["model_version"]))
             for received in batch
-            if received.event_type != EventType.TRAINING_RESULT
+            if received.event_type not in (EventType.TRAINING_RESULT, EventType.DEAD_LETTER)
         }
         now = time.monotonic()
         loop = asyncio.get_running_loop()
@@ -230,12 +296,21 @@ class MonitorWorker:
                 if ahead is not None:
                     await self.consumer.reject(received, ahead)
                     continue
+            # Data quality first: a hold must be in place before the event it came with
+            # can fire a trigger.
             if received.event_type == EventType.PREDICTION:
                 EVENTS.labels("prediction").inc()
-                outcomes = self.monitor.observe_prediction(event)
+                sent += await self._quality(self.quality.observe_prediction(event), event)
+                broken = self.quality.breaks_card(event)  # corrupt data is not drift
+                outcomes = [] if broken else self.monitor.observe_prediction(event)
             elif received.event_type == EventType.LABELLED_EXAMPLE:
                 EVENTS.labels("example").inc()
+                sent += await self._quality(self.quality.observe_example(event), event)
                 outcomes = self.monitor.observe_example(event)
+            elif received.event_type == EventType.DEAD_LETTER:
+                EVENTS.labels("dead_letter").inc()
+                sent += await self._quality(self.quality.observe_dead_letter(event), event)
+                outcomes = []
             elif received.event_type == EventType.MODEL_UPDATE:
                 EVENTS.labels("model_update").inc()
                 self.monitor.observe_model_update(event)
@@ -247,7 +322,12 @@ class MonitorWorker:
             for outcome in outcomes:
                 sent += await self._act(outcome)
         if self._schedule_due():
-            sent += await self._act(self._scheduled())
+            policy = self.monitor.policy(self.settings.model_name)
+            if policy.suspended:  # sent when the hold ends
+                self._schedule_held = True
+                policy.withheld.add("schedule")
+            else:
+                sent += await self._act(self._scheduled())
         if not batch and self.settings.monitor_window_kind == "time":
             # Caught up: time windows of a quiet stream close on the clock.
             for outcome in self.monitor.advance(time.time()):
@@ -293,6 +373,41 @@ class MonitorWorker:
         for sent in await self._act(decision):
             await sent
         return decision.trigger_id
+
+    # --- data quality ---------------------------------------------------------------------
+
+    async def _quality(self, change: QualityChange | None, event: dict[str, Any]) -> list[Any]:
+        """Send a data-quality change, and hold or release the model's triggers with it."""
+        if change is None:
+            return []
+        name = change.model_name
+        QUALITY_EVENTS.labels(name, change.status).inc()
+        detail = {"model": name, "stream": change.stream, "invalid_share": change.invalid_share,
+                  "invalid_by_rule": change.window["invalid_by_rule"]}  # fmt: skip
+        sent = [await self.producer.send(EventType.DATA_QUALITY, change.event())]
+        if change.holding:
+            log.warning("data quality degraded: the model's triggers are held", extra=detail)
+            self.monitor.hold(name)
+            return sent
+        log.info("data quality recovered: the model's triggers are released", extra=detail)
+        self._count_withheld()  # the reasons held, before the release forgets them
+        outcomes: list[Any] = self.monitor.release(name, epoch(event["event_time"]))
+        if name == self.settings.model_name and self._schedule_held:
+            self._schedule_held = False
+            outcomes.append(self._scheduled())
+        for outcome in outcomes:
+            sent += await self._act(outcome)
+        return sent
+
+    def _count_withheld(self) -> None:
+        for name, policy in self.monitor.policies.items():
+            counted = self._withheld.setdefault(name, set())
+            for reason in policy.withheld - counted:
+                TRIGGERS_HELD.labels(name, reason).inc()
+            if policy.withheld:
+                counted |= policy.withheld
+            else:
+                counted.clear()  # the hold ended: the next one counts afresh
 
     # --- outcomes -------------------------------------------------------------------------
 
@@ -379,3 +494,22 @@ class MonitorWorker:
         for (name, version), detector in self.monitor.detectors().items():
             for quantity, value in detector.state().items():
                 DETECTOR.labels(name, version, quantity).set(value)
+        self._count_withheld()
+        for name in self.quality.models:
+            QUALITY_DEGRADED.labels(name).set(1 if self.quality.degraded(name) else 0)
+            for stream, share in self.quality.shares(name).items():
+                QUALITY_SHARE.labels(name, stream).set(share)
+            window = self.quality.window(name)
+            self._show(NULL_SHARE, name, "null_share", window["null_share"])
+            self._show(UNKNOWN_SHARE, name, "unknown", window["unknown_category_share"])
+            self._show(LABEL_SHARE, name, "label", window["label_balance"])
+
+    def _show(self, gauge: Gauge, name: str, kind: str, shares: dict[str, float]) -> None:
+        """Set a share gauge per key; keys shown before and gone now (a class no label has
+        any more) go to 0."""
+        shown = self._shown.setdefault((name, kind), set())
+        for key in shown - shares.keys():
+            gauge.labels(name, key).set(0)
+        for key, share in shares.items():
+            gauge.labels(name, key).set(share)
+        shown |= shares.keys()

@@ -259,13 +259,18 @@ def test_kafka_topics_match_the_settings(name: str) -> None:
     missing = {f: t for f, t in wanted.items() if t not in topics}
     assert not missing, f"no KafkaTopic for {missing}"
     [pool] = of_kind(docs, "KafkaNodePool")
+    contracts = wanted.get("topic_contracts")
     for topic, spec in topics.items():
-        assert spec["partitions"] == int(env["DRIFTLOOP_TOPIC_PARTITIONS"]), topic
+        # The contracts topic has one partition whatever the size: one order of versions.
+        partitions = 1 if topic == contracts else int(env["DRIFTLOOP_TOPIC_PARTITIONS"])
+        assert spec["partitions"] == partitions, topic
         assert spec["replicas"] == int(env["DRIFTLOOP_TOPIC_REPLICATION_FACTOR"]), topic
         assert spec["replicas"] <= pool["spec"]["replicas"], topic
     changelog = topics.get(wanted.get("topic_ingest_changelog", ""))
     if changelog is not None:
         assert changelog["config"]["cleanup.policy"] == "compact"
+    if contracts is not None:  # kept forever, not compacted: a version's first record wins
+        assert topics[contracts]["config"] == {"retention.ms": -1, "cleanup.policy": "delete"}
 
 
 @builds

@@ -58,7 +58,16 @@ def register_version(settings: Settings, name: str) -> str:
 def monitor_settings(settings: Settings, tmp_path: Path) -> MonitorSettings:
     """Shared stack; topics, group, model name, store and port of this test's own."""
     tag = uuid.uuid4().hex[:8]
-    topics = ("predictions", "examples", "drift", "triggers", "model_updates", "dead_letters")
+    topics = (
+        "predictions",
+        "examples",
+        "drift",
+        "triggers",
+        "model_updates",
+        "training_results",
+        "dead_letters",
+        "data_quality",
+    )
     private = MonitorSettings.model_validate(
         settings.model_dump()
         | {f"topic_{name}": f"test-{tag}.{name}" for name in topics}

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["windows", "statistics", "budget", "concept", "triggers", "monitor"]
+MODULES = ["windows", "statistics", "budget", "concept", "triggers", "monitor", "quality"]
 
 
 @pytest.mark.parametrize("name", MODULES)

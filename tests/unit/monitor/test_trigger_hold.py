@@ -171,3 +171,82 @@ def test_no_recall_without_a_hold_or_when_turned_off() -> None:
     assert [t.evidence.get("action") for _, t in fired(make(), stream())] == [None]
     no_hold = fired(make(min_examples=0, recall_examples=RECALL), stream())
     assert [t.evidence.get("action") for _, t in no_hold] == [None]
+
+
+# --- held for data quality ------------------------------------------------------------------
+
+
+def triggers_of(outcomes: Any) -> list[TriggerDecision]:
+    return [o for o in outcomes if isinstance(o, TriggerDecision)]
+
+
+def test_a_held_drift_trigger_fires_when_the_hold_ends() -> None:
+    policy = TriggerPolicy(open_after=1, cooldown_s=0)
+    policy.suspend()
+    assert not policy.window(True, 0.0) and not policy.window(True, 1.0)
+    assert policy.withheld == {"drift"}
+    policy.resume()
+    assert policy.withheld == set()
+    assert policy.held(2.0), "released"
+    assert not policy.held(3.0) and not policy.window(True, 4.0), "one trigger per episode"
+
+
+def test_data_arrival_counts_on_through_a_hold_and_fires_after_it() -> None:
+    policy = TriggerPolicy(data_arrival_examples=100)
+    policy.suspend()
+    assert not any(policy.labelled() for _ in range(250))
+    assert policy.withheld == {"data_arrival"}
+    policy.resume()
+    assert policy.arrival() and not policy.arrival()
+    assert [i for i in range(150) if policy.labelled()] == [99], "the count starts afresh"
+
+
+def test_a_recall_waits_for_the_end_of_a_hold() -> None:
+    policy = TriggerPolicy(cooldown_s=0, min_examples=100, recall_examples=10)
+    policy.suspend()
+    policy.concept_alarm(0.0)
+    assert not any(policy.labelled() or policy.recall() for _ in range(20))
+    policy.resume()
+    assert policy.recall()
+
+
+def test_a_data_drift_episode_during_a_hold_is_triggered_on_release() -> None:
+    monitor = make(open_after=1, min_examples=0)
+    monitor.hold("m")
+    shifted = predictions(3_000, shift=lambda i: 6.0 if i >= 1_000 else 0.0)
+    assert triggers_of(o for e in shifted for o in monitor.observe_prediction(e)) == []
+    (trigger,) = triggers_of(monitor.release("m"))
+    assert trigger.reason == "drift" and trigger.evidence["source"] == "data"
+    assert epoch(trigger.evidence["onset"]) == START + 1_000, "the episode's own onset"
+    assert monitor.release("m") == []
+    EventSchemas().validate(EventType.TRIGGER, trigger.trigger_event())
+
+
+def test_an_episode_that_ended_during_a_hold_is_not_triggered_and_not_reused() -> None:
+    monitor = make(open_after=1, min_examples=0)
+    monitor.hold("m")
+    burst = predictions(4_500, shift=lambda i: 6.0 if 1_000 <= i < 2_000 else 0.0)
+    assert triggers_of(o for e in burst for o in monitor.observe_prediction(e)) == []
+    assert monitor.release("m") == []
+    later = predictions(1_000, shift=lambda i: 6.0, first=4_500)
+    (trigger,) = triggers_of(o for e in later for o in monitor.observe_prediction(e))
+    assert epoch(trigger.evidence["onset"]) == START + 4_500, "the new episode's onset"
+
+
+def test_a_concept_alarm_held_past_its_examples_fires_on_release() -> None:
+    monitor = make()
+    monitor.hold("m")
+    stream = examples(12_000, error_rate=lambda i: 0.1 if i < ONSET else 0.4)
+    assert fired(monitor, stream) == []
+    (trigger,) = triggers_of(monitor.release("m"))
+    assert trigger.evidence["source"] == "concept"
+    assert trigger.evidence["examples_since_onset"] >= HOLD
+
+
+def test_data_arrival_reached_during_a_hold_fires_on_release() -> None:
+    monitor = make(data_arrival_examples=300)
+    monitor.hold("m")
+    assert fired(monitor, examples(700, error_rate=lambda i: 0.1)) == []
+    (trigger,) = triggers_of(monitor.release("m"))
+    assert trigger.reason == "data_arrival" and trigger.model_version == "1"
+    assert [i for i, _ in fired(monitor, examples(400, error_rate=lambda i: 0.1))] == [299]
