@@ -6,6 +6,7 @@
     driftloop train [--note TEXT]            ask the trainer for a refit (a manual trigger)
     driftloop rollback                       champion back to the previous version, announced
     driftloop models [--json]                registered versions, aliases, metrics, triggers
+    driftloop contract show|register [FILE]  the model's feature contract; declare a new one
     driftloop demo                           what `make demo` runs
     driftloop up|down|status                 the stack and the four services, left running
 
@@ -106,6 +107,35 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _contract(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from driftloop.contract import FeatureContract, summary
+    from driftloop.contract_log import ContractLog
+
+    name = args.model or settings.model_name
+    log = ContractLog(settings, "cli")
+    try:
+        if args.action == "register":
+            if not args.file:
+                raise DriftloopError("driftloop contract register needs the contract's file")
+            declared = FeatureContract.model_validate_json(Path(args.file).read_bytes())
+            in_force = log.register(declared.model_copy(update={"model_name": name}))
+            print(f"{name}: contract version {in_force.version} in force")
+        else:
+            in_force = log.latest(name)
+            if in_force is None:
+                print(f"{name} has no contract yet (one is inferred from its first examples)")
+                return 1
+    finally:
+        log.close()
+    if args.json:
+        print(in_force.model_dump_json(indent=2))
+    elif args.action == "show":
+        print("\n".join(summary(in_force)))
+    return 0
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from driftloop import demo
 
@@ -157,6 +187,13 @@ def parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="as JSON")
     models.set_defaults(handler=_models)
 
+    contract = commands.add_parser("contract", help="the model's feature contract")
+    contract.add_argument("action", choices=["show", "register"])
+    contract.add_argument("file", nargs="?", help="with register: the contract (JSON)")
+    contract.add_argument("--model", help="the model (default: DRIFTLOOP_MODEL_NAME)")
+    contract.add_argument("--json", action="store_true", help="the contract as JSON")
+    contract.set_defaults(handler=_contract)
+
     demo = commands.add_parser("demo", help="what `make demo` runs")
     demo.set_defaults(handler=_demo)
 
@@ -173,7 +210,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 # Commands a person waits on: MLflow's client retries an absent server for minutes by default.
-ONE_SHOT = {"train", "rollback", "models", "status"}
+ONE_SHOT = {"train", "rollback", "models", "status", "contract"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -481,9 +481,9 @@ class ContractInference:
     def __init__(
         self,
         model_name: str,
-        sample: int = 500,
+        sample: int = 1000,
         minority: float = 0.02,
-        min_class_share: float = 0.005,
+        min_class_share: float = 0.01,
         max_classes: int = 20,
     ) -> None:
         self.model_name = model_name
@@ -518,8 +518,10 @@ class ContractInference:
     @property
     def ready(self) -> bool:
         """Whether enough examples were counted, and they make a contract."""
-        if self.examples < self.sample:
-            return False
+        return self.examples >= self.sample and self.makes_contract()
+
+    def makes_contract(self) -> bool:
+        """Whether the examples counted so far make a contract (see :meth:`freeze`)."""
         try:
             self.freeze()
         except ValueError:

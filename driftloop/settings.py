@@ -156,7 +156,7 @@ class Settings(BaseSettings):
         "version when its terms differ from the model's latest; unset infers one.",
     )
     contract_sample: int = Field(
-        500,
+        1000,
         ge=10,
         description="Labelled examples a contract is inferred from, when none is declared.",
     )
@@ -168,10 +168,16 @@ class Settings(BaseSettings):
         "taken for bad data when a contract is inferred (those events are dead-lettered).",
     )
     contract_min_class_share: float = Field(
-        0.005,
+        0.01,
         ge=0,
         lt=0.5,
         description="Share of the sample's labels under which a value is not inferred as a class.",
+    )
+    contract_max_wait_s: float = Field(
+        30.0,
+        gt=0,
+        description="Longest a new model's examples are held for inference when fewer than "
+        "`CONTRACT_SAMPLE` come; then at least 50 must, and the contract is inferred from them.",
     )
     contract_refresh_s: float = Field(
         5.0, gt=0, description="How often ingest looks for a new contract version."

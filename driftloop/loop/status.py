@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from kafka import TopicPartition
 
+from driftloop.contract import FeatureContract, summary
 from driftloop.events import EventType, epoch, is_recall
 from driftloop.loop.services import ServiceSupervisor
 from driftloop.messaging import kafka_admin, kafka_consumer
@@ -119,6 +120,18 @@ def champion(settings: Settings) -> dict[str, Any] | None:
     return {"model_name": settings.model_name, "version": version, "metrics": metrics}
 
 
+def contract(settings: Settings) -> dict[str, Any] | None:
+    """The model's contract in force (declared or inferred), or None while it has none."""
+    from driftloop.contract_log import ContractLog
+
+    log = ContractLog(settings, "status")
+    try:
+        found = log.latest(settings.model_name)
+    finally:
+        log.close()
+    return None if found is None else found.model_dump(mode="json")
+
+
 def loop_status(settings: Settings, supervisor: ServiceSupervisor | None = None) -> dict[str, Any]:
     """Everything ``driftloop status`` shows, as a dict."""
     from driftloop.stack import LocalStack
@@ -129,6 +142,7 @@ def loop_status(settings: Settings, supervisor: ServiceSupervisor | None = None)
     if stack["kafka"]["answering"]:
         status["last"] = last_events(settings, settings.model_name)
         status["consumer_lag"] = consumer_lag(settings)
+        status["contract"] = contract(settings)
     if stack["mlflow"]["answering"]:
         status["champion"] = champion(settings)
     return status
@@ -151,6 +165,10 @@ def describe(status: dict[str, Any]) -> list[str]:
         )
     elif "champion" in status:
         lines.append("champion: none yet")
+    if status.get("contract"):
+        lines += summary(FeatureContract.model_validate(status["contract"]))
+    elif "contract" in status:
+        lines.append("contract: none yet (inferred from the first examples)")
     for name, event in (status.get("last") or {}).items():
         if event is None:
             lines.append(f"last {name}: none")

@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, NamedTuple
@@ -49,6 +50,8 @@ class Verdict(NamedTuple):
 
 
 ADMIT = Verdict("admit")
+# Fewest examples a contract is inferred from, when the sample did not fill in time.
+MIN_SAMPLE = 50
 HOLD = Verdict("hold")
 
 
@@ -60,6 +63,8 @@ class ContractGuard:
         sample: labelled examples a contract is inferred from.
         minority: see :class:`~driftloop.contract.ContractInference`.
         min_class_share: see :class:`~driftloop.contract.ContractInference`.
+        max_wait_s: how long a model's examples are held, at most, when fewer than
+            ``sample`` come (then at least ``MIN_SAMPLE`` must).
         max_held: most examples held for one model; past it, with still no contract to be
             inferred (one class only, say), they are refused with the rule ``no_contract``.
     """
@@ -68,12 +73,14 @@ class ContractGuard:
         self,
         contracts: Mapping[str, FeatureContract] | None = None,
         *,
-        sample: int = 500,
+        sample: int = 1000,
         minority: float = 0.02,
-        min_class_share: float = 0.005,
+        min_class_share: float = 0.01,
+        max_wait_s: float = 30.0,
         max_held: int | None = None,
     ) -> None:
         self.sample = sample
+        self.max_wait_s = max_wait_s
         self.minority = minority
         self.min_class_share = min_class_share
         self.max_held = max_held or 4 * sample
@@ -82,6 +89,7 @@ class ContractGuard:
         self._inference: dict[str, ContractInference] = {}
         # Per model, the held examples, each with what its caller gave to find it again.
         self._held: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+        self._since: dict[str, float] = {}  # when each model's first held example came
         # Admitted examples with a category their contract does not know, by (model, feature).
         self.unknown_categories: Counter[tuple[str, str]] = Counter()
         self.adopt((contracts or {}).values())
@@ -114,9 +122,10 @@ class ContractGuard:
         check = self._checks.get(prediction["model_name"])
         return None if check is None else check.features(prediction["features"])
 
-    def admit(self, example: dict[str, Any], token: Any = None) -> Verdict:
+    def admit(self, example: dict[str, Any], token: Any = None, now: float = 0.0) -> Verdict:
         """The verdict on one labelled example; a held one is kept here, with ``token`` (what
-        the caller needs to store or refuse it later), until :meth:`release`."""
+        the caller needs to store or refuse it later), until :meth:`release`; ``now``, on
+        the clock :meth:`inferred` is given, says when."""
         name = example["model_name"]
         check = self._checks.get(name)
         if check is not None:
@@ -127,6 +136,8 @@ class ContractGuard:
                 name, self.sample, self.minority, self.min_class_share
             )
         inference.add(example["features"], example["label"])
+        if name not in self._held:
+            self._since[name] = now
         self._held.setdefault(name, []).append((example, token))
         return HOLD
 
@@ -139,12 +150,20 @@ class ContractGuard:
                 self.unknown_categories[(example["model_name"], feature)] += 1
         return ADMIT
 
-    def inferred(self) -> list[FeatureContract]:
-        """The contracts ready to be frozen: models held with a full sample that makes one."""
+    def inferred(self, now: float = -math.inf) -> list[FeatureContract]:
+        """The contracts ready to be frozen: models held with a full sample that makes one,
+        or, ``max_wait_s`` after their first example was held (``now`` is the same clock's),
+        with at least ``MIN_SAMPLE`` examples that make one (an app that sends few examples
+        before it waits for a model is not kept waiting)."""
         ready = []
         for name in self._held:
             inference = self._inference.get(name)
-            if name not in self._checks and inference is not None and inference.ready:
+            if name in self._checks or inference is None:
+                continue
+            waited = now - self._since.get(name, now) >= self.max_wait_s
+            if inference.ready or (
+                waited and inference.examples >= MIN_SAMPLE and inference.makes_contract()
+            ):
                 ready.append(inference.freeze())
         return ready
 
@@ -183,4 +202,5 @@ class ContractGuard:
         dropped = self.held()
         self._held.clear()
         self._inference.clear()
+        self._since.clear()
         return dropped

@@ -132,6 +132,7 @@ class IngestWorker(ConsumerRebalanceListener):
             sample=settings.contract_sample,
             minority=settings.contract_minority_share,
             min_class_share=settings.contract_min_class_share,
+            max_wait_s=settings.contract_max_wait_s,
         )
         self.contracts = ContractLog(settings, "ingest")
         self._contracts_read = -math.inf  # when the contracts topic was last read (monotonic)
@@ -199,7 +200,7 @@ class IngestWorker(ConsumerRebalanceListener):
         self._aligned = not (chosen and not batch)
         examples, partitions = self._buffer, self._partitions
         join, guard = self.join, self.guard
-        now, allowed = time.time(), self.settings.max_event_ahead_s
+        now, allowed, clock = time.time(), self.settings.max_event_ahead_s, time.monotonic()
         join.horizon = now + allowed
         for received in batch:
             partition = received.origin["partition"]
@@ -214,7 +215,7 @@ class IngestWorker(ConsumerRebalanceListener):
                 result = join.add_label(received.event, partition)
             example = result.example
             if example is not None:
-                verdict = guard.admit(example, (partition, received))
+                verdict = guard.admit(example, (partition, received), clock)
                 if verdict is ADMIT:
                     examples.append(example)
                     partitions.append(partition)
@@ -266,7 +267,7 @@ class IngestWorker(ConsumerRebalanceListener):
     async def _settle_contracts(self) -> None:
         """Publish the contracts inferred, adopt those in force, and decide on what was held."""
         guard = self.guard
-        for contract in guard.inferred():
+        for contract in guard.inferred(time.monotonic()):
             in_force = await asyncio.to_thread(self.contracts.publish, contract)
             guard.adopt([in_force])
             log.info(

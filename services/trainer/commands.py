@@ -19,6 +19,7 @@ from driftloop.events import EventType, new_event
 from driftloop.messaging import EventProducer
 from driftloop.registry import CHAMPION, ModelRegistry, ModelVersionInfo
 from driftloop.settings import Settings
+from services.trainer import lineage
 
 TIMEOUT_S = 30.0
 
@@ -72,7 +73,8 @@ def model_versions(settings: Settings, limit: int = 20) -> list[ModelVersionInfo
 
 def versions_table(versions: list[ModelVersionInfo]) -> str:
     """The versions as ``driftloop models`` prints them."""
-    rows = [("version", "aliases", "outcome", "holdout metrics", "trigger", "run")]
+    rows = [("version", "aliases", "outcome", "holdout metrics", "contract", "excluded",
+             "trigger", "run")]  # fmt: skip
     for item in versions:
         metrics = ", ".join(
             f"{k.removeprefix('holdout_')}={v:.4g}"
@@ -85,6 +87,8 @@ def versions_table(versions: list[ModelVersionInfo]) -> str:
                 ",".join(item.aliases) or "-",
                 item.tags.get("driftloop.outcome", "-"),
                 metrics or "-",
+                item.tags.get(lineage.CONTRACT, "-"),
+                f"{item.metrics['excluded_rows']:.0f}" if "excluded_rows" in item.metrics else "-",
                 item.tags.get("driftloop.trigger_id", "-")[:40],
                 (item.run_id or "-")[:12],
             )

@@ -28,6 +28,7 @@ VERDICT = "driftloop.verdict"
 CODE_VERSION = "driftloop.code_version"
 DEVICE = "driftloop.device"
 MODEL_VERSION = "driftloop.model_version"
+CONTRACT = "driftloop.contract"  # the contract the rows were checked against: "v2 (declared)"
 
 
 def trigger_key(trigger_id: str) -> str:

@@ -639,6 +639,7 @@ class Trainer:
                     "label_type": contract.label_type,
                 }
             )
+            mlflow.set_tag(lineage.CONTRACT, f"v{contract.version} ({contract.source})")
         excluded = exclusion_metrics(window.excluded)
         mlflow.log_metrics({name: float(count) for name, count in excluded.items()})
 

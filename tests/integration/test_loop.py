@@ -30,7 +30,9 @@ PLAN = Plan(
     label_delay_s=0.5,
     budget_s=240.0,
     seed=11,
-    services=DEMO_SERVICES | {"ingest_flush_s": 0.5, "trainer_max_fit_s": 15.0},
+    # contract_sample: the contract is inferred from the 800 bootstrap examples at once.
+    services=DEMO_SERVICES
+    | {"ingest_flush_s": 0.5, "trainer_max_fit_s": 15.0, "contract_sample": 800},
 )
 
 

@@ -293,3 +293,16 @@ def test_the_first_record_of_the_newest_version_is_in_force(versions: list[int])
         if contract.version > best:
             expected, best = contract, contract.version
     assert in_force is expected
+
+
+def test_a_sample_that_does_not_fill_is_inferred_from_after_the_wait() -> None:
+    guard = ContractGuard(sample=1000, max_wait_s=30.0)
+    for i in range(60):
+        guard.admit(example({"x": i + 0.5}, i % 2), i, now=100.0 + i / 10)
+    assert guard.inferred(now=129.0) == []  # 29 s after the first: still waiting
+    (contract,) = guard.inferred(now=130.0)
+    assert contract.classes == [0, 1]
+    few = ContractGuard(sample=1000, max_wait_s=30.0)
+    for i in range(10):  # under MIN_SAMPLE: wait on, however long
+        few.admit(example({"x": i + 0.5}, i % 2), i, now=0.0)
+    assert few.inferred(now=1e9) == []
