@@ -4,8 +4,11 @@ In one run, on a private single-node broker: N predictions and N labels are writ
 topics; then a plain kafka-python consumer reads them all and does nothing else (the ceiling
 for a Python client, the baseline); then ingest consumes the same records, joins them and
 stores every example, through to its last commit: as one process, and as one replica per core
-in one consumer group (how ingest scales: partitions split across replicas). Also: the memory
-of the join's state per 100k pending predictions (tracemalloc, four features each).
+in one consumer group (how ingest scales: partitions split across replicas). The model's
+contract is declared before the runs, so ingest checks every prediction and every example
+against it, as in production. Also: the memory of the join's state per 100k pending
+predictions (tracemalloc, four features each), and the contract check's own cost per event
+(ingest's guard on the same events, in this process).
 
     python -m bench.ingest_throughput [--pairs 100000] [--replicas 1 2] [--quick]
 """
@@ -35,6 +38,8 @@ from aiokafka import TopicPartition
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 
 from bench.report import write
+from driftloop.contract import FeatureContract, FeatureSpec
+from driftloop.contract_log import ContractLog
 from driftloop.events import EventType, new_event
 from driftloop.messaging import EventProducer, ensure_topics, kafka_admin
 from driftloop.runtime import tune_gc
@@ -43,7 +48,8 @@ from driftloop.settings import as_environment
 from driftloop.stack import KafkaBroker
 from driftloop.stack.process import free_port
 from driftloop.store import ExampleStore
-from services.ingest.join import LabelJoin
+from services.ingest.guard import ContractGuard
+from services.ingest.join import LabelJoin, labelled_example
 from services.ingest.settings import IngestSettings
 from services.ingest.worker import IngestWorker
 
@@ -55,6 +61,20 @@ def features(i: int) -> dict[str, float | str]:
         "score": (i % 97) / 97,
         "region": "nsew"[i % 4],
     }
+
+
+# The contract of the events above, declared as a user would.
+CONTRACT = FeatureContract(
+    model_name="m",
+    task="classification",
+    classes=[0, 1],
+    features=[
+        FeatureSpec(name="age", type="int"),
+        FeatureSpec(name="income"),
+        FeatureSpec(name="score"),
+        FeatureSpec(name="region", kind="categorical", categories=list("nsew")),
+    ],
+)
 
 
 def produce(settings: IngestSettings, pairs: int) -> None:
@@ -292,6 +312,29 @@ def join_memory(pending: int = 100_000) -> float:
     return size / 2**20
 
 
+def check_cost(pairs: int = 100_000) -> float:
+    """Microseconds per event that ingest's guard spends checking the contract: a prediction's
+    features when it is read, a labelled example's label (and features) when it is joined."""
+    guard = ContractGuard({"m": CONTRACT})
+    predictions = [
+        new_event(request_id=f"r{i}", model_name="m", model_version="1",
+                  features=features(i), prediction=i % 2)
+        for i in range(pairs)
+    ]  # fmt: skip
+    examples = [
+        labelled_example(p, new_event(request_id=p["request_id"], label=i % 2))
+        for i, p in enumerate(predictions)
+    ]
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        refused = sum(guard.prediction(p) is not None for p in predictions)
+        refused += sum(guard.admit(e).violation is not None for e in examples)
+        best = min(best, time.perf_counter() - started)
+        assert refused == 0
+    return best / (2 * pairs) * 1e6
+
+
 def _row(pipeline: str, runs: list[tuple[float, float]]) -> dict[str, Any]:
     return {
         "pipeline": pipeline,
@@ -339,6 +382,9 @@ def main(argv: list[str] | None = None) -> None:
         broker.up()
         try:
             ensure_topics(settings)
+            contracts = ContractLog(settings, "bench")
+            contracts.register(CONTRACT)
+            contracts.close()
             produce(settings, args.pairs)
             # Untimed: the broker's JIT and page cache warm up on a first read (a first timed
             # read was up to 40% slower than the next), so that every round finds them warm.
@@ -364,6 +410,7 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             broker.down()
     memory = join_memory()
+    check_us = check_cost()
     rows = [_row("plain kafka-python consumer (read only), 1 process", baseline)]
     ratios = {}
     for replicas, runs in ours.items():
@@ -397,7 +444,10 @@ def main(argv: list[str] | None = None) -> None:
             "all joined and stored each run, timed from the settled group's start to its last "
             f"commit; the broker shares the machine ({os.cpu_count()} cores)."
         ),
-        extra={"join_state_mib_per_100k_pending": round(memory, 1)},
+        extra={
+            "join_state_mib_per_100k_pending": round(memory, 1),
+            "contract_check_us_per_event": round(check_us, 2),
+        },
     )
 
 
