@@ -65,7 +65,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _settings(args: argparse.Namespace, settings: Settings) -> int:
-    classes = [Settings, *service_settings().values()]
+    classes: list[type[Settings]] = [Settings, *service_settings().values()]
     if args.markdown:
         print(settings_table(*classes))
     else:
@@ -115,6 +115,7 @@ def _contract(args: argparse.Namespace, settings: Settings) -> int:
 
     name = args.model or settings.model_name
     log = ContractLog(settings, "cli")
+    in_force: FeatureContract | None
     try:
         if args.action == "register":
             if not args.file:

@@ -154,9 +154,10 @@ class FeatureContract(BaseModel):
             if len(self.classes) < 2:
                 raise ValueError("a classification model needs at least two classes")
             if self.label_type is None:
-                types = {value_type(c) for c in self.classes}
+                types = {value_type(c) or "float" for c in self.classes}
                 self.label_type = "float" if types == {"int", "float"} else min(types)
-            if any(not fits(self.label_type, c) for c in self.classes):
+            label_type = self.label_type
+            if any(not fits(label_type, c) for c in self.classes):
                 raise ValueError(f"every class must be of the label's type {self.label_type}")
         elif self.label_type is None:
             self.label_type = "float"

@@ -129,7 +129,7 @@ def ensure_topics(settings: Settings) -> dict[str, str]:
         missing = [name for name in wanted if name not in existing]
         outcome = {name: "exists" for name in wanted if name in existing}
         if missing:
-            spec = {
+            spec: dict[str, Any] = {
                 "num_partitions": settings.topic_partitions,
                 "replication_factor": settings.topic_replication_factor,
             }
@@ -218,7 +218,7 @@ class EventProducer(ClosesOnExit):
     def flush(self, timeout: float | None = None) -> None:
         self._producer.flush(timeout=timeout)
 
-    def close(self, timeout: float | None = None) -> None:  # type: ignore[override]
+    def close(self, timeout: float | None = None) -> None:
         self._producer.close(timeout=timeout)
 
 

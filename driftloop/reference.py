@@ -9,6 +9,7 @@ same for the model's output (prediction drift), and a small uniform sample of wh
 the full report.
 
 Example:
+    >>> from driftloop.model_card import FeatureSpec
     >>> card = ModelCard(task="regression", features=[FeatureSpec(name="x")])
     >>> sketch = ReferenceSketch.build(card, [{"x": float(i)} for i in range(101)],
     ...                                predictions=[0.0] * 101)

@@ -176,7 +176,7 @@ def _members(
     if kind == "array":
         items = schema_type(node["items"], f"{name}Item") if "items" in node else Any
         lengths = _meta(node, minItems="min_length", maxItems="max_length")
-        return [_constrained(list[items], lengths)]
+        return [_constrained(list[items], lengths)]  # type: ignore[valid-type]  # built at run time
     if kind == "object":
         return [_object(node, name, times)]
     raise Unsupported(f"type {kind!r}")

@@ -42,6 +42,7 @@ Example:
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import io
 import json
@@ -156,11 +157,12 @@ class Manifest:
     model_name: str | None = None
     contract_version: int | None = None
 
-    def to_json(self) -> bytes:
+    # builtins.bytes: the field `bytes` shadows the type's name in this class.
+    def to_json(self) -> builtins.bytes:
         return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
 
     @classmethod
-    def from_json(cls, data: bytes) -> Manifest:
+    def from_json(cls, data: builtins.bytes) -> Manifest:
         return cls(**orjson.loads(data))
 
 
@@ -221,7 +223,7 @@ class ExampleStore:
             groups.setdefault((_hour(example["event_time"]), model), []).append(example)
         manifests = [
             self._write_file(
-                hour, rows, offsets or {}, model, None if model is None else contracts.get(model)
+                hour, rows, offsets or {}, model, (contracts or {}).get(model) if model else None
             )
             for (hour, model), rows in sorted(groups.items(), key=lambda item: _group_key(item[0]))
         ]
@@ -525,8 +527,8 @@ def _mixed_text(values: list[Any]) -> list[Any] | None:
     and ``"true"`` in one file, and nothing else) cannot be told from a mixed column, and is
     decoded; numbers alone (stored as text for an integer past int64) are left as text.
     """
-    decoded = []
-    kinds = set()
+    decoded: list[Any] = []
+    kinds: set[str] = set()
     quoted = False
     for value in values:
         if value is None:

@@ -54,7 +54,7 @@ def isolated_environment(
     gets ``-<tag>``, each service gets a free port. ``overrides`` win.
     """
     fields: dict[str, Any] = {}
-    classes = [Settings, *service_settings().values()]
+    classes: list[type[Settings]] = [Settings, *service_settings().values()]
     for cls in classes:
         for name, field in cls.model_fields.items():
             if name.startswith("topic_") and name not in ("topic_partitions",):

@@ -11,7 +11,8 @@ Example:
     >>> for i in range(4):
     ...     timeline.serve(t=float(i), version="1", correct=i < 2)
     >>> timeline.observe("swap", {"event_time": "1970-01-01T00:00:03Z", "model_version": "2",
-    ...                           "outcome": "swapped", "previous_version": "1"})
+    ...                           "outcome": "swapped", "previous_version": "1"}).detail
+    'serve: v1 → v2'
     >>> [e.kind for e in timeline.events]
     ['swap']
     >>> rolling_accuracy(timeline.served, window=2)[-1]

@@ -111,7 +111,7 @@ HELD_EXAMPLES = Gauge(
 # The worker hands the producers whole batches, one per partition and checkpoint: large ones
 # (fewer produce requests leave more of the process to the join), sent at once (a linger would
 # only hold a finished batch back, 20 ms per checkpoint on its critical path).
-BATCHING = {"linger_ms": 0, "max_batch_size": 1 << 20}
+BATCHING: dict[str, Any] = {"linger_ms": 0, "max_batch_size": 1 << 20}
 IN_FLIGHT = 3
 POLL_RECORDS = 1000
 
@@ -329,7 +329,7 @@ class IngestWorker(ConsumerRebalanceListener):
         if len(pairs) * 2 != len(assigned):  # range assignment pairs them; anything else: all
             return []
         chosen = behind_first(pairs)
-        return [] if len(chosen) == len(assigned) else chosen  # type: ignore[return-value]
+        return [] if len(chosen) == len(assigned) else chosen
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

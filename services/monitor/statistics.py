@@ -103,7 +103,7 @@ def reference_cdf(quantiles: np.ndarray, x: np.ndarray, side: str = "right") -> 
     discrete feature) the CDF jumps, and a test must compare both limits.
     """
     last = len(quantiles) - 1
-    k = np.searchsorted(quantiles, x, side=side)
+    k = np.searchsorted(quantiles, x, side=side)  # type: ignore[call-overload]  # side: str
     lower = np.clip(k - 1, 0, last)
     upper = np.clip(k, 0, last)
     span = quantiles[upper] - quantiles[lower]
@@ -137,7 +137,8 @@ def cdf_bracket(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper bounds of the reference's F(x) (``right``) or F(x-) (``left``)."""
     last = len(quantiles) - 1
-    k = np.searchsorted(quantiles, x, side=side)  # quantiles <= x (right) or < x (left)
+    # quantiles <= x (right) or < x (left)
+    k = np.searchsorted(quantiles, x, side=side)  # type: ignore[call-overload]  # side: str
     low = np.clip(k - 1, 0, last) / last
     high = np.clip(k, 0, last) / last
     # Below the reference's minimum nothing is; at or past its maximum, everything.

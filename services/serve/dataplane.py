@@ -148,9 +148,9 @@ class DataPlane:
         )
         if inference.outputs is RECORDS:
             return records_response(model.name, model.version, request_id, ids, predictions)
-        return infer_response(
-            model.name, model.version, request_id, ids, predictions, inference.outputs
-        )
+        wanted = inference.outputs
+        assert not isinstance(wanted, str)  # RECORDS answered above
+        return infer_response(model.name, model.version, request_id, ids, predictions, wanted)
 
     async def run(self, inference: Inference) -> tuple[dict[str, Any], ServedModel]:
         """Call the model on a begun inference and complete it."""

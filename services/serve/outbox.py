@@ -384,7 +384,7 @@ class EventSender:
         # aiokafka after a broker restart) must not hold the sender; it is dropped instead.
         sending = asyncio.create_task(self._deliver(by_type))
         done, _ = await asyncio.wait({sending}, timeout=self._timeout_s * 2)
-        error = None
+        error: BaseException | None = None
         if not done:
             sending.cancel()
             error = TimeoutError(f"Kafka did not store the events within {self._timeout_s * 2} s")
@@ -474,7 +474,7 @@ class EventSender:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(producer.stop(), 5.0)
 
-    def _note_failure(self, error: Exception) -> None:
+    def _note_failure(self, error: BaseException) -> None:
         now = time.monotonic()
         if now - self._last_log >= LOG_EVERY_S:
             self._last_log = now

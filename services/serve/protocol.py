@@ -259,18 +259,20 @@ class FeatureBatch:
             self.numeric = _model_table(
                 [[row[name] for name in features.numeric] for row in self.row_features()]
             )
+        numeric = self.numeric
         if packed:
-            if features.numeric:
-                arrays[PACKED] = self.numeric  # (rows, n) float32, C order
-        elif features.numeric:
+            if features.numeric and numeric is not None:
+                arrays[PACKED] = numeric  # (rows, n) float32, C order
+        elif features.numeric and numeric is not None:
             # one conversion for every numeric value, into a (features, rows, 1) table whose
             # slices are each feature's column, contiguous, as the interpreter wants it
-            table = np.ascontiguousarray(self.numeric.T)  # type: ignore[union-attr]
+            table = np.ascontiguousarray(numeric.T)
             arrays = dict(zip(features.numeric, table[:, :, None], strict=True))
             if not features.categorical:
                 return arrays
         for name in features.categorical:
-            values = [r[name] for r in self.records] if self.by_feature is None else None
+            records = self.records
+            values = [r[name] for r in records] if self.by_feature is None and records else None
             column = values if values is not None else self.columns[name]
             if name in features.nullable:
                 column = ["" if value is None else value for value in column]
@@ -639,7 +641,7 @@ def infer_response(
 ) -> dict[str, Any]:
     """An OIP v2 inference response: ``predict`` (labels or values) and ``scores``."""
     rows = len(predictions.values)
-    tensors = []
+    tensors: list[dict[str, Any]] = []
     if outputs is None or "predict" in outputs:
         datatype = "FP64" if predictions.scores is None else label_datatype(predictions.classes)
         tensors.append(
@@ -669,6 +671,7 @@ def records_response(
 ) -> dict[str, Any]:
     """The plain endpoint's response: one ``{request_id, prediction[, scores]}`` per record."""
     scores = predictions.scores_by_class()
+    rows: list[dict[str, Any]]
     if scores is None:
         rows = [
             {"request_id": i, "prediction": v} for i, v in zip(ids, predictions.values, strict=True)

@@ -25,7 +25,7 @@ import contextlib
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
@@ -109,7 +109,7 @@ def _wire_int(text: str) -> int | float:
 JSON_HEADERS = [(b"content-type", b"application/json")]
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class _Gone(Exception):

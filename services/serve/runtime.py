@@ -238,7 +238,7 @@ def _once_ms(call: Callable[[Arrays], np.ndarray], inputs: Arrays) -> float:
 
 
 def _median_ms(call: Callable[[Arrays], np.ndarray], inputs: Arrays) -> float:
-    times = []
+    times: list[float] = []
     deadline = time.perf_counter() + MEASURE_S
     while len(times) < 3 or (time.perf_counter() < deadline and len(times) < 200):
         start = time.perf_counter()
@@ -290,7 +290,7 @@ def compile_model(
         if not agree:
             timings[name] = "outputs differ from the eager call"
             continue
-        if slower:
+        if slower and chosen is not None:
             timings[name] = f"over {SLOWER}x slower than {chosen[1]}: not timed further"
             continue
         one, batch = _median_ms(call, small), _median_ms(call, large)

@@ -115,4 +115,4 @@ def load_builder(path: str) -> Builder:
         raise TrainingError(f"cannot load the builder {path!r}: {error}") from error
     if not callable(function):
         raise TrainingError(f"builder {path!r} is not callable")
-    return function  # type: ignore[no-any-return]
+    return function

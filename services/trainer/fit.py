@@ -143,7 +143,7 @@ class TimeBound:
     def __new__(cls, max_seconds: float, stop: threading.Event | None = None) -> Any:
         import keras
 
-        class _TimeBound(keras.callbacks.Callback):  # type: ignore[misc]
+        class _TimeBound(keras.callbacks.Callback):
             def __init__(self) -> None:
                 super().__init__()
                 self.started = time.monotonic()

@@ -182,7 +182,9 @@ def _inferred(
     sample = max(len(frame), 1)
     options = {"minority": minority, "min_class_share": min_class_share}
     # Features and labels apart: a task set by hand needs the features' inference only.
-    features = ContractInference(model_name or "", sample, **options)
+    features = ContractInference(
+        model_name or "", sample, minority=minority, min_class_share=min_class_share
+    )
     columns = {name: column_values(frame, FEATURE_PREFIX + name) or [] for name in names}
     for values in zip(*columns.values(), strict=True):
         features.add(dict(zip(columns, values, strict=True)), 0.5)  # any float: regression
@@ -211,7 +213,13 @@ def _label_terms(
 ) -> tuple[Task, ValueType, list[Any]]:
     if task == "regression":
         return "regression", "float", []
-    inference = ContractInference("", max(len(labels), 1), max_classes=max_classes, **options)
+    inference = ContractInference(
+        "",
+        max(len(labels), 1),
+        minority=options["minority"],
+        min_class_share=options["min_class_share"],
+        max_classes=max_classes,
+    )
     for label in labels:
         inference.add({"label": 0}, label)
     try:
@@ -307,8 +315,8 @@ def check_rows(contract: FeatureContract, frame: pd.DataFrame) -> RowCheck:
     names = list(columns)
     keep = np.zeros(len(frame), dtype=bool)
     excluded: Counter[str] = Counter()
-    for i, values in enumerate(zip(*columns.values(), labels, strict=True)):
-        problem = check.features(dict(zip(names, values, strict=False))) or check.label(values[-1])
+    for i, row in enumerate(zip(*columns.values(), labels, strict=True)):
+        problem = check.features(dict(zip(names, row, strict=False))) or check.label(row[-1])
         if problem is None:
             keep[i] = True
         else:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import math
 import random
 from typing import Any
@@ -22,15 +20,6 @@ from driftloop.contract import (
 )
 from driftloop.contract_log import resolve
 from services.ingest.guard import ADMIT, ContractGuard
-
-
-@pytest.mark.parametrize(
-    "name", ["driftloop.contract", "driftloop.contract_log", "services.ingest.guard"]
-)
-def test_docstring_examples(name: str) -> None:
-    result = doctest.testmod(importlib.import_module(name))
-    assert result.attempted > 0 and result.failed == 0
-
 
 LOANS = FeatureContract(
     model_name="loans",

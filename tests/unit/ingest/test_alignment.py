@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
 
-from services.ingest import alignment
 from services.ingest.alignment import Progress, behind_first
 
 
@@ -49,8 +46,3 @@ def test_each_pair_is_decided_on_its_own() -> None:
         pair(1_000, 3_000, number=2),
     ]
     assert behind_first(pairs) == ["labels-0", "predictions-1", "labels-1", "predictions-2"]
-
-
-def test_the_examples_in_the_docstring() -> None:
-    result = doctest.testmod(alignment)
-    assert result.attempted > 0 and result.failed == 0
