@@ -43,9 +43,10 @@ from river.datasets import synth
 from sklearn.tree import DecisionTreeClassifier
 
 from bench.report import write
+from driftloop.events import format_time
 from driftloop.model_card import FeatureSpec, ModelCard
 from driftloop.reference import ReferenceSketch
-from services.monitor.monitor import DriftMonitor, ModelReference, TriggerDecision, rfc3339
+from services.monitor.monitor import DriftMonitor, ModelReference, TriggerDecision
 
 WINDOW = 500
 EVIDENTLY_STATIONARY = 30_000
@@ -146,7 +147,7 @@ def monitor_triggers(
     fired: list[int] = []
     started = time.perf_counter()
     for i, (row, predicted, label) in enumerate(zip(rows, predictions, labels, strict=True)):
-        stamp = rfc3339(START + i)
+        stamp = format_time(START + i)
         common = {"model_name": "m", "model_version": "1", "event_time": stamp}
         outcomes = monitor.observe_prediction(
             common | {"features": row, "prediction": int(predicted)}

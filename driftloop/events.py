@@ -13,9 +13,12 @@ Example:
 """
 
 # No `from __future__ import annotations` here: TypedDict must see NotRequired[...] itself.
+import functools
+import math
+import time
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -60,7 +63,25 @@ class EventType(Enum):
 
 def now() -> str:
     """The current time as the RFC 3339 string every ``event_time`` uses."""
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return format_time(time.time())
+
+
+def format_time(seconds: float) -> str:
+    """``seconds`` since the epoch as every ``event_time`` is written: RFC 3339, UTC,
+    microseconds. The part down to the second is formatted once a second (serve stamps every
+    prediction with it).
+
+    Example:
+        >>> format_time(1764064800.25)
+        '2025-11-25T10:00:00.250000Z'
+    """
+    whole = math.floor(seconds)
+    return f"{_second(whole)}.{int((seconds - whole) * 1e6):06d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _second(whole: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
 
 
 def epoch(event_time: str) -> float:

@@ -39,10 +39,9 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any, Literal
 
-from driftloop.events import RECALL, epoch, new_event
+from driftloop.events import RECALL, epoch, format_time, new_event
 from driftloop.model_card import ModelCard
 from driftloop.reference import ReferenceSketch
 from services.monitor.budget import FalseAlarmBudget
@@ -228,8 +227,8 @@ class ConceptDrift:
         start = self.alarm.onset if self.alarm.onset is not None else self.time
         return {
             "kind": "count",
-            "start": rfc3339(min(start, self.time)),
-            "end": rfc3339(self.time),
+            "start": format_time(min(start, self.time)),
+            "end": format_time(self.time),
             "size": self.alarm.onset_examples or 1,
         }
 
@@ -256,19 +255,11 @@ class ConceptDrift:
 Outcome = WindowVerdict | TriggerDecision | ConceptDrift
 
 
-def rfc3339(seconds: float) -> str:
-    return (
-        datetime.fromtimestamp(seconds, UTC)
-        .isoformat(timespec="microseconds")
-        .replace("+00:00", "Z")
-    )
-
-
 def window_field(window: ClosedWindow) -> dict[str, Any]:
     return {
         "kind": window.kind,
-        "start": rfc3339(window.start),
-        "end": rfc3339(window.end),
+        "start": format_time(window.start),
+        "end": format_time(window.end),
         "size": window.size,
     }
 
@@ -633,7 +624,7 @@ class DriftMonitor:
         if policy.onset is not None and "detected_onset" not in evidence:
             # Held while a gradual change went on: the window starts where the error settled.
             evidence["detected_onset"] = evidence.get("onset")
-            evidence["onset"] = rfc3339(policy.onset)
+            evidence["onset"] = format_time(policy.onset)
         # Kept: a retry after a rejected fit names the same onset (its window has grown).
         self._held[name] = replace(held, evidence=evidence)
         return replace(held, evidence=evidence, trigger_id=str(uuid.uuid4()))
@@ -663,7 +654,7 @@ class DriftMonitor:
             "source": "data",
             # The data moved from the first drifted window of the run: the trainer's
             # since_drift window starts there.
-            "onset": rfc3339(onset if onset is not None else verdict.window.start),
+            "onset": format_time(onset if onset is not None else verdict.window.start),
             "drifted_features": [test.feature for test in drifted if test.feature != PREDICTION],
             "prediction_drift": any(test.feature == PREDICTION for test in drifted),
             "statistics": [test.as_event() | {"scores": test.scores} for test in drifted],
@@ -694,7 +685,7 @@ class DriftMonitor:
         }
         if alarm.onset is not None:
             # The trainer's since_drift window starts at the change point, not at the alarm.
-            evidence["onset"] = rfc3339(alarm.onset)
+            evidence["onset"] = format_time(alarm.onset)
             evidence["onset_examples"] = alarm.onset_examples
         return TriggerDecision(
             name,

@@ -42,7 +42,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import time
@@ -54,7 +53,7 @@ import numpy as np
 
 from driftloop.contract import ContractCheck, describe
 from driftloop.errors import InvalidInput, MalformedRequest, SchemaViolation
-from driftloop.events import SCHEMA_VERSION, Scalar
+from driftloop.events import SCHEMA_VERSION, Scalar, format_time
 from driftloop.model_card import ModelCard
 
 FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
@@ -719,25 +718,13 @@ def prediction_rows(
     ]
 
 
-@functools.lru_cache(maxsize=4)
-def _second(whole: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-
-
-def _event_time(seconds: float) -> str:
-    """``seconds`` since the epoch as :func:`driftloop.events.now` writes times (RFC 3339,
-    microseconds, UTC), with the part down to the second formatted once a second."""
-    whole = int(seconds)
-    return f"{_second(whole)}.{int((seconds - whole) * 1e6):06d}Z"
-
-
 def prediction_event(row: PredictionRow) -> dict[str, Any]:
     """The prediction event (schemas/prediction.schema.json) of one row, with a new event id."""
     seconds, request_id, name, version, features, value, latency_ms, scores = row
     event = {
         "schema_version": SCHEMA_VERSION,
         "event_id": os.urandom(16).hex(),
-        "event_time": _event_time(seconds),
+        "event_time": format_time(seconds),
         "request_id": request_id,
         "model_name": name,
         "model_version": version,

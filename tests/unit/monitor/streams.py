@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from driftloop.events import format_time
 from driftloop.model_card import FeatureSpec, ModelCard
 from driftloop.reference import ReferenceSketch
-from services.monitor.monitor import ModelReference, rfc3339
+from services.monitor.monitor import ModelReference
 
 CARD = ModelCard(
     task="classification",
@@ -57,7 +58,7 @@ def predictions(
         yield {
             "model_name": "m",
             "model_version": version,
-            "event_time": rfc3339(START + i),
+            "event_time": format_time(START + i),
             "features": features,
             "prediction": predict(features),
         }
@@ -75,7 +76,7 @@ def examples(
         yield {
             "model_name": "m",
             "model_version": version,
-            "event_time": rfc3339(START + i),
+            "event_time": format_time(START + i),
             "features": features,
             "prediction": prediction,
             "label": 1 - prediction if wrong else prediction,

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from driftloop.events import EventType, epoch
+from driftloop.events import EventType, epoch, format_time
 from driftloop.schemas import EventSchemas
 from services.monitor.concept import ErrorStreamDetector, HoldoutCusum
 from services.monitor.monitor import (
@@ -15,7 +15,6 @@ from services.monitor.monitor import (
     ModelReference,
     Outcome,
     TriggerDecision,
-    rfc3339,
 )
 from services.monitor.triggers import TriggerPolicy
 from services.trainer.window import onset_of
@@ -52,7 +51,7 @@ def shifted(count: int = 15_000, version: str = "1") -> Any:
 
 def result(outcome: str, champion: str | None = "1") -> dict[str, Any]:
     return {"model_name": "m", "outcome": outcome, "champion_version": champion,
-            "event_time": rfc3339(START)}  # fmt: skip
+            "event_time": format_time(START)}  # fmt: skip
 
 
 # --- 1. the onset ---------------------------------------------------------------------------
@@ -102,7 +101,7 @@ def test_a_data_drift_trigger_starts_at_its_first_drifted_window() -> None:
              isinstance(o, TriggerDecision)]  # fmt: skip
     assert len(fired) == 1
     # Windows of 500: the first drifted one starts at event 2,000, the trigger at the second.
-    assert fired[0].evidence["onset"] == rfc3339(START + 2_000)
+    assert fired[0].evidence["onset"] == format_time(START + 2_000)
     assert epoch(fired[0].trigger_event()["window"]["start"]) == START + 2_500
 
 
@@ -117,7 +116,7 @@ def after_result(outcome: str, champion: str | None) -> list[TriggerDecision]:
     monitor.observe_training_result(result(outcome, champion))
     later = examples(3_000, error_rate=lambda i: 0.4, seed=4)
     return [o for e in later  # event times go on from the first stream's last (5,999 s)
-            for o in monitor.observe_example(e | {"event_time": rfc3339(epoch(
+            for o in monitor.observe_example(e | {"event_time": format_time(epoch(
                 e["event_time"]) + 6_000)}) if isinstance(o, TriggerDecision)]  # fmt: skip
 
 
