@@ -11,13 +11,16 @@ one run. The default scale is the issue's: 60,000 events a stream, periodic retr
   :class:`~services.monitor.monitor.DriftMonitor` sees every prediction and labelled example
   (windows against the served version's reference, the error-stream detectors, the trigger
   policy: one trigger per episode, held until 2,000 labelled examples follow the onset and
-  the error has settled); a trigger at event ``i`` runs the trainer's steps as
-  :class:`services.trainer.trainer.Trainer` runs them, minus MLflow and the store, on the
-  examples up to ``i``: the :class:`~services.trainer.window.TrainingWindow` the trigger's
-  onset selects, the card, the built-in Keras MLP, :func:`~services.trainer.fit.fit`, and the
-  :class:`~services.trainer.gate.PromotionGate` on the same holdout as the champion. The
-  verdict lands ``--block`` events later (the time a real fit, registration and swap take);
-  a promoted candidate serves from there and the monitor learns its reference, a rejection
+  the error has settled); a trigger at event ``i`` cuts the
+  :class:`~services.trainer.window.TrainingWindow` the trigger's onset selects from the
+  examples up to ``i`` (what the store holds then) and calls the function
+  :class:`services.trainer.trainer.Trainer` calls between its window and MLflow,
+  :func:`services.trainer.candidate.fit_candidate` (the card, the built-in Keras MLP,
+  :func:`~services.trainer.fit.fit`, the :class:`~services.trainer.gate.PromotionGate` on the
+  same holdout as the champion); a recall trigger calls its
+  :func:`~services.trainer.candidate.judge_recall`. The verdict lands ``--block`` events
+  later (the time a real fit, registration and swap take); a promoted candidate serves from
+  there and the monitor learns its reference (the sketch the trainer registers), a rejection
   reaches the monitor as the training-results topic brings it live.
 - **static**: the first model (the same fit on the first ``--warmup`` events), never refit.
 - **periodic**: the same trainer on a cron: every ``--every`` events a fit on the last
@@ -56,7 +59,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -64,8 +67,13 @@ import numpy as np
 import pandas as pd
 
 from bench.report import OUT, write
+from driftloop.events import format_time
 from driftloop.loop import streams
 from driftloop.loop.streams import DriftingStream
+
+if TYPE_CHECKING:
+    from driftloop.model_card import ModelCard
+    from services.trainer.candidate import Candidate, Champion
 
 MODEL = "bench-adaptation"
 POST_DRIFT = 2_000
@@ -86,26 +94,30 @@ def as_frame(stream: DriftingStream, rate: float, start: float = 1.8e9) -> pd.Da
     return frame
 
 
-def rfc3339(seconds: float) -> str:
-    return pd.Timestamp(seconds, unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+# --- the trainer's pure core (the seam: services/trainer/candidate.py) ----------------------
 
 
-# --- the trainer's pure steps (the seam: services/trainer) -----------------------------------
-
-
-@dataclass
+@dataclass(eq=False)
 class Served:
-    """A model that serves: the Keras model and its card."""
+    """A model that serves: the Keras model, its card, its version, and the fit that made it
+    (for its reference sketch; None for a model loaded in another process)."""
 
     model: Any
-    card: Any
+    card: ModelCard
     version: int
+    candidate: Candidate | None = None
 
     def labels(self, frame: pd.DataFrame) -> np.ndarray:
         from services.trainer.schema import model_inputs
 
         outputs = np.asarray(self.model.predict_on_batch(model_inputs(self.card, frame)))
         return np.asarray(self.card.classes, dtype=object)[outputs.argmax(axis=1)]
+
+    def champion(self) -> Champion:
+        """This model as the trainer's functions take a champion."""
+        from services.trainer.candidate import Champion
+
+        return Champion.of(str(self.version), self.model, self.card)
 
 
 @dataclass
@@ -119,13 +131,16 @@ class Verdict:
 
 
 class TrainerCore:
-    """One refit as :class:`services.trainer.trainer.Trainer` does it, without MLflow or a store.
+    """The trainer without MLflow or a store: a window cut from the stream (as the store would
+    hold it) and the trainer's own :func:`~services.trainer.candidate.fit_candidate` and
+    :func:`~services.trainer.candidate.judge_recall` on it.
 
     Parameters:
         policy_kind: the window policy (the trainer's default, ``since_drift``, for the loop;
             ``last_n`` for the periodic baseline).
         size: ``last_n`` size (and the fallback of ``since_drift``).
         gate: whether the candidate must pass the gate (a cron job swaps unconditionally).
+        overrides: trainer settings (``--set``).
     """
 
     def __init__(
@@ -134,13 +149,15 @@ class TrainerCore:
         size: int | None = None,
         gate: bool = True,
         overrides: dict[str, Any] | None = None,
-    ):
-        from services.trainer.fit import FitConfig
+    ) -> None:
+        from dataclasses import replace
+
         from services.trainer.settings import TrainerSettings
         from services.trainer.window import WindowPolicy
 
         self.settings = TrainerSettings(**{
-            k: v for k, v in (overrides or {}).items() if k in TrainerSettings.model_fields
+            "model_name": MODEL,
+            **{k: v for k, v in (overrides or {}).items() if k in TrainerSettings.model_fields},
         })  # fmt: skip
         policy = WindowPolicy.from_settings(self.settings)
         changes: dict[str, Any] = {}
@@ -148,93 +165,50 @@ class TrainerCore:
             changes["kind"] = policy_kind
         if size:
             changes["size"] = size
-        from dataclasses import replace
-
         self.policy = replace(policy, **changes)
-        self.config = FitConfig.from_settings(self.settings)
         self.gate = gate
 
     def refit(
         self, frame: pd.DataFrame, onset: str | None, champion: Served | None, version: int
     ) -> Verdict:
-        from services.trainer.builder import build_model
-        from services.trainer.fit import fit, predict
-        from services.trainer.gate import (
-            PromotionGate,
-            card_metrics,
-            classification_scores,
-            naive_classification,
-            sanity_problem,
-        )
-        from services.trainer.schema import infer_card
+        """The trainer's refit on the examples of ``frame`` (what the store holds then)."""
+        from services.trainer.candidate import fit_candidate
         from services.trainer.window import TrainingWindow
 
         started = time.perf_counter()
-        s = self.settings
         window = TrainingWindow.split(frame, self.policy, onset)
-        card = infer_card(
-            window.everything,
-            task=s.trainer_task,
-            max_classes=s.trainer_max_classes,
-            vocabulary_from=pd.concat([window.train, window.validation]),
-        )
-        hidden = [int(u) for u in s.trainer_hidden_units.split(",") if u.strip()]
-        model = build_model(card, window.train, hidden, s.trainer_learning_rate)
-        fit(model, card, window, self.config)
-        truth = window.holdout["label"].to_numpy(dtype=object)
-        outputs = predict(model, card, window.holdout)
-        scores = classification_scores(truth, outputs, card.classes)
-        gate = PromotionGate(card.task, s.trainer_gate_metric, s.trainer_gate_margin)
-        problem = sanity_problem(card.task, outputs, window.holdout["label"].to_numpy())
-        if champion is not None:
-            theirs = classification_scores(
-                truth, predict(champion.model, champion.card, window.holdout), champion.card.classes
-            )
-            verdict = gate.judge(scores, theirs, f"champion {champion.version}", problem)
-        else:
-            name, baseline = naive_classification(
-                window.train["label"].to_numpy(dtype=object), truth
-            )
-            verdict = gate.judge(scores, baseline, f"baseline: {name}", problem)
-        card = card.model_copy(update={"metrics": card_metrics(scores, len(window.holdout))})
-        candidate = Served(model, card, version)
-        candidate.recent = window.recent  # type: ignore[attr-defined]
-        promoted = verdict.promote or not self.gate
+        against = None if champion is None else champion.champion()
+        candidate = fit_candidate(window, against, self.settings)
+        served = Served(candidate.model, candidate.card, version, candidate)
         return Verdict(
-            promoted, verdict.reason, time.perf_counter() - started, candidate, scores, window.rows
+            candidate.verdict.promote or not self.gate,
+            candidate.verdict.reason,
+            time.perf_counter() - started,
+            served,
+            candidate.scores,
+            window.rows,
         )
 
     def recall(
         self, frame: pd.DataFrame, onset: str | None, champion: Served, earlier: list[Served]
     ) -> Verdict | None:
-        """A recall as the trainer answers it: the earlier champions (newest first, as many
-        as it scores) on the examples since ``onset``; the verdict when one is recalled."""
-        from services.trainer.fit import predict
-        from services.trainer.gate import PromotionGate, classification_scores
-        from services.trainer.recall import ConceptRecall, RecallCandidate
+        """A recall as the trainer answers it (:func:`judge_recall`) on the examples since
+        ``onset``, the earlier champions newest first; the verdict when one is recalled."""
+        from services.trainer.candidate import judge_recall
 
         if onset is None or not earlier:
             return None
         started = time.perf_counter()
         since = frame[frame["t"] >= pd.Timestamp(onset).timestamp()]
-        truth = since["label"].to_numpy(dtype=object)
-
-        def scores(served: Served) -> dict[str, float]:
-            outputs = predict(served.model, served.card, since)
-            return classification_scores(truth, outputs, served.card.classes)
-
-        s = self.settings
-        gate = PromotionGate(champion.card.task, s.trainer_gate_metric, s.trainer_gate_margin)
-        pool = earlier[: s.trainer_recall_versions]
-        candidates = [RecallCandidate(str(o.version), scores(o), o.card.metrics) for o in pool]
-        chosen = ConceptRecall(gate, s.trainer_recall_tolerance).choose(
-            scores(champion), candidates
+        judged = judge_recall(
+            since, champion.champion(), [o.champion() for o in earlier], self.settings
         )
+        chosen = judged.chosen
         if chosen is None:
             return None
-        recalled = next(o for o in pool if str(o.version) == chosen.version)
+        recalled = next(o for o in earlier if str(o.version) == chosen.version)
         seconds = time.perf_counter() - started
-        return Verdict(True, chosen.reason, seconds, recalled, chosen.scores, len(since))
+        return Verdict(True, chosen.reason, seconds, recalled, chosen.scores, judged.examples)
 
 
 # --- the monitor's pure core (the seam: services/monitor) ------------------------------------
@@ -255,17 +229,20 @@ class MonitorCore:
         self.monitor = build_monitor(settings, lambda _, v: self._references.get(v))
 
     def promote(self, served: Served, t: float) -> None:
-        from driftloop.reference import ReferenceSketch
+        """Serve ``served``: its reference as the trainer registers it, the update event."""
         from services.monitor.monitor import ModelReference
-        from services.trainer.schema import feature_rows
 
-        recent = served.recent  # type: ignore[attr-defined]
-        sketch = ReferenceSketch.build(
-            served.card, feature_rows(served.card, recent), list(served.labels(recent))
-        )
-        self._references[str(served.version)] = ModelReference(served.card, sketch)
+        if str(served.version) not in self._references:
+            if served.candidate is None:
+                raise ValueError(f"version {served.version} has no fit to take a reference from")
+            sketch = served.candidate.reference()
+            self._references[str(served.version)] = ModelReference(served.card, sketch)
         self.monitor.observe_model_update(
-            {"model_name": MODEL, "model_version": str(served.version), "event_time": rfc3339(t)}
+            {
+                "model_name": MODEL,
+                "model_version": str(served.version),
+                "event_time": format_time(t),
+            }
         )
 
     def reject(self, champion: Served, t: float) -> None:
@@ -275,7 +252,7 @@ class MonitorCore:
                 "model_name": MODEL,
                 "outcome": "rejected",
                 "champion_version": str(champion.version),
-                "event_time": rfc3339(t),
+                "event_time": format_time(t),
             }
         )
 
@@ -293,7 +270,7 @@ class MonitorCore:
         labels = frame["label"].to_numpy()
         times = frame["t"].to_numpy()
         for i, row in enumerate(features):
-            stamp = rfc3339(float(times[i]))
+            stamp = format_time(float(times[i]))
             prediction = (
                 predictions[i].item() if hasattr(predictions[i], "item") else predictions[i]
             )

@@ -10,12 +10,17 @@ The steps, each timed (the benchmark reports them):
    built (the built-in builder, the user's, or the champion's weights for a warm start) and
    fitted (:func:`services.trainer.fit.fit`).
 3. **evaluation**: the candidate, the champion and the naive baseline on the same holdout;
-   the :class:`PromotionGate` decides.
+   the :class:`~services.trainer.gate.PromotionGate` decides.
 4. **logging**: params, metrics (the rows left out among them: ``excluded_rows`` and one
    ``excluded.<rule>`` per rule, also in the training result's metrics), the data manifest
    and the reference sketch in the run.
 5. **registration**: the model is registered (every candidate, so that a rejected one can be
    inspected), and on promotion the ``champion`` alias moves (the old one keeps ``previous``).
+
+Steps 2 and 3 are one pure function, :func:`services.trainer.candidate.fit_candidate` (no
+MLflow, no store, no registry): the trainer reads the window before it and records the verdict
+after it, and :mod:`bench.adaptation` calls the same function (as it calls
+:func:`~services.trainer.candidate.judge_recall`, the recall's judgement).
 
 A *recall* trigger (``evidence.action`` ``recall``, sent early in a drift episode) fits
 nothing: the earlier champions are scored on the examples since the onset, and one that knows
@@ -46,7 +51,6 @@ from typing import Any, Protocol
 
 import mlflow
 import mlflow.tensorflow
-import numpy as np
 import pandas as pd
 from prometheus_client import Counter, Histogram
 
@@ -55,35 +59,25 @@ from driftloop.contract_log import ContractLog
 from driftloop.errors import FitInterrupted, TrainingError
 from driftloop.events import epoch, is_recall, new_event
 from driftloop.model_card import ModelCard
-from driftloop.reference import ReferenceSketch
 from driftloop.registry import CHAMPION, ModelRegistry, model_uri, register_model
 from driftloop.store import ExampleStore
 from services.trainer import lineage
-from services.trainer.builder import build_model, load_builder
-from services.trainer.coalesce import Refit
-from services.trainer.fit import FitConfig, FitReport, device, fit, predict
-from services.trainer.gate import (
-    METRICS,
-    PromotionGate,
-    Scores,
-    card_metrics,
-    classification_scores,
-    naive_classification,
-    naive_regression,
-    regression_scores,
-    sanity_problem,
+from services.trainer.builder import load_builder
+from services.trainer.candidate import (
+    Candidate,
+    Champion,
+    fit_candidate,
+    judge_recall,
 )
-from services.trainer.recall import ConceptRecall, RecallCandidate
+from services.trainer.coalesce import Refit
+from services.trainer.fit import FitConfig, FitReport, device
+from services.trainer.gate import METRICS, Scores
 from services.trainer.schema import (
     FEATURE_PREFIX,
-    card_for,
     check_rows,
     exclusion_metrics,
-    feature_rows,
     parse_features,
     same_inputs,
-    same_model,
-    targets,
     window_contract,
 )
 from services.trainer.settings import TrainerSettings
@@ -119,7 +113,6 @@ REFIT_SECONDS = Histogram(
     buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
 )
 DATA_MANIFEST_PATH = "driftloop/data_manifest.json"
-RECALL_MIN_EXAMPLES = 50  # fewer examples since the onset judge no version
 
 
 @dataclass
@@ -252,7 +245,8 @@ class Trainer:
         self.policy = WindowPolicy.from_settings(settings)
         self.config = FitConfig.from_settings(settings)
         self.declared_features = parse_features(settings.trainer_features)
-        self.builder = load_builder(settings.trainer_builder) if settings.trainer_builder else None
+        if settings.trainer_builder:
+            load_builder(settings.trainer_builder)  # a builder that cannot load fails here
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
         # register_model goes through the global registry URI: this server's, whatever else
         # in the process set it before
@@ -377,34 +371,30 @@ class Trainer:
                 _, model, card = self._champion_model(champion)
                 # Judged on the rows the champion's card takes, the others counted.
                 checked = check_rows(card, self.since_onset(onset))
-                since = checked.rows
-            if len(since) < RECALL_MIN_EXAMPLES:
+            # The earlier champions are loaded as the judgement takes them (in its stage).
+            earlier = self._recall_options(champion, card, limit)
+            judged = judge_recall(
+                checked.rows,
+                Champion.of(champion, model, card),
+                earlier,
+                self.settings,
+                stage=watch.stage,
+            )
+            if judged.skipped is not None or judged.champion_scores is None:
                 return TrainingOutcome(
                     "skipped",
-                    f"skipped: {len(since)} examples since the onset; a recall needs "
-                    f"{RECALL_MIN_EXAMPLES}",
+                    judged.skipped or "skipped: nothing judged",
                     ids,
                     champion_version=champion,
                     excluded=checked.excluded,
                 )
-            with watch.stage("evaluation"):
-                gate = PromotionGate(
-                    card.task, self.settings.trainer_gate_metric, self.settings.trainer_gate_margin
-                )
-                champion_scores = self._scores(card, predict(model, card, since), since)
-                candidates = [
-                    self._recall_candidate(version, card, since)
-                    for version in self._earlier_champions(champion, limit)
-                ]
-                chosen = ConceptRecall(gate, self.settings.trainer_recall_tolerance).choose(
-                    champion_scores, [c for c in candidates if c is not None]
-                )
+            chosen, champion_scores = judged.chosen, judged.champion_scores
             if chosen is None:
-                tried = ", ".join(c.version for c in candidates if c is not None) or "none"
+                tried = ", ".join(c.version for c in judged.scored) or "none"
                 return TrainingOutcome(
                     "skipped",
                     f"skipped: no earlier champion knows the concept since {onset} "
-                    f"(scored: {tried}, on {len(since)} examples)",
+                    f"(scored: {tried}, on {judged.examples} examples)",
                     ids,
                     champion_version=champion,
                     champion_metrics=champion_scores,
@@ -450,24 +440,24 @@ class Trainer:
                 found.append(info.version)
         return found[:limit]
 
-    def _recall_candidate(
-        self, version: str, champion_card: ModelCard, frame: pd.DataFrame
-    ) -> RecallCandidate | None:
-        """``version`` scored on ``frame``; None when it cannot serve the champion's inputs."""
-        model, card = self._earlier.get(version) or (None, None)
-        if card is None:
-            card = self.registry.model_card(self.name, version)
-        fits = same_inputs(card, champion_card)
-        if fits and model is None:
-            model = mlflow.tensorflow.load_model(model_uri(self.name, version))
-        self._earlier[version] = (model, card)
-        self._earlier.move_to_end(version)
-        while len(self._earlier) > 2 * max(self.settings.trainer_recall_versions, 1):
-            self._earlier.popitem(last=False)
-        if not fits:
-            return None
-        scores = self._scores(card, predict(model, card, frame), frame)
-        return RecallCandidate(version, scores, dict(card.metrics or {}))
+    def _recall_options(
+        self, champion: str, champion_card: ModelCard, limit: int
+    ) -> Iterator[Champion]:
+        """The earlier champions a recall may bring back, newest first, loaded one by one;
+        those that cannot serve the champion's inputs passed over (their models not loaded)."""
+        for version in self._earlier_champions(champion, limit):
+            model, card = self._earlier.get(version) or (None, None)
+            if card is None:
+                card = self.registry.model_card(self.name, version)
+            fits = same_inputs(card, champion_card)
+            if fits and model is None:
+                model = mlflow.tensorflow.load_model(model_uri(self.name, version))
+            self._earlier[version] = (model, card)
+            self._earlier.move_to_end(version)
+            while len(self._earlier) > 2 * max(self.settings.trainer_recall_versions, 1):
+                self._earlier.popitem(last=False)
+            if fits:
+                yield Champion.of(version, model, card)
 
     def window(self, onset: str | None = None) -> TrainingWindow:
         """The current training window, of the rows that keep the model's contract.
@@ -523,47 +513,25 @@ class Trainer:
         watch: Stopwatch,
         stop: threading.Event | None,
     ) -> None:
-        settings = self.settings
-        with watch.stage("fit"):
-            contract = window.contract or window_contract(
-                window.everything,
-                model_name=self.name,
-                task=settings.trainer_task,
-                features=self.declared_features,
-                max_classes=settings.trainer_max_classes,
-            )
-            card = card_for(
-                contract,
-                window.everything,
-                vocabulary_from=pd.concat([window.train, window.validation]),
-            )
-            card = card.model_copy(update={"trigger_id": refit.trigger_id})
-            model, warm = self._model(card, window, champion)
-            report = fit(model, card, window, self.config, stop)
-        outcome.fit, outcome.model = report, model
-        with watch.stage("evaluation"):
-            gate = PromotionGate(
-                card.task, settings.trainer_gate_metric, settings.trainer_gate_margin
-            )
-            outputs = predict(model, card, window.holdout)
-            scores = self._scores(card, outputs, window.holdout)
-            problem = sanity_problem(card.task, outputs, window.holdout["label"].to_numpy())
-            baseline_name, baseline = self._baseline(card, window, gate.metric)
-            champion_scores = self._champion_scores(champion, card, window.holdout)
-            if champion_scores is not None:
-                verdict = gate.judge(scores, champion_scores, f"champion {champion}", problem)
-                against = champion_scores
-            else:
-                verdict = gate.judge(scores, baseline, f"baseline: {baseline_name}", problem)
-                against = baseline
-        outcome.metrics, outcome.champion_metrics = scores, against
+        """Fit and judge (:func:`fit_candidate`), then log, register and maybe promote."""
+        candidate = fit_candidate(
+            window,
+            None if champion is None else self._champion_of(champion),
+            self.settings,
+            trigger_id=refit.trigger_id,
+            stop=stop,
+            stage=watch.stage,
+        )
+        outcome.fit, outcome.model = candidate.report, candidate.model
+        outcome.metrics, outcome.champion_metrics = candidate.scores, candidate.against
         with watch.stage("logging"):
-            mlflow.log_params(self._params(card, window, report, warm, gate, baseline_name))
+            mlflow.log_params(self._params(candidate))
             mlflow.log_dict(window.data_manifest(), DATA_MANIFEST_PATH)
+            report = candidate.report
             mlflow.log_metrics(
-                {f"holdout_{k}": v for k, v in scores.items()}
-                | {f"baseline_{k}": v for k, v in baseline.items()}
-                | {f"champion_{k}": v for k, v in (champion_scores or {}).items()}
+                {f"holdout_{k}": v for k, v in candidate.scores.items()}
+                | {f"baseline_{k}": v for k, v in candidate.baseline.items()}
+                | {f"champion_{k}": v for k, v in (candidate.champion_scores or {}).items()}
                 | {
                     "fit_epochs": report.epochs,
                     "fit_best_epoch": report.best_epoch,
@@ -573,41 +541,21 @@ class Trainer:
                 }
                 | {f"stage_{k}_s": v for k, v in watch.timings.items()}
             )
-            recent = window.recent
-            sketch = ReferenceSketch.build(
-                card, feature_rows(card, recent), self._labels(card, model, recent)
-            )
-            card = card.model_copy(update={"metrics": card_metrics(scores, len(window.holdout))})
+            sketch = candidate.reference()
+        promote = candidate.verdict.promote
         with watch.stage("registration"):
-            version = register_model(model, card, sketch, self.name)
+            version = register_model(candidate.model, candidate.card, sketch, self.name)
             outcome.model_version = version
             mlflow.set_tag(lineage.MODEL_VERSION, version)
             self.registry.client.set_model_version_tag(
-                self.name, version, lineage.OUTCOME, "promoted" if verdict.promote else "rejected"
+                self.name, version, lineage.OUTCOME, "promoted" if promote else "rejected"
             )
-            if verdict.promote:
+            if promote:
                 outcome.previous_version = self.registry.promote(self.name, version)
-        outcome.outcome = "promoted" if verdict.promote else "rejected"
-        outcome.reason = verdict.reason
+        outcome.outcome = "promoted" if promote else "rejected"
+        outcome.reason = candidate.verdict.reason
 
     # --- pieces ------------------------------------------------------------------------------
-
-    def _model(
-        self, card: ModelCard, window: TrainingWindow, champion: str | None
-    ) -> tuple[Any, bool]:
-        """The model to fit, and whether it starts from the champion's weights."""
-        if self.settings.trainer_warm_start and champion is not None:
-            _, _, champion_card = self._champion_model(champion)
-            if same_model(card, champion_card):
-                # A fresh copy: the cached champion must stay as it is for the evaluation.
-                return mlflow.tensorflow.load_model(model_uri(self.name, champion)), True
-        if self.builder is not None:
-            model = self.builder(card, window.train)
-            if not getattr(model, "compiled", True) or getattr(model, "optimizer", None) is None:
-                raise TrainingError(f"the builder {self.settings.trainer_builder} must compile")
-            return model, False
-        hidden = [int(u) for u in self.settings.trainer_hidden_units.split(",") if u.strip()]
-        return build_model(card, window.train, hidden, self.settings.trainer_learning_rate), False
 
     def _champion_model(self, version: str) -> tuple[str, Any, ModelCard]:
         if self._champion is None or self._champion[0] != version:
@@ -615,17 +563,17 @@ class Trainer:
             self._champion = (version, model, self.registry.model_card(self.name, version))
         return self._champion
 
-    def _champion_scores(
-        self, champion: str | None, card: ModelCard, holdout: pd.DataFrame
-    ) -> Scores | None:
-        """The champion's scores on the holdout, None when there is none or it cannot compare."""
-        if champion is None:
-            return None
-        _, model, champion_card = self._champion_model(champion)
-        if champion_card.task != card.task:
-            log.warning("the champion's task differs; judging against the baseline instead")
-            return None
-        return self._scores(champion_card, predict(model, champion_card, holdout), holdout)
+    def _champion_of(self, version: str) -> Champion:
+        """The champion as :func:`fit_candidate` takes it: loaded (and cached) when first
+        needed; a warm start gets a fresh copy of it from the registry."""
+
+        def load() -> tuple[Any, ModelCard]:
+            _, model, card = self._champion_model(version)
+            return model, card
+
+        return Champion(
+            version, load, lambda: mlflow.tensorflow.load_model(model_uri(self.name, version))
+        )
 
     @staticmethod
     def _log_contract(window: TrainingWindow) -> None:
@@ -643,41 +591,11 @@ class Trainer:
         excluded = exclusion_metrics(window.excluded)
         mlflow.log_metrics({name: float(count) for name, count in excluded.items()})
 
-    @staticmethod
-    def _scores(card: ModelCard, outputs: np.ndarray, holdout: pd.DataFrame) -> Scores:
-        if card.task == "classification":
-            truth = holdout["label"].to_numpy(dtype=object)
-            return classification_scores(truth, outputs, card.classes)
-        return regression_scores(targets(card, holdout["label"]), outputs)
-
-    @staticmethod
-    def _baseline(card: ModelCard, window: TrainingWindow, metric: str) -> tuple[str, Scores]:
-        if card.task == "classification":
-            return naive_classification(
-                window.train["label"].to_numpy(dtype=object),
-                window.holdout["label"].to_numpy(dtype=object),
-            )
-        return naive_regression(
-            targets(card, window.train["label"]), targets(card, window.holdout["label"]), metric
-        )
-
-    def _labels(self, card: ModelCard, model: Any, frame: pd.DataFrame) -> list[Any]:
-        """The model's predictions as served: a class label, or a value."""
-        outputs = predict(model, card, frame, 4096)
-        if card.task == "classification":
-            return [card.classes[i] for i in np.argmax(outputs, axis=1)]
-        return [float(v) for v in outputs.reshape(-1)]
-
-    def _params(
-        self,
-        card: ModelCard,
-        window: TrainingWindow,
-        report: FitReport,
-        warm: bool,
-        gate: PromotionGate,
-        baseline_name: str,
-    ) -> dict[str, Any]:
+    def _params(self, candidate: Candidate) -> dict[str, Any]:
+        """The run's params: the card's terms, the settings, the window and the fit."""
         settings = self.settings
+        card, window, report = candidate.card, candidate.window, candidate.report
+        gate, warm, baseline_name = candidate.gate, candidate.warm, candidate.baseline_name
         return {
             "task": card.task,
             # name:kind:type, and ? when nullable
