@@ -26,6 +26,8 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from driftloop.errors import DriftloopError, NotReady
+from driftloop.http import answer_error, error_response
 from driftloop.metrics import metrics_app
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
@@ -152,8 +154,13 @@ def service_app(
 ) -> FastAPI:
     """A service's app with what every service answers: ``/metrics``, ``/health/live`` (200
     while the process runs) and ``/health/ready`` (200 while ``app.state.ready()`` is true,
-    else 503 saying ``not_ready``). The service sets ``app.state.ready`` once it runs."""
+    else 503 saying ``not_ready``). The service sets ``app.state.ready`` once it runs.
+
+    A :class:`~driftloop.errors.DriftloopError` a route raises is answered with its
+    ``http_status`` and the body every service answers (:func:`driftloop.http.error_answer`).
+    """
     app = FastAPI(title=f"driftloop {service}", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.add_exception_handler(DriftloopError, answer_error)
     app.mount("/metrics", metrics_app())
     app.state.ready = lambda: True
 
@@ -165,6 +172,6 @@ def service_app(
     async def ready() -> Response:
         if app.state.ready():
             return JSONResponse({"status": "ready"})
-        return JSONResponse({"error": not_ready}, status_code=503)
+        return error_response(NotReady(not_ready))
 
     return app

@@ -1,7 +1,8 @@
 """Every error driftloop raises on purpose, in one place.
 
 Adapters map these to their protocol: the CLI prints ``str(error)`` on one line and exits with
-``exit_code``; HTTP adapters use ``http_status``; consumers send a :class:`SchemaViolation` to the
+``exit_code``; every HTTP adapter answers with ``http_status`` and one body
+(:func:`driftloop.http.error_answer`); consumers send a :class:`SchemaViolation` to the
 dead-letter topic.
 """
 
@@ -45,17 +46,20 @@ class StackError(DriftloopError):
 
 
 class BrokerUnavailable(DriftloopError):
-    """No Kafka broker answered at the configured bootstrap servers."""
+    """No Kafka broker answered at the configured bootstrap servers, or Kafka did not take what
+    was sent in time (the caller retries)."""
 
     exit_code = 3
     http_status = 503
 
 
 class InvalidInput(DriftloopError):
-    """An inference request that does not fit the model's features (serve answers 422).
+    """A request whose content does not fit what the endpoint takes: an inference request that
+    does not fit the model's features, an empty batch, a field of the wrong type (422).
 
     Parameters:
-        field: where the problem is (``inputs.age``, ``records[3].region``), or ``$``.
+        field: where the problem is (``inputs.age``, ``records[3].region``), or ``$`` for the
+            whole body.
         message: a sentence for a person; it names the field.
     """
 
@@ -78,20 +82,34 @@ class PayloadTooLarge(DriftloopError):
     http_status = 413
 
 
-class ModelNotFound(DriftloopError):
-    """A model name or version this server does not serve."""
+class NotFound(DriftloopError):
+    """Something a request names that is not here (a report, a model)."""
 
     http_status = 404
 
 
-class ModelNotReady(DriftloopError):
-    """No model is loaded yet (none promoted, or the registry has not answered)."""
+class ModelNotFound(NotFound):
+    """A model name or version this server does not serve."""
+
+
+class NotReady(DriftloopError):
+    """A service that cannot answer yet: its consumer is not running, no model is loaded."""
 
     http_status = 503
 
 
+class ModelNotReady(NotReady):
+    """No model is loaded yet (none promoted, or the registry has not answered)."""
+
+
 class ModelLoadFailed(DriftloopError):
     """A model version that could not be loaded, warmed up or checked; it is not served."""
+
+    http_status = 500
+
+
+class ModelCallFailed(DriftloopError):
+    """A served model that raised while predicting: the server's fault, not the request's."""
 
     http_status = 500
 

@@ -9,9 +9,10 @@ all or nothing. ``schema_version``, ``event_id`` and ``event_time`` are filled i
 A prediction is checked against its model's contract too, when the model has one (a label
 names no model: it is checked when it meets its prediction, and dead-lettered if it breaks
 the contract).
-Errors: 400 (not JSON), 413 (body too large), 422 (names the event's index, field and rule),
-503 (Kafka did not take them all in time: the caller retries; a label that did get through
-the first time then counts as a duplicate and changes nothing).
+Errors, in the body every service answers (:func:`driftloop.http.error_answer`): 400 (not
+JSON), 413 (body too large), 422 (names the event's index, field and rule), 503 (Kafka did not
+take them all in time: the caller retries; a label that did get through the first time then
+counts as a duplicate and changes nothing).
 """
 
 from __future__ import annotations
@@ -20,17 +21,16 @@ import asyncio
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
-import orjson
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from driftloop.asgi import service_app
 from driftloop.async_messaging import AsyncEventProducer
-from driftloop.errors import SchemaViolation
+from driftloop.errors import BrokerUnavailable, InvalidInput, SchemaViolation
 from driftloop.events import EventType, ahead_of_clock, new_event
+from driftloop.http import error_response, parse_json, read_request
 from services.ingest.guard import ContractGuard
 from services.ingest.settings import IngestSettings
 
@@ -48,28 +48,19 @@ def create_app(
     app = service_app("ingest", "the consumer is not running", lifespan)
 
     async def intake(request: Request, event_type: EventType, plural: str) -> Response:
-        declared = int(request.headers.get("content-length") or 0)
-        limit = settings.ingest_max_body_bytes
-        if declared > limit:
-            return _error(413, f"body of {declared} bytes is over the {limit} allowed")
-        body = await request.body()
-        if len(body) > limit:
-            return _error(413, f"body of {len(body)} bytes is over the {limit} allowed")
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError as error:
-            return _error(400, f"body is not JSON: {error}")
+        document = parse_json(await read_request(request, settings.ingest_max_body_bytes))
         if isinstance(document, dict) and plural in document:
             document = document[plural]
         items = document if isinstance(document, list) else [document]
         if not items:
-            return _error(422, f"no {plural} in the body")
+            raise InvalidInput("$", f"no {plural} in the body")
         events = []
         # What the worker would dead-letter (an event timed far ahead) is refused here.
         allowed_ahead = settings.max_event_ahead_s
         for index, item in enumerate(items):
             if not isinstance(item, dict):
-                return _error(422, f"{plural}[{index}] is not a JSON object", index=index)
+                where = f"{plural}[{index}]"
+                return error_response(InvalidInput("$", f"{where} is not a JSON object"), index)
             event = new_event(**item)
             try:
                 producer.schemas.validate(event_type, event)
@@ -81,15 +72,19 @@ def create_app(
                     if broken is not None:
                         raise broken
             except SchemaViolation as violation:
-                return _error(422, f"{plural}[{index}]: {violation}", index=index,
-                              field=violation.field, rule=violation.rule)  # fmt: skip
+                message = f"{plural}[{index}]: {violation.message}"
+                return error_response(
+                    SchemaViolation(violation.field, violation.rule, message), index
+                )
             events.append(event)
         try:
             futures = [await producer.send(event_type, event) for event in events]
             await asyncio.wait_for(asyncio.gather(*futures), ACK_TIMEOUT_S)
         except (KafkaError, TimeoutError) as error:
             reason = str(error) or type(error).__name__
-            return _error(503, f"Kafka did not take the {plural}; retry them: {reason}")
+            raise BrokerUnavailable(
+                f"Kafka did not take the {plural}; retry them: {reason}"
+            ) from error
         ids = [event["event_id"] for event in events]
         return JSONResponse({"accepted": len(events), "event_ids": ids}, status_code=202)
 
@@ -102,7 +97,3 @@ def create_app(
         return await intake(request, EventType.PREDICTION, "predictions")
 
     return app
-
-
-def _error(status: int, message: str, **detail: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **detail}, status_code=status)

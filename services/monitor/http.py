@@ -7,6 +7,10 @@ POST /v1/triggers      a manual trigger: {"model_name"?: str, "evidence"?: {...}
                        its trigger id once it is on the triggers topic (a person decided: it
                        goes out even while the model's triggers are held for data quality)
 GET /health/live, /health/ready, /metrics
+
+Errors, in the body every service answers (:func:`driftloop.http.error_answer`): 400 (not
+JSON), 404 (no such report), 422 (a field of the wrong type, named), 503 (Kafka did not take
+the trigger in time: the caller retries).
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-import orjson
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from driftloop.asgi import service_app
+from driftloop.errors import BrokerUnavailable, InvalidInput, NotFound
+from driftloop.http import parse_json
 from services.monitor.report import WindowReports
 
 ACK_TIMEOUT_S = 15.0
@@ -58,35 +63,30 @@ def create_app(
         try:
             body = reports.read(name)
         except KeyError:
-            return _error(404, f"no report named {name}")
+            raise NotFound(f"no report named {name}") from None
         kind = "text/html" if name.endswith(".html") else "application/json"
         return Response(body, media_type=kind)
 
     @app.post("/v1/triggers")
     async def trigger(request: Request) -> Response:
-        try:
-            document = orjson.loads(await request.body() or b"{}")
-        except orjson.JSONDecodeError as error:
-            return _error(400, f"body is not JSON: {error}")
+        document = parse_json(await request.body() or b"{}")
         if not isinstance(document, dict):
-            return _error(422, "the body must be a JSON object")
+            raise InvalidInput("$", "the body must be a JSON object")
         name, evidence = document.get("model_name"), document.get("evidence", {})
         if name is not None and (not isinstance(name, str) or not name):
-            return _error(422, "model_name must be a non-empty string")
+            raise InvalidInput("model_name", "model_name must be a non-empty string")
         if not isinstance(evidence, dict):
-            return _error(422, "evidence must be a JSON object")
+            raise InvalidInput("evidence", "evidence must be a JSON object")
         try:
             trigger_id = await asyncio.wait_for(manual(name, evidence), ACK_TIMEOUT_S)
         except (KafkaError, TimeoutError) as error:
             reason = str(error) or type(error).__name__
-            return _error(503, f"Kafka did not take the trigger; retry it: {reason}")
+            raise BrokerUnavailable(
+                f"Kafka did not take the trigger; retry it: {reason}"
+            ) from error
         return JSONResponse({"trigger_id": trigger_id}, status_code=202)
 
     return app
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
 
 
 def render(windows: list[dict[str, Any]]) -> str:

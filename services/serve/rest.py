@@ -12,10 +12,10 @@ bodies against the model card) with orjson, behind :class:`InferenceFront`: a ba
 callable that answers the inference POSTs itself (Starlette's middleware, routing, request and
 response objects cost about as much as the rest of a request) and hands everything else
 (metadata, health, admin, metrics, lifespan, odd paths and methods) to the Starlette app.
-Errors are mapped to status codes in one place per kind of endpoint, with the protocol's
-error body ``{"error": "..."}``: 400 not JSON, 401 bad admin token, 404 unknown model or
-version (or admin off), 413 body too large, 422 input that does not fit the model (the body
-names the field), 503 no model loaded yet.
+Errors are answered as every service answers them (:func:`driftloop.http.error_answer`: the
+error's status, the protocol's error body ``{"error": "..."}``): 400 not JSON, 401 bad admin
+token, 404 unknown model or version (or admin off), 413 body too large, 422 input that does
+not fit the model (the body names the field), 500 the model failed, 503 no model loaded yet.
 """
 
 from __future__ import annotations
@@ -30,18 +30,19 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from driftloop.errors import (
     DriftloopError,
-    InvalidInput,
     MalformedRequest,
+    ModelCallFailed,
     ModelNotFound,
-    PayloadTooLarge,
+    ModelNotReady,
     Unauthorized,
 )
+from driftloop.http import answer_error, error_answer, read_body, read_request
 from driftloop.metrics import metrics_app
 from services.serve.dataplane import DataPlane, Inference
 from services.serve.loop_metrics import LoopCounter, LoopHistogram
@@ -68,17 +69,6 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def _error_body(error: DriftloopError) -> bytes:
-    body: dict[str, Any] = {"error": str(error)}
-    if isinstance(error, InvalidInput):
-        body["field"] = error.field
-    return orjson.dumps(body)
-
-
-def _error(error: DriftloopError) -> Response:
-    return Response(_error_body(error), error.http_status, media_type="application/json")
 
 
 def _parse(body: bytes) -> Any:
@@ -110,10 +100,6 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-
-class _Gone(Exception):
-    """The client went away before its body arrived: nothing to answer."""
 
 
 class InferenceFront:
@@ -162,8 +148,10 @@ class InferenceFront:
             elif key == b"x-request-id":
                 caller = value.decode("latin-1")
         try:
-            status, body = await handle(params, caller, lambda: self._body(declared, receive))
-        except _Gone:
+            status, body = await handle(
+                params, caller, lambda: read_body(receive, declared, self.limit)
+            )
+        except ClientDisconnect:  # the client went away before its body arrived
             return
         client = scope.get("client")
         if client != self._last_client:
@@ -184,23 +172,6 @@ class InferenceFront:
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def _body(self, declared: bytes | None, receive: Receive) -> bytes:
-        limit = self.limit
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(
-                f"the body of {declared.decode()} bytes is over the {limit} allowed"
-            )
-        body = b""
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # http.disconnect
-                raise _Gone()
-            body += message.get("body", b"")
-            if len(body) > limit:
-                raise PayloadTooLarge(f"the body is over the {limit} bytes allowed")
-            if not message.get("more_body", False):
-                return body
-
 
 def create_app(
     settings: ServeSettings,
@@ -210,19 +181,6 @@ def create_app(
     """The HTTP app over ``plane``; ``lifespan`` starts and stops what runs beside it."""
     limit = settings.serve_max_body_bytes
     token = settings.serve_admin_token.encode()
-
-    async def read(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit():
-            if int(declared) > limit:
-                raise PayloadTooLarge(f"the body of {declared} bytes is over the {limit} allowed")
-            return await request.body()  # the server stops at the declared length
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise PayloadTooLarge(f"the body is over the {limit} bytes allowed")
-        return body
 
     def inference(
         endpoint: str, begin: Callable[[dict[str, str], str | None, Any], Inference]
@@ -251,13 +209,11 @@ def create_app(
                 version, status = model.version, 200
                 content = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
             except DriftloopError as error:
-                status = error.http_status
-                content = _error_body(error)
-            except _Gone:
+                status, content = error_answer(error)
+            except ClientDisconnect:
                 raise
             except Exception as error:  # the model itself failed: a server error, said plainly
-                status = 500
-                content = orjson.dumps({"error": f"the model failed: {error}"})
+                status, content = error_answer(ModelCallFailed(f"the model failed: {error}"))
             code = str(status)
             REQUESTS.inc((endpoint, version, code))
             LATENCY.observe(time.perf_counter() - start, (version, code))
@@ -272,7 +228,7 @@ def create_app(
 
         async def endpoint(request: Request) -> Response:
             async def body() -> bytes:
-                return await read(request)
+                return await read_request(request, limit)
 
             caller = request.headers.get(REQUEST_ID_HEADER)
             status, content = await answer(request.path_params, caller, body)
@@ -287,14 +243,13 @@ def create_app(
         return plane.begin_records(document, caller)
 
     def guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Awaitable[Response]]:
+        """``handler`` as a route answering JSON; the app answers the errors it raises."""
+
         async def answer(request: Request) -> Response:
-            try:
-                result = handler(request)
-                if hasattr(result, "__await__"):
-                    result = await result
-                return result if isinstance(result, Response) else JSONResponse(result)
-            except DriftloopError as error:
-                return _error(error)
+            result = handler(request)
+            if hasattr(result, "__await__"):
+                result = await result
+            return result if isinstance(result, Response) else JSONResponse(result)
 
         return answer
 
@@ -304,9 +259,8 @@ def create_app(
     def ready(request: Request) -> Response:
         if plane.ready():
             return JSONResponse({"ready": True})
-        return JSONResponse(
-            {"ready": False, "error": plane.repository.problem or "no model is loaded"}, 503
-        )
+        problem = plane.repository.problem or "no model is loaded"
+        return JSONResponse({"ready": False, "error": problem}, ModelNotReady.http_status)
 
     def server(request: Request) -> dict[str, Any]:
         return plane.metadata()
@@ -350,4 +304,7 @@ def create_app(
         Route("/v2/repository/models/{name}/load", guarded(load), methods=["POST"]),
         Mount("/metrics", metrics_app()),
     ]
-    return InferenceFront(Starlette(routes=routes, lifespan=lifespan), v1, v2, limit)
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={DriftloopError: answer_error}
+    )
+    return InferenceFront(app, v1, v2, limit)
