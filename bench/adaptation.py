@@ -572,12 +572,12 @@ def live_latency(plan_services: dict[str, Any] | None = None) -> dict[str, Any]:
     from driftloop.demo import DEMO_SERVICES
     from driftloop.loop.run import ClosedLoop, Plan
     from driftloop.loop.timeline import summarize
-    from driftloop.settings import Settings
     from driftloop.stack import LocalStack
     from driftloop.stack.process import free_port
+    from driftloop.stack.settings import LocalStackSettings
 
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as folder:
-        settings = Settings(
+        settings = LocalStackSettings(
             state_dir=Path(folder),
             kafka_port=free_port(),
             kafka_controller_port=free_port(),

@@ -47,6 +47,7 @@ from driftloop.schemas import dumps
 from driftloop.settings import as_environment
 from driftloop.stack import KafkaBroker
 from driftloop.stack.process import free_port
+from driftloop.stack.settings import LocalStackSettings
 from driftloop.store import ExampleStore
 from services.ingest.guard import ContractGuard
 from services.ingest.join import LabelJoin, labelled_example
@@ -371,14 +372,16 @@ def main(argv: list[str] | None = None) -> None:
     baseline: list[tuple[float, float]] = []
     ours: dict[int, list[tuple[float, float]]] = {n: [] for n in args.replicas}
     with tempfile.TemporaryDirectory() as state:
+        stack = LocalStackSettings(
+            state_dir=Path(state), kafka_port=free_port(), kafka_controller_port=free_port()
+        )
         settings = IngestSettings(
             state_dir=Path(state),
-            kafka_port=free_port(),
-            kafka_controller_port=free_port(),
+            kafka_bootstrap_servers=stack.kafka_bootstrap_servers,
             topic_partitions=PARTITIONS,
             ingest_flush_s=0.25,
         )
-        broker = KafkaBroker(settings)
+        broker = KafkaBroker(stack)
         broker.up()
         try:
             ensure_topics(settings)

@@ -322,9 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
     from driftloop.stack import LocalStack
+    from driftloop.stack.settings import LocalStackSettings
 
     folder = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    settings = Settings(
+    settings = LocalStackSettings(
         model_name=MODEL,
         state_dir=folder / "stack",
         kafka_port=free_port(),

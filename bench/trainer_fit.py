@@ -32,6 +32,7 @@ from bench.report import write
 from driftloop.events import new_event
 from driftloop.stack import MlflowServer
 from driftloop.stack.process import free_port
+from driftloop.stack.settings import LocalStackSettings
 from driftloop.store import ExampleStore
 from services.trainer.coalesce import Refit
 from services.trainer.fit import device
@@ -168,15 +169,16 @@ def main(argv: list[str] | None = None) -> None:
     theirs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         state = Path(folder)
+        stack = LocalStackSettings(state_dir=state, mlflow_port=free_port())
         settings = TrainerSettings(
             state_dir=state,
-            mlflow_port=free_port(),
+            mlflow_tracking_uri=stack.mlflow_tracking_uri,
             trainer_window_policy="last_n",
             trainer_history_share=0.0,
             trainer_min_examples=100,
             trainer_max_fit_s=max_fit_s,
         )
-        server = MlflowServer(settings)
+        server = MlflowServer(stack)
         server.up()
         try:
             for n in sizes:

@@ -21,6 +21,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -28,8 +29,27 @@ from driftloop.errors import DriftloopError, RegistryError
 from driftloop.logs import configure_logging
 from driftloop.settings import SERVICES, Settings, service_settings, settings_table
 
+if TYPE_CHECKING:
+    from driftloop.stack.settings import LocalStackSettings
 
-def _stack(args: argparse.Namespace, settings: Settings) -> int:
+STACK_SETTINGS_NOTE = """### The local stack
+
+Read by the `driftloop` commands a person runs (`stack`, `up`, `down`, `status`, `demo`, `train`,
+...), never by a service (`driftloop run`). Unless set, `KAFKA_BOOTSTRAP_SERVERS` and
+`MLFLOW_TRACKING_URI` follow the ports below, for those commands and the services they start."""
+
+
+def _settings_class(command: str) -> type[Settings]:
+    """``run`` starts a service, which reads the shared settings and its own; every other command
+    is a person's, beside the local stack, and reads the stack's settings too."""
+    if command == "run":
+        return Settings
+    from driftloop.stack.settings import LocalStackSettings
+
+    return LocalStackSettings
+
+
+def _stack(args: argparse.Namespace, settings: LocalStackSettings) -> int:
     from driftloop.stack import LocalStack
 
     stack = LocalStack(settings)
@@ -64,10 +84,15 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return int(module.main() or 0)
 
 
-def _settings(args: argparse.Namespace, settings: Settings) -> int:
+def _settings(args: argparse.Namespace, settings: LocalStackSettings) -> int:
+    from driftloop.stack.settings import LocalStackSettings
+
     classes: list[type[Settings]] = [Settings, *service_settings().values()]
     if args.markdown:
+        # The services' settings, then the local stack's own in a table of their own.
         print(settings_table(*classes))
+        print(f"\n{STACK_SETTINGS_NOTE}\n")
+        print(settings_table(LocalStackSettings, skip=Settings.model_fields))
     else:
         print(json.dumps(settings.model_dump(mode="json"), indent=2))
     return 0
@@ -137,14 +162,14 @@ def _contract(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace, settings: Settings) -> int:
+def _demo(args: argparse.Namespace, settings: LocalStackSettings) -> int:
     from driftloop import demo
 
     demo.run(settings, say=lambda line: print(f"[demo] {line}", flush=True))
     return 0
 
 
-def _loop(args: argparse.Namespace, settings: Settings) -> int:
+def _loop(args: argparse.Namespace, settings: LocalStackSettings) -> int:
     from driftloop.loop import control, status
 
     if args.command == "up":
@@ -173,7 +198,7 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     settings = commands.add_parser("settings", help="show every setting")
-    settings.add_argument("--markdown", action="store_true", help="the README's table")
+    settings.add_argument("--markdown", action="store_true", help="the README's tables")
     settings.set_defaults(handler=_settings)
 
     train = commands.add_parser("train", help="ask the trainer for a refit (manual trigger)")
@@ -220,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     try:
-        settings = Settings()
+        settings = _settings_class(args.command)()
         configure_logging(settings.log_level, settings.log_format)
         return int(args.handler(args, settings))
     except DriftloopError as error:

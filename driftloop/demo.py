@@ -24,8 +24,7 @@ from typing import Any
 from driftloop.loop.report import write as write_report
 from driftloop.loop.run import ClosedLoop, Plan
 from driftloop.loop.timeline import summarize
-from driftloop.settings import Settings
-from driftloop.stack import LocalStack
+from driftloop.stack import LocalStack, LocalStackSettings
 
 Say = Callable[[str], None]
 REPORT = Path("out/report.html")
@@ -50,7 +49,7 @@ DEMO_SERVICES: dict[str, Any] = {
 
 
 def run(
-    settings: Settings,
+    settings: LocalStackSettings,
     say: Say = print,
     plan: Plan | None = None,
     report: Path = REPORT,

@@ -4,12 +4,17 @@ Every knob is an environment variable named ``DRIFTLOOP_<FIELD>``; a ``.env`` fi
 working directory is read too. A service that needs more knobs subclasses :class:`Settings`, so
 one prefix and one table (``driftloop settings --markdown``, copied into the README) cover all.
 
+What only the local development stack needs (its ports, the broker's version and heap, MLflow's
+backend store) is not here but in :class:`~driftloop.stack.settings.LocalStackSettings`. A
+service knows just where the broker and the tracking server are; by default, where the local
+stack puts them.
+
 Example:
-    >>> import os
-    >>> os.environ["DRIFTLOOP_KAFKA_PORT"] = "19092"
-    >>> Settings().kafka_bootstrap_servers
-    '127.0.0.1:19092'
-    >>> del os.environ["DRIFTLOOP_KAFKA_PORT"]
+    >>> settings = Settings()
+    >>> settings.kafka_bootstrap_servers, settings.mlflow_tracking_uri
+    ('127.0.0.1:9092', 'http://127.0.0.1:5000')
+    >>> hasattr(Settings(kafka_port=19092), "kafka_port")  # the local stack's, ignored here
+    False
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, Self, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +34,14 @@ from driftloop.events import EventType
 
 ENV_PREFIX = "DRIFTLOOP_"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Where the local stack's broker and tracking server listen unless told otherwise; a client
+# (every service) connects there unless KAFKA_BOOTSTRAP_SERVERS / MLFLOW_TRACKING_URI say more.
+LOCAL_HOST = "127.0.0.1"
+LOCAL_KAFKA_PORT = 9092
+LOCAL_MLFLOW_PORT = 5000
+# Settings whose empty value means "not set" (their default), as it did when they were derived.
+_EMPTY_IS_UNSET = ("kafka_bootstrap_servers", "mlflow_tracking_uri")
 
 
 def _user_cache() -> Path:
@@ -41,7 +54,7 @@ class LogFormat(StrEnum):
 
 
 class Settings(BaseSettings):
-    """Settings for the local stack and the contracts every service shares."""
+    """The settings every service shares: where Kafka and MLflow are, topics, contracts."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -57,7 +70,8 @@ class Settings(BaseSettings):
     )
     cache_dir: Path = Field(
         default_factory=_user_cache,
-        description="Folder for downloads kept across clones: the broker's jars.",
+        description="Folder for downloads kept across clones: the local broker's jars, the "
+        "deploy tests' tools.",
         json_schema_extra={"shown_default": "~/.cache/driftloop"},
     )
     schemas_dir: Path = Field(
@@ -75,18 +89,10 @@ class Settings(BaseSettings):
     )
 
     # Kafka
-    kafka_version: str = Field(
-        "3.9.1", description="Apache Kafka broker version the local stack resolves from Maven."
-    )
-    kafka_port: int = Field(9092, ge=1, le=65535, description="Local broker's client port.")
-    kafka_controller_port: int = Field(
-        9093, ge=1, le=65535, description="Local broker's KRaft controller port."
-    )
-    kafka_heap: str = Field("512m", description="Local broker's JVM heap (-Xmx).")
     kafka_bootstrap_servers: str = Field(
-        "",
-        description="Brokers clients connect to; empty means the local broker "
-        "(`127.0.0.1:<KAFKA_PORT>`).",
+        f"{LOCAL_HOST}:{LOCAL_KAFKA_PORT}",
+        description="Brokers clients connect to; unset, the local stack's broker (at its "
+        "`KAFKA_PORT`, below, for the `driftloop` commands and the services they start).",
     )
     kafka_client_timeout_ms: int = Field(
         10_000, ge=100, description="How long a client waits for the first broker answer."
@@ -184,15 +190,10 @@ class Settings(BaseSettings):
     )
 
     # MLflow
-    mlflow_port: int = Field(5000, ge=1, le=65535, description="Local MLflow server's port.")
     mlflow_tracking_uri: str = Field(
-        "",
-        description="MLflow tracking server; empty means the local one "
-        "(`http://127.0.0.1:<MLFLOW_PORT>`).",
-    )
-    mlflow_backend_store_uri: str = Field(
-        "",
-        description="Local server's backend store; empty means SQLite under the state folder.",
+        f"http://{LOCAL_HOST}:{LOCAL_MLFLOW_PORT}",
+        description="MLflow tracking server; unset, the local stack's (at its `MLFLOW_PORT`, "
+        "below, for the `driftloop` commands and the services they start).",
     )
     model_name: str = Field("driftloop-model", description="Registered model name.")
 
@@ -213,18 +214,13 @@ class Settings(BaseSettings):
         "`<STATE_DIR>/example-store`, or the S3 bucket when `S3_BUCKET` is set.",
     )
 
-    @model_validator(mode="after")
-    def _derive_local_defaults(self) -> Self:
-        if not self.kafka_bootstrap_servers:
-            self.kafka_bootstrap_servers = f"127.0.0.1:{self.kafka_port}"
-        if not self.mlflow_tracking_uri:
-            self.mlflow_tracking_uri = f"http://127.0.0.1:{self.mlflow_port}"
-        if not self.mlflow_backend_store_uri:
-            db = (self.state_dir / "mlflow" / "mlflow.db").resolve()
-            self.mlflow_backend_store_uri = f"sqlite:///{db}"
-        if self.kafka_port == self.kafka_controller_port:
-            raise ValueError("kafka_port and kafka_controller_port must differ")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_unset(cls, data: Any) -> Any:
+        """An empty endpoint is the default (or, for the local stack, derived from its ports)."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (k in _EMPTY_IS_UNSET and v == "")}
+        return data
 
     def topic_for(self, event_type: EventType) -> str:
         """The topic that carries ``event_type``."""
@@ -233,13 +229,6 @@ class Settings(BaseSettings):
     def topics(self) -> dict[EventType, str]:
         """Every event type with its topic."""
         return {event_type: self.topic_for(event_type) for event_type in EventType}
-
-    @property
-    def mlflow_artifacts_destination(self) -> str:
-        """Where the local MLflow server keeps artifacts: S3 when a bucket is set."""
-        if self.s3_bucket:
-            return f"s3://{self.s3_bucket}/{self.s3_prefix.strip('/')}/mlflow"
-        return str((self.state_dir / "mlflow" / "artifacts").resolve())
 
 
 SERVICES = ("ingest", "monitor", "trainer", "serve")
@@ -277,10 +266,11 @@ def as_environment(values: Settings | Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def settings_table(*classes: type[BaseSettings]) -> str:
-    """A markdown table of every setting in ``classes`` (later classes add their own fields)."""
+def settings_table(*classes: type[BaseSettings], skip: Iterable[str] = ()) -> str:
+    """A markdown table of every setting in ``classes`` (later classes add their own fields),
+    but those named in ``skip`` (a subclass's table without its base's fields)."""
     rows = ["| Variable | Type | Default | Meaning |", "| --- | --- | --- | --- |"]
-    seen: set[str] = set()
+    seen: set[str] = set(skip)
     for cls in classes:
         for name, field in cls.model_fields.items():
             if name in seen:

@@ -13,14 +13,14 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from driftloop.errors import DriftloopError
-from driftloop.settings import Settings
-from driftloop.stack import LocalStack
+from driftloop.stack import LocalStack, LocalStackSettings
 from driftloop.stack.process import free_port
 
 
-def local_settings(state_dir: Path, **overrides: object) -> Settings:
-    """Settings for a stack of our own: free ports, its own state, the shared jar cache."""
-    return Settings(
+def local_settings(state_dir: Path, **overrides: object) -> LocalStackSettings:
+    """Settings for a stack of our own: free ports, its own state, the shared jar cache. Its
+    clients' addresses (Kafka's bootstrap servers, MLflow's tracking URI) follow the ports."""
+    return LocalStackSettings(
         state_dir=state_dir,
         kafka_port=free_port(),
         kafka_controller_port=free_port(),
@@ -44,7 +44,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 
 @pytest.fixture(scope="session")
-def settings(stack: LocalStack) -> Settings:
+def settings(stack: LocalStack) -> LocalStackSettings:
     return stack.settings
 
 

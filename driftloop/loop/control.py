@@ -13,13 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from driftloop.loop.services import ServiceSupervisor
-from driftloop.settings import Settings
-from driftloop.stack import LocalStack
+from driftloop.stack import LocalStack, LocalStackSettings
 
 Say = Callable[[str], None]
 
 
-def up(settings: Settings, say: Say = print, timeout: float = 180.0) -> ServiceSupervisor:
+def up(settings: LocalStackSettings, say: Say = print, timeout: float = 180.0) -> ServiceSupervisor:
     """Start the stack and the services; returns their supervisor."""
     outcome = LocalStack(settings).up()
     say(f"kafka: {outcome['kafka']}, mlflow: {outcome['mlflow']}")
@@ -34,7 +33,7 @@ def up(settings: Settings, say: Say = print, timeout: float = 180.0) -> ServiceS
     return supervisor
 
 
-def down(settings: Settings, say: Say = print) -> None:
+def down(settings: LocalStackSettings, say: Say = print) -> None:
     """Stop the services (serve first), then the stack."""
     for service, was in ServiceSupervisor(settings).stop_all().items():
         say(f"{service}: {'stopped' if was else 'not running'}")

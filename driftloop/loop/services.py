@@ -86,7 +86,12 @@ class ServiceSupervisor:
     """Starts, awaits and stops the loop's services.
 
     Parameters:
-        settings: the settings every service starts from (Kafka, MLflow, state folder).
+        settings: the settings every service starts from (Kafka, MLflow, state folder). Only
+            what some service reads goes into their environment: where the broker and the
+            tracking server are (``DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS``,
+            ``DRIFTLOOP_MLFLOW_TRACKING_URI``, which
+            :class:`~driftloop.stack.settings.LocalStackSettings` derives from the stack's
+            ports), never the stack's own settings.
         fields: setting fields to override in the services' environment (see
             :func:`isolated_environment`); their ports are read from here too.
         run_dir: folder of the pid and log files; ``<state_dir>/services`` by default.
@@ -120,8 +125,13 @@ class ServiceSupervisor:
         return f"http://127.0.0.1:{self.port(service)}"
 
     def environment(self) -> dict[str, str]:
-        """The services' environment: ours, every shared setting, the overrides."""
-        shared = self.settings.model_dump(mode="json")
+        """The services' environment: ours, every setting a service reads, the overrides."""
+        known = setting_names()
+        shared = {
+            name: value
+            for name, value in self.settings.model_dump(mode="json").items()
+            if name in known
+        }
         shared["state_dir"] = str(Path(self.settings.state_dir).resolve())
         return (
             dict(os.environ)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from kafka import TopicPartition
@@ -23,6 +23,9 @@ from driftloop.events import EventType, epoch, is_recall
 from driftloop.loop.services import ServiceSupervisor
 from driftloop.messaging import kafka_admin, kafka_consumer
 from driftloop.settings import Settings, service_settings
+
+if TYPE_CHECKING:
+    from driftloop.stack.settings import LocalStackSettings
 
 LAST_OF = {
     "drift": EventType.DRIFT,
@@ -132,7 +135,9 @@ def contract(settings: Settings) -> dict[str, Any] | None:
     return None if found is None else found.model_dump(mode="json")
 
 
-def loop_status(settings: Settings, supervisor: ServiceSupervisor | None = None) -> dict[str, Any]:
+def loop_status(
+    settings: LocalStackSettings, supervisor: ServiceSupervisor | None = None
+) -> dict[str, Any]:
     """Everything ``driftloop status`` shows, as a dict."""
     from driftloop.stack import LocalStack
 

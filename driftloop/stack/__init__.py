@@ -1,7 +1,10 @@
 """The local stack: a Kafka broker, the topics, and an MLflow server, started by the repo.
 
+Its settings (ports, the broker's version and heap, MLflow's backend store) are
+:class:`~driftloop.stack.settings.LocalStackSettings`, which no service reads.
+
 Example:
-    >>> stack = LocalStack(Settings())
+    >>> stack = LocalStack(LocalStackSettings())
     >>> stack.up()  # doctest: +SKIP
     {'kafka': 'started', 'topics': {...}, 'mlflow': 'started'}
 """
@@ -11,17 +14,17 @@ from __future__ import annotations
 from typing import Any
 
 from driftloop.messaging import ensure_topics
-from driftloop.settings import Settings
 from driftloop.stack.kafka import KafkaBroker
 from driftloop.stack.mlflow import MlflowServer
+from driftloop.stack.settings import LocalStackSettings
 
-__all__ = ["KafkaBroker", "LocalStack", "MlflowServer"]
+__all__ = ["KafkaBroker", "LocalStack", "LocalStackSettings", "MlflowServer"]
 
 
 class LocalStack:
     """Everything the services need, on this machine, with its state in ``state_dir``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: LocalStackSettings) -> None:
         self.settings = settings
         self.kafka = KafkaBroker(settings)
         self.mlflow = MlflowServer(settings)

@@ -20,8 +20,8 @@ from pathlib import Path
 from kafka import KafkaAdminClient
 
 from driftloop.errors import StackError
-from driftloop.settings import Settings
 from driftloop.stack.process import ManagedProcess, port_is_free, require_free_port
+from driftloop.stack.settings import LocalStackSettings
 
 MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
@@ -49,7 +49,7 @@ def new_cluster_id() -> str:
 class KafkaBroker:
     """The local broker: :meth:`up`, :meth:`down`, :meth:`ready`, :meth:`describe`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: LocalStackSettings) -> None:
         self.settings = settings
         self.version = settings.kafka_version
         self.libs = settings.cache_dir / f"kafka-{self.version}" / "libs"
@@ -128,7 +128,7 @@ class KafkaBroker:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.settings.kafka_port}"
+        return self.settings.kafka_address
 
     def ready(self) -> bool:
         """True when the broker answers a metadata request."""

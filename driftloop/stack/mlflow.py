@@ -12,17 +12,17 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from driftloop.settings import Settings
 from driftloop.stack.process import ManagedProcess, require_free_port
+from driftloop.stack.settings import LocalStackSettings
 
 
 class MlflowServer:
     """The local tracking server: :meth:`up`, :meth:`down`, :meth:`ready`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: LocalStackSettings) -> None:
         self.settings = settings
         self.home = (settings.state_dir / "mlflow").resolve()
-        self.url = f"http://127.0.0.1:{settings.mlflow_port}"
+        self.url = settings.mlflow_url
         self.process = ManagedProcess("mlflow", self.home, marker=f"--port {settings.mlflow_port}")
 
     def up(self, timeout: float = 90.0) -> str:

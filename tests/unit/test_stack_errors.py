@@ -62,7 +62,9 @@ def test_cli_prints_a_stack_error_as_one_line(
 
 
 def test_no_broker_is_a_clear_error_not_a_hang() -> None:
-    settings = Settings(kafka_port=free_port(), kafka_client_timeout_ms=300)
+    settings = Settings(
+        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}", kafka_client_timeout_ms=300
+    )
     with pytest.raises(BrokerUnavailable, match=settings.kafka_bootstrap_servers):
         EventProducer(settings, service="test")
 

@@ -419,8 +419,6 @@ def test_kafka_down_then_back_requests_succeed_drops_are_counted_logging_resumes
         private = ServeSettings.model_validate(
             serve_settings.model_dump()
             | {
-                "kafka_port": own.kafka_port,
-                "kafka_controller_port": own.kafka_controller_port,
                 "kafka_bootstrap_servers": broker.address,
                 "kafka_client_timeout_ms": 2000,
                 "serve_log_buffer": 20,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from driftloop.loop.services import ServiceSupervisor, isolated_environment
 from driftloop.settings import Settings
+from driftloop.stack.settings import LocalStackSettings
 
 
 def test_every_topic_and_group_is_the_runs_own(tmp_path: Path) -> None:
@@ -30,7 +31,7 @@ def test_every_topic_and_group_is_the_runs_own(tmp_path: Path) -> None:
 
 
 def test_the_services_get_the_overrides_in_their_environment(tmp_path: Path) -> None:
-    settings = Settings(state_dir=tmp_path, kafka_port=19999)
+    settings = LocalStackSettings(state_dir=tmp_path, kafka_port=19999)
     supervisor = ServiceSupervisor(settings, {"serve_port": 18080, "model_name": "m-1"})
     environment = supervisor.environment()
     assert environment["DRIFTLOOP_SERVE_PORT"] == "18080"

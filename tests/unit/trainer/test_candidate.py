@@ -167,10 +167,16 @@ def test_an_earlier_champion_that_knows_the_concept_is_recalled(
     other = TrainingWindow.split(examples(seed=1, rule="x1"), POLICY)
     serving = fit_candidate(other, None, settings())  # knows x1 > 0, not x1 + x2 > 0
     since = examples(300, seed=2)  # the first concept is back
+    # Its holdout said 0.95, not the 1.0 this tiny window gives: with a perfect holdout a
+    # version "knows" a concept only within the 0.02 slack, and a fit's few misses on 300
+    # new rows land on either side of it from run to run.
+    known = strong.card.model_copy(
+        update={"metrics": strong.card.metrics | {"accuracy": 0.95, "macro_f1": 0.95}}
+    )
     judged = judge_recall(
         since,
         Champion.of("2", serving.model, serving.card),
-        iter([Champion.of("1", strong.model, strong.card)]),
+        iter([Champion.of("1", strong.model, known)]),
         settings(),
     )
     assert judged.chosen is not None, judged
