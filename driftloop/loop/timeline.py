@@ -189,8 +189,9 @@ def _loop_event(kind: str, event: dict[str, Any]) -> LoopEvent | None:
 
 
 def _metrics(metrics: dict[str, float]) -> str:
-    shown = [f"{name} {value:.3f}" for name, value in sorted(metrics.items())[:2]]
-    return ", ".join(shown)
+    """The first two holdout metrics (a fit's result also counts the rows it left out)."""
+    scores = sorted((k, v) for k, v in metrics.items() if not k.startswith("excluded"))
+    return ", ".join(f"{name} {value:.3f}" for name, value in scores[:2])
 
 
 def rolling_accuracy(served: Sequence[Served], window: int = 200) -> list[float]:

@@ -159,3 +159,20 @@ def test_a_recall_and_its_answer_are_shown_apart_from_triggers_and_fits() -> Non
     assert figures["to_trigger_s"] == round(110 * 0.05, 2)
     again = Timeline.from_json(timeline.to_json())
     assert again.recall_ids == ["r-1"] and summarize(again) == figures
+
+
+def test_a_fit_line_shows_its_scores_not_the_rows_it_left_out() -> None:
+    timeline = Timeline(started=0.0)
+    event = timeline.observe(
+        "training_result",
+        {
+            "event_time": "1970-01-01T00:00:05Z",
+            "outcome": "rejected",
+            "model_version": "3",
+            "metrics": {"accuracy": 0.9, "excluded_rows": 4.0, "excluded.null_label": 4.0,
+                        "log_loss": 0.2},
+            "champion_metrics": {"accuracy": 0.93},
+        },
+    )  # fmt: skip
+    assert event is not None
+    assert event.detail == "rejected: accuracy 0.900, log_loss 0.200 vs accuracy 0.930"
