@@ -154,8 +154,7 @@ class AsyncEventProducer(StartsAndStops):
             for event in events:
                 self.schemas.validate(event_type, event)
         topic = self.settings.topic_for(event_type)
-        await self.client.client._wait_on_metadata(topic)
-        known = sorted(self.client.client.cluster.partitions_for_topic(topic) or ())
+        known = sorted(await self.client.partitions_for(topic))  # waits for the metadata
         if not known:
             raise BrokerUnavailable(f"no partitions known for topic {topic}")
         if partitions is None:

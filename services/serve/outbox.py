@@ -415,8 +415,7 @@ class EventSender:
         serving event loop every microsecond an event costs is taken from requests.
         """
         topic = self.settings.topic_for(event_type)
-        await client.client._wait_on_metadata(topic)
-        partitions = sorted(client.client.cluster.partitions_for_topic(topic) or ())
+        partitions = sorted(await client.partitions_for(topic))  # waits for the metadata
         if not partitions:
             raise BrokerUnavailable(f"no partitions known for topic {topic}")
         count = len(partitions)
