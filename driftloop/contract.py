@@ -519,10 +519,8 @@ class ContractInference:
     @property
     def ready(self) -> bool:
         """Whether enough examples were counted, and they make a contract."""
-        return self.examples >= self.sample and self.makes_contract()
-
-    def makes_contract(self) -> bool:
-        """Whether the examples counted so far make a contract (see :meth:`freeze`)."""
+        if self.examples < self.sample:
+            return False
         try:
             self.freeze()
         except ValueError:

@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -161,10 +162,9 @@ class ContractGuard:
             if name in self._checks or inference is None:
                 continue
             waited = now - self._since.get(name, now) >= self.max_wait_s
-            if inference.ready or (
-                waited and inference.examples >= MIN_SAMPLE and inference.makes_contract()
-            ):
-                ready.append(inference.freeze())
+            if inference.examples >= self.sample or (waited and inference.examples >= MIN_SAMPLE):
+                with contextlib.suppress(ValueError):  # these examples make no contract yet
+                    ready.append(inference.freeze())
         return ready
 
     def release(self) -> list[tuple[dict[str, Any], Any, Verdict]]:

@@ -279,7 +279,9 @@ class IngestWorker(ConsumerRebalanceListener):
                     "ours": in_force.same_terms(contract),
                 },
             )
-        await self._read_contracts()
+        # Called every step while examples are held; the log is read only when due.
+        if time.monotonic() - self._contracts_read >= self._contracts_every:
+            await self._read_contracts()
         for example, (partition, received), verdict in guard.release():
             if verdict is ADMIT:
                 self._buffer.append(example)
