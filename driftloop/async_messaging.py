@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Self
@@ -21,7 +22,6 @@ from typing import Any, Self
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaConnectionError
-from aiokafka.partitioner import murmur2
 
 from driftloop.errors import BrokerUnavailable, SchemaViolation
 from driftloop.events import EventType
@@ -32,10 +32,16 @@ from driftloop.messaging import (
     Received,
     RecordCheck,
 )
+from driftloop.partitioning import choose_partitions
 from driftloop.schemas import EventSchemas, dumps
 from driftloop.settings import Settings
 
-__all__ = ["AsyncEventConsumer", "AsyncEventProducer", "ConsumerRebalanceListener"]
+__all__ = [
+    "AsyncEventConsumer",
+    "AsyncEventProducer",
+    "ConsumerRebalanceListener",
+    "send_batches",
+]
 
 
 def _client_config(settings: Settings, service: str) -> dict[str, Any]:
@@ -51,6 +57,44 @@ def _unavailable(settings: Settings, error: Exception) -> BrokerUnavailable:
         f"no Kafka broker answered at {settings.kafka_bootstrap_servers} ({error}); "
         "start one with `driftloop stack up`"
     )
+
+
+async def send_batches(
+    client: AIOKafkaProducer,
+    topic: str,
+    records: Iterable[tuple[int, bytes | None, bytes | None]],
+) -> list[asyncio.Future[Any]]:
+    """Queue ``(partition, key, value)`` records as one record batch per partition (a new
+    batch when one is full); returns the batches' futures.
+
+    What ``send_many`` and ingest's changelog send through: a record at a time through the
+    client's ``send`` cost ingest as much as its join, an append to a batch is a fraction of
+    that. Records keep their order within a partition; a full batch is queued before the next
+    one for its partition. A ``value`` of None is a tombstone (a compacted topic then forgets
+    the key). Awaiting this call waits for room in the client's buffer, not for the
+    broker; each future resolves once Kafka stored its batch (or fails with why it did not).
+
+    Parameters:
+        client: a started producer.
+        topic: where the records go.
+        records: each record's partition (one the topic has), key and value.
+
+    Returns:
+        One future per batch sent, in the order they were queued.
+    """
+    batches: dict[int, Any] = {}
+    futures = []
+    for partition, key, value in records:
+        batch = batches.get(partition)
+        if batch is None or batch.append(key=key, value=value, timestamp=None) is None:
+            if batch is not None:  # full: it goes now, a new one takes the record
+                futures.append(await client.send_batch(batch, topic, partition=partition))
+            batch = batches[partition] = client.create_batch()
+            batch.append(key=key, value=value, timestamp=None)  # a batch takes its first
+    for partition, batch in batches.items():
+        if batch.record_count():
+            futures.append(await client.send_batch(batch, topic, partition=partition))
+    return futures
 
 
 class StartsAndStops:
@@ -140,15 +184,18 @@ class AsyncEventProducer(StartsAndStops):
         validate: bool = True,
         partitions: list[int] | None = None,
         values: list[bytes] | None = None,
-    ) -> list[Any]:
-        """Queue many events of one type as one batch per partition; returns their futures.
+    ) -> list[asyncio.Future[Any]]:
+        """Queue many events of one type as one batch per partition (:func:`send_batches`);
+        returns the batches' futures.
 
         Partitions are chosen as :meth:`send` chooses them (murmur2 of the key, as the Java
-        client does), so per-key order holds across both; the cost per event is a fraction
-        of :meth:`send`'s. ``partitions`` gives each event's partition instead, for a caller
-        that already knows it (ingest writes an example to the partition number its request
-        came in on, which is murmur2's choice for topics of equal size). ``values`` gives
-        each event's wire form instead, for a caller that has serialized them already.
+        client does; :func:`~driftloop.partitioning.choose_partitions`), so per-key order
+        holds across both; the cost per event is a fraction of :meth:`send`'s. Events without
+        a key are spread by their index. ``partitions`` gives each event's partition instead,
+        for a caller that already knows it (ingest writes an example to the partition number
+        its request came in on, which is murmur2's choice for topics of equal size).
+        ``values`` gives each event's wire form instead, for a caller that has serialized
+        them already.
         """
         if validate:
             for event in events:
@@ -157,37 +204,19 @@ class AsyncEventProducer(StartsAndStops):
         known = sorted(await self.client.partitions_for(topic))  # waits for the metadata
         if not known:
             raise BrokerUnavailable(f"no partitions known for topic {topic}")
+        keys = [event_type.key(event) for event in events]
         if partitions is None:
-            partitions = [
-                self._partition(event_type, event, i, known) for i, event in enumerate(events)
-            ]
+            partitions = choose_partitions(keys, known)
         elif len(partitions) != len(events) or not set(partitions) <= set(known):
             raise ValueError(f"partitions must name one partition of {topic} per event")
         if values is None:
             values = [dumps(event) for event in events]
         elif len(values) != len(events):
             raise ValueError("values must give one serialized value per event")
-        batches: dict[int, Any] = {}
-        futures = []
-        for event, partition, value in zip(events, partitions, values, strict=True):
-            key = event_type.key(event)
-            batch = batches.get(partition)
-            if batch is None or batch.append(key=key, value=value, timestamp=None) is None:
-                if batch is not None:
-                    futures.append(await self.client.send_batch(batch, topic, partition=partition))
-                batch = batches[partition] = self.client.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
-        for partition, batch in batches.items():
-            futures.append(await self.client.send_batch(batch, topic, partition=partition))
+        records = zip(partitions, keys, values, strict=True)
+        futures = await send_batches(self.client, topic, records)
         EVENTS_PRODUCED.labels(topic).inc(len(events))
         return futures
-
-    @staticmethod
-    def _partition(event_type: EventType, event: dict[str, Any], i: int, known: list[int]) -> int:
-        key = event_type.key(event)
-        if key is None:
-            return known[i % len(known)]
-        return known[(murmur2(key) & 0x7FFFFFFF) % len(known)]
 
     async def flush(self) -> None:
         await self.client.flush()

@@ -63,6 +63,7 @@ from driftloop.async_messaging import (
     AsyncEventConsumer,
     AsyncEventProducer,
     ConsumerRebalanceListener,
+    send_batches,
 )
 from driftloop.contract import FeatureContract
 from driftloop.contract_log import ContractLog
@@ -457,23 +458,12 @@ class IngestWorker(ConsumerRebalanceListener):
         self, changes: dict[str, tuple[int, dict[str, Any] | None]]
     ) -> list[asyncio.Future[Any]]:
         # One batch per partition: a record at a time would cost as much as the join itself.
-        batches: dict[int, Any] = {}
-        sends = []
-        topic = self.settings.topic_ingest_changelog
-        for request_id, (partition, snapshot) in changes.items():
-            key = request_id.encode()
-            value = orjson.dumps(snapshot) if snapshot is not None else None
-            batch = batches.get(partition) or batches.setdefault(
-                partition, self.changelog.create_batch()
-            )
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                sends.append(await self.changelog.send_batch(batch, topic, partition=partition))
-                batch = batches[partition] = self.changelog.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
-        for partition, batch in batches.items():
-            if batch.record_count():
-                sends.append(await self.changelog.send_batch(batch, topic, partition=partition))
-        return sends
+        # Keyed by request id, to the request's partition; no snapshot: a tombstone.
+        records = (
+            (partition, request_id.encode(), None if snapshot is None else orjson.dumps(snapshot))
+            for request_id, (partition, snapshot) in changes.items()
+        )
+        return await send_batches(self.changelog, self.settings.topic_ingest_changelog, records)
 
     async def close(self) -> None:
         """Checkpoint what was handled, then :meth:`stop`."""

@@ -9,9 +9,10 @@ travel as the examples' JSON lines, which the worker makes anyway for the exampl
 The writer process opens the store itself (``opener``, a picklable callable: an S3 client does
 not travel), so its dedupe memory of stored ids lives there. The contracts in force travel with
 each write as their JSON, made once per contract here and validated once per contract there,
-so that the store writes each model's rows in its contract's schema. It dies with ingest's process
-(the kernel's parent-death signal on Linux): a restarted ingest must never meet a write of the
-process before it, which would store again rows the new one reads again.
+so that the store writes each model's rows in its contract's schema. It is a
+:class:`~driftloop.children.HelperProcess`, so it dies with ingest's process (the kernel's
+parent-death signal on Linux): a restarted ingest must never meet a write of the process before
+it, which would store again rows the new one reads again.
 
 Example:
     >>> import asyncio, functools, tempfile
@@ -30,14 +31,12 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
 
 import orjson
 
-from driftloop.children import exit_with_parent, killed_with_parent
+from driftloop.children import HelperProcess
 from driftloop.contract import FeatureContract
 from driftloop.store import ExampleStore, Manifest, OffsetRanges
 
@@ -51,20 +50,16 @@ class StoreWriter:
     """
 
     def __init__(self, opener: Callable[[], ExampleStore]) -> None:
-        self._pool = ProcessPoolExecutor(
-            1,
-            # spawn, not fork: ingest's process has threads (the Kafka clients')
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_open,
-            initargs=(opener, os.getpid()),
-        )
+        # Not restarted: a dead writer fails its checkpoint, and ingest with it; a later write
+        # must not land meanwhile, in a new process, behind the one that was lost.
+        self._helper = HelperProcess(_open, (opener,), name="store-writer", restart=False)
         self.pid: int | None = None  # the writer process's, once started
         # Each contract's JSON, made once: {model: (the contract it was made from, its JSON)}
         self._encoded: dict[str, tuple[FeatureContract, bytes]] = {}
 
     async def start(self) -> None:
         """Start the writer process and open the store there (not at the first checkpoint)."""
-        self.pid = await asyncio.wrap_future(self._pool.submit(os.getpid))
+        self.pid = await self._helper.submit_async(os.getpid)
 
     def write(
         self,
@@ -76,7 +71,7 @@ class StoreWriter:
         ``contracts`` (the contract in force per model name); the future resolves once they
         are durable, or raises what the write raised."""
         encoded = None if contracts is None else self._encode(contracts)
-        return asyncio.wrap_future(self._pool.submit(_write, b"\n".join(lines), offsets, encoded))
+        return self._helper.submit_async(_write, b"\n".join(lines), offsets, encoded)
 
     def _encode(self, contracts: Mapping[str, FeatureContract]) -> dict[str, bytes]:
         encoded = {}
@@ -90,7 +85,7 @@ class StoreWriter:
 
     def close(self) -> None:
         """Let the writes queued finish, then stop the writer process."""
-        self._pool.shutdown(wait=True)
+        self._helper.close(wait=True)
 
 
 # --- the writer process -----------------------------------------------------------------------
@@ -99,12 +94,8 @@ _store: ExampleStore | None = None
 _contracts: dict[bytes, FeatureContract] = {}  # validated once per contract, by its JSON
 
 
-def _open(opener: Callable[[], ExampleStore], parent: int) -> None:
+def _open(opener: Callable[[], ExampleStore]) -> None:
     global _store
-    if not killed_with_parent():
-        exit_with_parent()  # within a second, not in the middle of a write: the best elsewhere
-    if os.getppid() != parent:  # gone before either was in place
-        os._exit(1)
     _store = opener()
 
 

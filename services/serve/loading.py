@@ -13,7 +13,7 @@ TensorFlow's autograph writes the code it generates to temporary files, removed 
 interpreter exits normally, which a loader process does not when serve is stopped or killed.
 So each loader process gets a scratch directory of its own as its temporary directory, removed
 when serve closes the loader, when the process is replaced, and by the process itself when it
-outlives serve.
+outlives serve (a :class:`~driftloop.children.HelperProcess` with ``scratch``).
 
 Example:
     >>> loader = VersionLoader(registry, "m", max_batch_size=64)  # doctest: +SKIP
@@ -26,17 +26,12 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import logging
-import multiprocessing
 import os
-import shutil
-import tempfile
-import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from driftloop.children import exit_with_parent
+from driftloop.children import HelperProcess
 from driftloop.errors import ModelLoadFailed
 from driftloop.model_card import ModelCard
 from driftloop.registry import ModelRegistry, model_uri
@@ -84,12 +79,10 @@ def _loaded(card: ModelCard, runtime: ModelRuntime) -> LoadedVersion:
     )
 
 
-def _prepare_loader_process(tracking_uri: str, scratch: str) -> None:
-    """The loader process's start: lower priority, quiet TensorFlow, the registry's address,
-    ``scratch`` as its temporary directory."""
+def _prepare_loader_process(tracking_uri: str) -> None:
+    """The loader process's start: lower priority, quiet TensorFlow, the registry's address
+    (its scratch directory and its end with serve are :class:`HelperProcess`'s)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ["TMPDIR"] = tempfile.tempdir = scratch
-    exit_with_parent(before=lambda: shutil.rmtree(scratch, ignore_errors=True))
     faulthandler.enable()  # a crash in TensorFlow's C++ says where, in serve's log
     with contextlib.suppress(OSError):  # not allowed here: it works at the same priority
         os.nice(NICE)
@@ -166,9 +159,10 @@ class VersionLoader:
         self.max_batch_size = max_batch_size
         self.path = path
         self.isolated = isolated
-        self._pool: ProcessPoolExecutor | None = None
-        self._scratch: str | None = None  # the loader process's temporary directory
-        self._lock = threading.Lock()
+        # Started at the first load, kept for later versions; spawned, never forked (TF).
+        self._helper = HelperProcess(
+            _prepare_loader_process, (registry.tracking_uri,), name="loader", scratch=True
+        )
 
     def load(self, version: str, check: Callable[[ModelCard], None]) -> LoadedVersion:
         """Load, compile and warm up ``version`` (blocking: seconds); raises on any failure.
@@ -198,18 +192,8 @@ class VersionLoader:
 
     def _elsewhere(self, version: str, attempts: int = 2) -> dict[str, Any]:
         for attempt in range(1, attempts + 1):
-            with self._lock:
-                if self._pool is None:
-                    self._scratch = tempfile.mkdtemp(prefix="driftloop-loader-")
-                    self._pool = ProcessPoolExecutor(
-                        1,
-                        mp_context=multiprocessing.get_context("spawn"),  # never fork TF
-                        initializer=_prepare_loader_process,
-                        initargs=(self.registry.tracking_uri, self._scratch),
-                    )
-                pool = self._pool
             try:
-                return pool.submit(
+                return self._helper.submit(
                     compile_elsewhere,
                     self.registry.tracking_uri,
                     self.name,
@@ -218,37 +202,16 @@ class VersionLoader:
                     self.path,
                 ).result()
             except BrokenProcessPool as error:  # it died (killed?): a new one, once
-                processes = getattr(pool, "_processes", None) or {}
-                log.warning(
-                    "the loader process died",
-                    extra={
-                        "version": version,
-                        "exit_codes": [p.exitcode for p in processes.values()],
-                        "attempt": attempt,
-                    },
-                )
-                with self._lock:
-                    scratch = None
-                    if self._pool is pool:
-                        self._pool, scratch, self._scratch = None, self._scratch, None
-                _retire(pool, scratch)
                 if attempt == attempts:
                     raise ModelLoadFailed(
                         f"the loader process died loading version {version}"
                     ) from error
+                log.info(
+                    "loading the version again, in a new loader process",
+                    extra={"version": version, "attempt": attempt + 1},
+                )
         raise AssertionError("unreachable")
 
     def close(self) -> None:
         """Stop the loader process (a later load starts another) and remove its scratch."""
-        with self._lock:
-            pool, self._pool = self._pool, None
-            scratch, self._scratch = self._scratch, None
-        _retire(pool, scratch)
-
-
-def _retire(pool: ProcessPoolExecutor | None, scratch: str | None) -> None:
-    """Stop a loader process (without waiting for it) and remove its scratch directory."""
-    if pool is not None:
-        pool.shutdown(wait=False, cancel_futures=True)
-    if scratch is not None:
-        shutil.rmtree(scratch, ignore_errors=True)
+        self._helper.close(wait=False)

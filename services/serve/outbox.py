@@ -18,6 +18,11 @@ re-created after a failure, so serve starts without a broker and logging resumes
 when the broker is back. A sender process that dies is started again (what it held is counted
 as dropped); one whose serving process is gone sends what it holds and exits.
 
+The sender is started with :func:`driftloop.children.start_piped`, not run as a
+:class:`~driftloop.children.HelperProcess`: it is one long exchange over pipes (hand-offs in,
+each sent while the next arrives; stored counts and the producer's state out, whenever they
+change), where a helper for calls carries one call at a time and an answer per call.
+
 Example:
     >>> outbox = EventOutbox(settings, capacity=100_000)  # doctest: +SKIP
     >>> outbox.put(EventType.PREDICTION, [event])  # doctest: +SKIP
@@ -36,18 +41,15 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
 from driftloop.async_messaging import AsyncEventProducer
-from driftloop.errors import BrokerUnavailable
+from driftloop.children import exit_with_parent, start_piped
 from driftloop.events import EventType
 from driftloop.messaging import EVENTS_PRODUCED
-from driftloop.schemas import dumps
 from driftloop.settings import Settings
-from services.serve.partitioning import partitions_for
 
 log = logging.getLogger("services.serve.outbox")  # also when run as __main__ (the sender)
 
@@ -150,14 +152,7 @@ class EventOutbox:
         when it dies; then hand it the rest and give it its timeout to send them."""
         while True:
             try:
-                process = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "services.serve.outbox",
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    env=_sender_environment(),
-                )
+                process = await start_piped("services.serve.outbox")
             except OSError as error:
                 log.error("cannot start the event sender process", extra={"error": str(error)})
                 if await _stopped(stop, RESTART_S):
@@ -254,13 +249,6 @@ class EventOutbox:
                 BUFFERED.set(len(self))
             elif message[0] == "connected":
                 KAFKA_UP.set(1 if message[1] else 0)
-
-
-def _sender_environment() -> dict[str, str]:
-    """This process's environment, with this package importable wherever serve was started."""
-    root = str(Path(__file__).resolve().parents[2])
-    path = os.environ.get("PYTHONPATH")
-    return os.environ | {"PYTHONPATH": f"{root}{os.pathsep}{path}" if path else root}
 
 
 async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
@@ -400,47 +388,12 @@ class EventSender:
 
     async def _deliver(self, by_type: dict[EventType, list[dict[str, Any]]]) -> None:
         producer = await self._connected()
-        futures: list[Any] = []
+        futures: list[asyncio.Future[Any]] = []
         for event_type, events in by_type.items():
-            futures += await self._send_batches(producer.client, event_type, events)
+            # Built here from validated parts (serve's tests check them against the schemas):
+            # a second check would cost as much as the send.
+            futures += await producer.send_many(event_type, events, validate=False)
         await asyncio.gather(*futures)
-
-    async def _send_batches(
-        self, client: Any, event_type: EventType, events: list[dict[str, Any]]
-    ) -> list[Any]:
-        """Queue ``events`` as one record batch per partition; returns the batches' futures.
-
-        ``AsyncEventProducer.send_many`` does the same; this one partitions with the faster
-        :func:`~services.serve.partitioning.partitions_for` (same partitions), since on the
-        serving event loop every microsecond an event costs is taken from requests.
-        """
-        topic = self.settings.topic_for(event_type)
-        partitions = sorted(await client.partitions_for(topic))  # waits for the metadata
-        if not partitions:
-            raise BrokerUnavailable(f"no partitions known for topic {topic}")
-        count = len(partitions)
-        keys = [event_type.key(event) for event in events]
-        hashed = partitions_for([key for key in keys if key is not None], count)
-        batches: dict[int, Any] = {}
-        futures = []
-        spread = 0
-        for index, event in enumerate(events):
-            key = keys[index]
-            if key is None:
-                partition = partitions[index % count]
-            else:
-                partition = partitions[hashed[spread]]
-                spread += 1
-            value = dumps(event)
-            batch = batches.get(partition)
-            if batch is None or batch.append(key=key, value=value, timestamp=None) is None:
-                if batch is not None:
-                    futures.append(await client.send_batch(batch, topic, partition=partition))
-                batch = batches[partition] = client.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
-        for partition, batch in batches.items():
-            futures.append(await client.send_batch(batch, topic, partition=partition))
-        return futures
 
     async def _connected(self) -> AsyncEventProducer:
         if self._producer is None:
@@ -513,8 +466,6 @@ async def _send_for(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
 
 
 async def _sender_process() -> None:
-    from driftloop.children import exit_with_parent
-
     exit_with_parent()  # its end of the pipe closing says so too; this is in case it does not
     loop = asyncio.get_running_loop()
     reports = os.dup(1)  # the reports' channel; anything printed goes to stderr instead

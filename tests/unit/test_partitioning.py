@@ -1,4 +1,4 @@
-"""serve's murmur2 partitioning gives the partitions every Kafka client computes."""
+"""driftloop's murmur2 partitioning gives the partitions every Kafka client computes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 import pytest
 from aiokafka.partitioner import murmur2 as reference
 
-from services.serve.partitioning import murmur2, partition_for, partitions_for
+from driftloop.partitioning import choose_partitions, murmur2, partition_for, partitions_for
 
 
 def expected(key: bytes, partitions: int) -> int:
@@ -31,3 +31,19 @@ def test_partitions_for_many_keys_matches_one_at_a_time(partitions: int) -> None
     keys += [rng.randbytes(rng.randint(0, 9)) for _ in range(30)]  # short and mixed
     assert partitions_for(keys, partitions) == [expected(k, partitions) for k in keys]
     assert partitions_for([], partitions) == []
+
+
+@pytest.mark.parametrize("known", [[0], [0, 1, 2], [2, 5, 7, 11]])
+def test_choose_partitions_is_what_send_many_chose_with_aiokafkas_murmur2(known: list[int]) -> None:
+    """AsyncEventProducer.send_many's choice before it used choose_partitions: murmur2 of the
+    key from aiokafka, and records without a key spread by their index."""
+    rng = random.Random(len(known))
+    keys: list[bytes | None] = [rng.randbytes(16).hex().encode() for _ in range(60)]
+    keys += [None if i % 3 else f"r-{i}".encode() for i in range(60)]  # keyed and not, mixed
+    rng.shuffle(keys)
+    before = [
+        known[i % len(known)] if key is None else known[expected(key, len(known))]
+        for i, key in enumerate(keys)
+    ]
+    assert choose_partitions(keys, known) == before
+    assert choose_partitions([None] * 5, known) == [known[i % len(known)] for i in range(5)]

@@ -1,15 +1,17 @@
 """Kafka's key partitioning (murmur2, as the Java client and aiokafka compute it), faster.
 
-Prediction events are keyed by request id so a later label lands on the same partition;
-the partition must be the one every other client computes for that key. aiokafka's murmur2
-reads the key byte by byte in Python (~9 us for a 32-byte id, more than everything else an
-event costs); this reads it four bytes at a time with :mod:`struct` and gives the same hash.
+Events are keyed so that one request's events (its prediction, its label) land on one
+partition; the partition must be the one every other client computes for that key. aiokafka's
+murmur2 reads the key byte by byte in Python (~9 us for a 32-byte id, more than everything else
+an event costs); this reads it four bytes at a time with :mod:`struct` and gives the same hash.
 
 Example:
     >>> murmur2(b"21")  # as aiokafka.partitioner.murmur2 (and Kafka's Java client) hash it
     3321034988
     >>> partition_for(b"request-1", 12)
     7
+    >>> choose_partitions([b"request-1", None, None], list(range(12)))
+    [7, 1, 2]
 """
 
 from __future__ import annotations
@@ -94,3 +96,23 @@ def partitions_for(keys: list[bytes], partitions: int) -> list[int]:
         ):
             chosen[index] = partition
     return chosen
+
+
+def choose_partitions(keys: list[bytes | None], partitions: list[int]) -> list[int]:
+    """The partition, of the topic's ``partitions`` (sorted ids), for each record of ``keys``.
+
+    A keyed record goes where Kafka's default partitioner sends its key; one without a key goes
+    to ``partitions[i % len(partitions)]``, ``i`` its index (records spread, in a fixed order).
+
+    Example:
+        >>> choose_partitions([None, None, b"a", None, b"a"], [0, 1, 2])  # b"a": partition 1
+        [0, 1, 1, 0, 1]
+        >>> choose_partitions([], [0])
+        []
+    """
+    count = len(partitions)
+    hashed = iter(partitions_for([key for key in keys if key is not None], count))
+    return [
+        partitions[index % count] if key is None else partitions[next(hashed)]
+        for index, key in enumerate(keys)
+    ]
