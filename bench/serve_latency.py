@@ -8,7 +8,7 @@ time so they do not share the cores:
   prediction logged to Kafka);
 - `mlflow models serve -m models:/<name>/<version> --env-manager local`, the same model;
 - the HTTP floor: a bare Starlette app on serve's own server (:class:`driftloop.asgi.
-  ServiceServer`: uvicorn, uvloop, httptools, one write an answer) that reads the body and
+  ServiceServer`: uvicorn, uvloop, httptools) that reads the body and
   returns a constant.
 
 Loads: one record per request at concurrency 1, 8 and 32; 64 records per request at 8 (for

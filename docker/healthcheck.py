@@ -17,7 +17,7 @@ from pathlib import Path
 
 # service: (port variable, default port, readiness path); the ports are the settings'.
 READINESS = {
-    "serve": ("DRIFTLOOP_SERVE_PORT", 8080, "/v2/health/ready"),
+    "serve": ("DRIFTLOOP_SERVE_PORT", 8080, "/health/ready"),
     "ingest": ("DRIFTLOOP_INGEST_PORT", 8081, "/health/ready"),
     "monitor": ("DRIFTLOOP_MONITOR_PORT", 8083, "/health/ready"),
     "trainer": ("DRIFTLOOP_TRAINER_PORT", 8084, "/health/ready"),

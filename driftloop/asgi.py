@@ -1,118 +1,65 @@
-"""The services' HTTP server: uvicorn, stopped by SIGTERM or SIGINT without losing the cleanup,
-writing each response in one piece, and the endpoints every service answers.
+"""How every service runs: its HTTP app on uvicorn and, on the same event loop, the parts that
+run beside it; the endpoints every service answers.
 
-uvicorn re-raises the signal it caught once it has shut down, which kills the process before
-the caller's ``finally`` runs; a service must still checkpoint and close its Kafka clients, so
-:class:`ServiceServer` shuts down on the signal and then simply returns.
+:class:`ServiceRunner` starts a service's parts (a consuming worker, an event sender, a
+registry watcher) before its app answers, stops them after it has stopped answering, and stops
+the service when a part fails, rather than leave it answering without its worker (a restart
+resumes from the last commit). :class:`ServiceServer` is the uvicorn server under it: stopped
+by SIGTERM or SIGINT, it returns instead of re-raising the signal (uvicorn's default, which
+kills the process before the caller's ``finally`` runs: a service must still checkpoint and
+close its Kafka clients). :func:`service_app` is the app every service starts from:
+``/health/live``, ``/health/ready``, ``/metrics`` and the errors answered alike.
 
-uvicorn writes a response's head as soon as the app starts the response, and its body when the
-app sends it: two system calls, and on a socket with Nagle's algorithm off (as uvicorn sets
-it) two segments, each of which wakes the client. :class:`HttpProtocol` holds the head until
-the first piece of the body and writes them together.
+Example:
+    >>> import asyncio
+    >>> async def consume(stop: asyncio.Event) -> None:
+    ...     await stop.wait()
+    >>> runner = ServiceRunner("example", run={"example-worker": consume})
+    >>> async def main() -> tuple[bool, bool]:
+    ...     async with runner.lifespan(None):
+    ...         await asyncio.sleep(0)
+    ...         during = runner.ready()
+    ...     return during, runner.ready()
+    >>> asyncio.run(main())
+    (True, False)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import threading
-from collections.abc import Callable, Generator
-from contextlib import AbstractAsyncContextManager
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Mapping,
+    Sequence,
+)
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from driftloop.errors import DriftloopError, NotReady
 from driftloop.http import answer_error, error_response
 from driftloop.metrics import metrics_app
 
+log = logging.getLogger(__name__)
+
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
-
-COPY_BELOW = 64 * 1024  # bodies smaller than this are copied behind their head: one buffer
-
-
-class ResponseWriter:
-    """A connection's transport that sends each response's head with the first piece of its
-    body, in one write.
-
-    What else is written (``100 Continue`` before a response starts, the body's later pieces,
-    the server's own error answers) goes out as it comes. A head still held when its response
-    completes without a body write (an answer to HEAD), or when the connection closes, is
-    written then (:meth:`flush`).
-
-    Parameters:
-        transport: the connection's transport.
-        protocol: the connection's protocol: its newest request (``cycle``) is the one writing
-            when its response has started, since a connection's requests answer in turn.
-    """
-
-    __slots__ = ("_done", "_head", "_protocol", "transport")
-
-    def __init__(self, transport: Any, protocol: HttpProtocol) -> None:
-        self.transport = transport
-        self._protocol = protocol
-        self._head: bytes | None = None
-        self._done: RequestResponseCycle | None = None  # the last request whose head was seen
-
-    def write(self, data: bytes) -> None:
-        head = self._head
-        if head is not None:
-            self._head = None
-            if len(data) < COPY_BELOW:
-                self.transport.write(head + data)
-            else:  # a large body is not copied to put the head before it
-                self.transport.writelines((head, data))
-            return
-        cycle = self._protocol.cycle
-        if cycle is not self._done and cycle.response_started and not cycle.response_complete:
-            self._head, self._done = data, cycle  # the first write of a response: its head
-            return
-        self.transport.write(data)
-
-    def flush(self) -> None:
-        """Write the head if it is still held."""
-        head = self._head
-        if head is not None:
-            self._head = None
-            self.transport.write(head)
-
-    def close(self) -> None:
-        self.flush()
-        self.transport.close()
-
-    def is_closing(self) -> bool:
-        return bool(self.transport.is_closing())
-
-    def __getattr__(self, name: str) -> Any:  # the rest of the transport's interface
-        return getattr(self.transport, name)
-
-
-class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, writing through a :class:`ResponseWriter`.
-
-    Against the plain protocol, alternated at 8 connections on two cores (medians of four):
-    the serve benchmark's HTTP floor (a constant-returning app) 22.4k requests/s against 19.6k,
-    its CPU 42-45 us a request against 47-55 and the load generator's 13-15 against 17-20;
-    serve 13.1k against 12.4k. A pipelined request's head goes out alone: the protocol has
-    parsed the next request by then, and it is the next one's state this looks at.
-    """
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(ResponseWriter(transport, self))  # type: ignore[arg-type]
-
-    def on_response_complete(self) -> None:
-        self.transport.flush()  # type: ignore[attr-defined]  # a head with no body (HEAD)
-        super().on_response_complete()
+Part = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 class ServiceServer(uvicorn.Server):
-    """A uvicorn server whose :meth:`run` returns after a SIGTERM/SIGINT shutdown, on
-    :class:`HttpProtocol`.
+    """A uvicorn server (httptools; uvloop, which uvicorn[standard] installs) whose
+    :meth:`run` returns after a SIGTERM/SIGINT shutdown.
 
     Parameters:
         app: the ASGI app.
@@ -129,7 +76,7 @@ class ServiceServer(uvicorn.Server):
                 host=host,
                 port=port,
                 log_level="warning",
-                http=HttpProtocol,
+                http="httptools",
                 access_log=access_log,
             )
         )
@@ -147,22 +94,114 @@ class ServiceServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def service_app(
-    service: str,
-    not_ready: str,
-    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
-) -> FastAPI:
+class ServiceRunner:
+    """A service's parts on its server's event loop: started before the app answers, stopped
+    after it has stopped answering.
+
+    Parameters:
+        service: the service's name, for its log lines.
+        run: each part by name: ``part(stop)`` runs until ``stop`` is set, then returns.
+        start: awaited in order before the parts run (clients to connect).
+        close: awaited in order after the parts have returned.
+        stop_timeout_s: how long the parts have to return once ``stop`` is set (None: as long
+            as they take; a worker's last checkpoint must not be cut short).
+    """
+
+    def __init__(
+        self,
+        service: str,
+        run: Mapping[str, Part],
+        start: Sequence[Callable[[], Awaitable[Any]]] = (),
+        close: Sequence[Callable[[], Awaitable[Any]]] = (),
+        stop_timeout_s: float | None = None,
+    ) -> None:
+        self.service = service
+        self._parts = dict(run)
+        self._start = list(start)
+        self._close = list(close)
+        self._stop_timeout_s = stop_timeout_s
+        self._tasks: list[asyncio.Task[None]] = []
+        self.server: ServiceServer | None = None
+        self.failed = False
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        """The app's lifespan: the parts run inside it."""
+        for start in self._start:
+            await start()
+        stop = asyncio.Event()
+        self._tasks = [asyncio.create_task(part(stop), name=n) for n, part in self._parts.items()]
+        for task in self._tasks:
+            task.add_done_callback(self._ended)
+        log.info("%s started", self.service, extra={"parts": list(self._parts)})
+        try:
+            yield
+        finally:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    asyncio.gather(*self._tasks, return_exceptions=True), self._stop_timeout_s
+                )
+            for close in self._close:
+                await close()
+
+    def ready(self) -> bool:
+        """Whether every part runs."""
+        return bool(self._tasks) and not any(task.done() for task in self._tasks)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        # Stop rather than answer without the part: a restart resumes from the last commit.
+        log.error("%s failed; stopping", task.get_name(), exc_info=task.exception())
+        self.failed = True
+        if self.server is not None:
+            self.server.should_exit = True
+
+    def serve(self, app: Any, port: int, host: str = "0.0.0.0", access_log: bool = True) -> int:
+        """Serve ``app`` (made with :meth:`lifespan`) until SIGTERM or SIGINT, or until a part
+        fails; the process's exit status: 1 if a part failed."""
+        self.server = ServiceServer(app, port, host, access_log)
+        self.server.run()
+        return 1 if self.failed else 0
+
+
+def in_thread(run: Callable[[threading.Event], None]) -> Part:
+    """A blocking ``run(stop)`` (a loop on a thread's clock: the trainer's fits take minutes)
+    as a :class:`ServiceRunner` part: it runs in a thread of its own until ``stop`` is set."""
+
+    async def part(stop: asyncio.Event) -> None:
+        halt = threading.Event()
+        thread = asyncio.ensure_future(asyncio.to_thread(run, halt))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({thread, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halt.set()
+            stopping.cancel()
+        await thread
+
+    return part
+
+
+def service_app(service: str, not_ready: str, runner: ServiceRunner | None = None) -> FastAPI:
     """A service's app with what every service answers: ``/metrics``, ``/health/live`` (200
     while the process runs) and ``/health/ready`` (200 while ``app.state.ready()`` is true,
-    else 503 saying ``not_ready``). The service sets ``app.state.ready`` once it runs.
+    else 503 saying ``not_ready``). ``runner`` runs the service's parts in the app's lifespan;
+    the app is ready while they run.
 
     A :class:`~driftloop.errors.DriftloopError` a route raises is answered with its
     ``http_status`` and the body every service answers (:func:`driftloop.http.error_answer`).
     """
-    app = FastAPI(title=f"driftloop {service}", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app = FastAPI(
+        title=f"driftloop {service}",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=None if runner is None else runner.lifespan,
+    )
     app.add_exception_handler(DriftloopError, answer_error)
     app.mount("/metrics", metrics_app())
-    app.state.ready = lambda: True
+    app.state.ready = (lambda: True) if runner is None else runner.ready
 
     @app.get("/health/live")
     async def live() -> dict[str, str]:

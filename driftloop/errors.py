@@ -82,6 +82,12 @@ class PayloadTooLarge(DriftloopError):
     http_status = 413
 
 
+class MethodNotAllowed(DriftloopError):
+    """A method the path does not take (a GET to an inference path)."""
+
+    http_status = 405
+
+
 class NotFound(DriftloopError):
     """Something a request names that is not here (a report, a model)."""
 

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -96,9 +97,42 @@ async def read_request(request: Request, limit: int) -> bytes:
     return await read_body(request.receive, raw, limit)
 
 
-def parse_json(body: bytes) -> Any:
-    """``body`` parsed; raises :class:`~driftloop.errors.MalformedRequest` if it is not JSON."""
+def parse_json(body: bytes, *, non_finite: bool = False) -> Any:
+    """``body`` parsed; raises :class:`~driftloop.errors.MalformedRequest` if it is not JSON.
+
+    ``non_finite``: also parse ``NaN`` and ``Infinity``, which are not JSON but which some
+    clients send, so that the answer can name the field that holds one (a 422 from the
+    contract check) instead of refusing the whole body. An integer past 64 bits is then a
+    float, as orjson parses it, and a document orjson could not write back (a lone surrogate)
+    is still refused: no event could carry it.
+
+    Example:
+        >>> parse_json(b'{"age": 41}')
+        {'age': 41}
+        >>> parse_json(b'{"age": NaN}', non_finite=True)
+        {'age': nan}
+        >>> parse_json(b'{"age": NaN}')  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        driftloop.errors.MalformedRequest: the body is not JSON: ...
+    """
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as error:
-        raise MalformedRequest(f"the body is not JSON: {error}") from None
+        if not non_finite:
+            raise MalformedRequest(f"the body is not JSON: {error}") from None
+        try:
+            document = json.loads(body, parse_int=_wire_int)
+        except ValueError:
+            raise MalformedRequest(f"the body is not JSON: {error}") from None
+        try:
+            orjson.dumps(document)
+        except orjson.JSONEncodeError as unwritable:
+            raise MalformedRequest(f"the body is not JSON: {unwritable}") from None
+        return document
+
+
+def _wire_int(text: str) -> int | float:
+    """An integer as orjson parses it: past 64 bits, a float (an event carries no wider)."""
+    value = int(text)
+    return value if -(1 << 63) <= value < 1 << 64 else float(text)

@@ -29,11 +29,10 @@ from driftloop.errors import StackError
 from driftloop.settings import SERVICES, Settings, as_environment, service_settings
 from driftloop.stack.process import ManagedProcess, free_port
 
-# Readiness: serve is ready only with a model loaded, the others once they consume.
-READY_PATHS = {"serve": ("/v2/health/ready",)}
-LIVE_PATHS = {"serve": ("/v2/health/live", "/health/live")}
-DEFAULT_READY = ("/health/ready",)
-DEFAULT_LIVE = ("/health/live",)
+# Every service answers these; serve is ready only with a model loaded, the others once they
+# consume.
+READY_PATH = "/health/ready"
+LIVE_PATH = "/health/live"
 DEFAULT_PORTS = {"ingest": 8081, "monitor": 8083, "trainer": 8084, "serve": 8080}
 
 
@@ -152,12 +151,10 @@ class ServiceSupervisor:
         return {service: self.start(service) for service in self.services}
 
     def live(self, service: str) -> bool:
-        paths = LIVE_PATHS.get(service, DEFAULT_LIVE) + READY_PATHS.get(service, DEFAULT_READY)
-        return any(_answers(self.url(service) + path) is not None for path in paths)
+        return _answers(self.url(service) + LIVE_PATH) is not None
 
     def ready(self, service: str) -> bool:
-        paths = READY_PATHS.get(service, DEFAULT_READY)
-        return any(_answers(self.url(service) + path) == 200 for path in paths)
+        return _answers(self.url(service) + READY_PATH) == 200
 
     def wait(self, service: str, timeout: float = 120.0, ready: bool = True) -> None:
         """Wait until ``service`` answers (``ready=False``) or says it is ready; fails early,

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from driftloop.asgi import service_app
+from driftloop.asgi import ServiceRunner, service_app
 from driftloop.async_messaging import AsyncEventProducer
 from driftloop.errors import BrokerUnavailable, InvalidInput, SchemaViolation
 from driftloop.events import EventType, ahead_of_clock, new_event
@@ -40,12 +38,12 @@ ACK_TIMEOUT_S = 15.0
 def create_app(
     settings: IngestSettings,
     producer: AsyncEventProducer,
-    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    runner: ServiceRunner | None = None,
     guard: ContractGuard | None = None,
 ) -> FastAPI:
-    """The intake app; ``lifespan`` starts and stops what runs beside it (the worker), whose
-    ``guard`` holds the contracts in force."""
-    app = service_app("ingest", "the consumer is not running", lifespan)
+    """The intake app; ``runner`` runs what runs beside it (the worker), whose ``guard`` holds
+    the contracts in force."""
+    app = service_app("ingest", "the consumer is not running", runner)
 
     async def intake(request: Request, event_type: EventType, plural: str) -> Response:
         document = parse_json(await read_request(request, settings.ingest_max_body_bytes))

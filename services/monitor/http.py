@@ -18,14 +18,13 @@ from __future__ import annotations
 import asyncio
 import html
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from driftloop.asgi import service_app
+from driftloop.asgi import ServiceRunner, service_app
 from driftloop.errors import BrokerUnavailable, InvalidInput, NotFound
 from driftloop.http import parse_json
 from services.monitor.report import WindowReports
@@ -37,7 +36,7 @@ def create_app(
     windows: Callable[[], list[dict[str, Any]]],
     reports: WindowReports,
     manual: Callable[[str | None, dict[str, Any]], Awaitable[str]],
-    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    runner: ServiceRunner | None = None,
 ) -> FastAPI:
     """The monitor's app.
 
@@ -46,9 +45,9 @@ def create_app(
         reports: where the window reports are.
         manual: sends a manual trigger for a model (None: the configured one) with evidence;
             returns its trigger id.
-        lifespan: starts and stops what runs beside the app (the worker).
+        runner: runs what runs beside the app (the worker).
     """
-    app = service_app("monitor", "the consumer is not running", lifespan)
+    app = service_app("monitor", "the consumer is not running", runner)
 
     @app.get("/v1/windows")
     async def recent() -> dict[str, Any]:

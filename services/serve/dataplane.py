@@ -1,15 +1,17 @@
 """serve's handlers, whatever the transport: inference, model metadata, health.
 
-The REST adapter (:mod:`services.serve.rest`) calls these; a Kafka inference-requests consumer
-could call the same. Each handler takes the serving model's reference once, so a request
-finishes on the version that started it even if a swap happens meanwhile, and every answer
-names that version. Errors are :mod:`driftloop.errors` classes; the adapter maps them to its
-protocol's status codes.
+Every transport calls these: the REST adapter (:mod:`services.serve.http`) today, a Kafka
+consumer of inference requests next. An inference is two calls: ``begin_*`` checks the body
+against the serving version's card and takes that version once, so a request finishes on the
+version that started it even if a swap happens meanwhile; :meth:`DataPlane.infer` calls the
+model, logs the predictions and returns the answer, which names that version. Errors are
+:mod:`driftloop.errors` classes; the transport maps them to its protocol's (for HTTP,
+:func:`driftloop.http.error_answer`).
 
 Example:
     >>> plane = DataPlane("driftloop-model", repository, outbox.put)  # doctest: +SKIP
-    >>> response, model = await plane.infer("driftloop-model", {"inputs": [...]})  # doctest: +SKIP
-    >>> response["model_version"]  # doctest: +SKIP
+    >>> inference = plane.begin_records({"age": 41, "income": 52000.0})  # doctest: +SKIP
+    >>> (await plane.infer(inference))["model_version"]  # doctest: +SKIP
     '3'
 """
 
@@ -107,12 +109,6 @@ class DataPlane:
         return {"name": model.name, "version": model.version, "ready": True}
 
     # --- inference --------------------------------------------------------------------------
-    #
-    # An inference is three steps: `begin_*` checks the body against the serving version's
-    # card (synchronous), the model is called (`ServedModel.predict`, awaited, or
-    # `ServedModel.call` for a model called inline), and `complete` decodes, logs and answers
-    # (synchronous). The HTTP adapter runs them itself, so that a request to an inline model
-    # is one coroutine; `infer` and `predict_records` run all three.
 
     def begin_infer(
         self,
@@ -134,6 +130,21 @@ class DataPlane:
         batch, body_id = decode_records(document, model.card)
         return Inference(model, batch, body_id or request_id or new_request_id(), RECORDS)
 
+    async def infer(self, inference: Inference) -> dict[str, Any]:
+        """Call the model on a checked request, log its predictions, and answer it.
+
+        A model fast enough to call inline is called right here, so that such a request is
+        one coroutine; the others wait for their micro-batch. Whatever the model raises is
+        raised (a server error: the request was checked).
+        """
+        model = inference.model
+        called = time.perf_counter()
+        if model.inline:
+            outputs = model.call(inference.batch)
+        else:
+            outputs = await model.predict(inference.batch)
+        return self.complete(inference, outputs, (time.perf_counter() - called) * 1e3)
+
     def complete(
         self, inference: Inference, outputs: np.ndarray, latency_ms: float
     ) -> dict[str, Any]:
@@ -151,29 +162,6 @@ class DataPlane:
         wanted = inference.outputs
         assert not isinstance(wanted, str)  # RECORDS answered above
         return infer_response(model.name, model.version, request_id, ids, predictions, wanted)
-
-    async def run(self, inference: Inference) -> tuple[dict[str, Any], ServedModel]:
-        """Call the model on a begun inference and complete it."""
-        start = time.perf_counter()
-        outputs = await inference.model.predict(inference.batch)
-        latency_ms = (time.perf_counter() - start) * 1e3
-        return self.complete(inference, outputs, latency_ms), inference.model
-
-    async def infer(
-        self,
-        name: str,
-        document: Any,
-        model_version: str | None = None,
-        request_id: str | None = None,
-    ) -> tuple[dict[str, Any], ServedModel]:
-        """An OIP v2 inference; returns the response and the model that served it."""
-        return await self.run(self.begin_infer(name, document, model_version, request_id))
-
-    async def predict_records(
-        self, document: Any, request_id: str | None = None
-    ) -> tuple[dict[str, Any], ServedModel]:
-        """Plain records in, one prediction per record out."""
-        return await self.run(self.begin_records(document, request_id))
 
 
 RECORDS = "records"  # Inference.outputs of a plain-records request

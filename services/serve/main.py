@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
-from starlette.applications import Starlette
-
-from driftloop.asgi import ServiceServer
+from driftloop.asgi import ServiceRunner
 from driftloop.logs import configure_logging
 from services.serve.settings import ServeSettings
-
-log = logging.getLogger(__name__)
 
 
 def main() -> int:
@@ -39,11 +32,11 @@ def main() -> int:
     from driftloop.registry import ModelRegistry
     from services.serve.batching import MicroBatcher
     from services.serve.dataplane import DataPlane
+    from services.serve.http import create_app
     from services.serve.loading import VersionLoader
     from services.serve.outbox import EventOutbox
     from services.serve.repository import ModelRepository
-    from services.serve.rest import create_app
-    from services.serve.updates import ChampionWatcher
+    from services.serve.worker import ChampionWatcher
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
@@ -71,29 +64,17 @@ def main() -> int:
     plane = DataPlane(name, repository, outbox.put)
     watcher = ChampionWatcher(settings, repository)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        stop = asyncio.Event()
-        tasks = [
-            asyncio.create_task(outbox.run(stop), name="serve-outbox"),
-            asyncio.create_task(watcher.run(stop), name="serve-watcher"),
-        ]
-        log.info("serve started", extra={"model": name, "port": settings.serve_port})
-        try:
-            yield
-        finally:
-            stop.set()  # the outbox sends what it still holds, within its timeout
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 15)
-            executor.shutdown(wait=False, cancel_futures=True)
-            loader.close()
+    async def close() -> None:
+        executor.shutdown(wait=False, cancel_futures=True)
+        loader.close()
 
-    # No access log: a log line per request costs more than the model.
-    server = ServiceServer(
-        create_app(settings, plane, lifespan),
-        settings.serve_port,
-        settings.serve_host,
-        access_log=False,
+    runner = ServiceRunner(
+        "serve",
+        # the outbox sends what it still holds once stopped, within its timeout
+        run={"serve-outbox": outbox.run, "serve-watcher": watcher.run},
+        close=[close],
+        stop_timeout_s=15,
     )
-    server.run()
-    return 0
+    # No access log: a log line per request costs more than the model.
+    app = create_app(settings, plane, runner)
+    return runner.serve(app, settings.serve_port, settings.serve_host, access_log=False)

@@ -7,15 +7,11 @@ GET /metrics        Prometheus
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from fastapi import FastAPI
 
-from driftloop.asgi import service_app
+from driftloop.asgi import ServiceRunner, service_app
 
 
-def create_app(ready: Callable[[], bool]) -> FastAPI:
-    """The app; ``ready`` says whether the consuming loop runs."""
-    app = service_app("trainer", "the trigger consumer is not running")
-    app.state.ready = ready
-    return app
+def create_app(runner: ServiceRunner | None = None) -> FastAPI:
+    """The app; ``runner`` runs the consuming loop beside it (ready while it runs)."""
+    return service_app("trainer", "the trigger consumer is not running", runner)

@@ -118,7 +118,7 @@ class Health(BaseHTTPRequestHandler):
     """A service stand-in: ready on serve's readiness path, 503 elsewhere."""
 
     def do_GET(self) -> None:
-        self.send_response(200 if self.path == "/v2/health/ready" else 503)
+        self.send_response(200 if self.path == "/health/ready" else 503)
         self.end_headers()
 
     def log_message(self, *args: object) -> None:

@@ -31,9 +31,9 @@ from tests.deploy.manifests import (
 from tests.deploy.tools import run, tool
 
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
-# (liveness, readiness) paths of each service: serve speaks the Open Inference Protocol.
+# (liveness, readiness) paths of each service: the same for all four.
 HEALTH = {
-    "serve": ("/v2/health/live", "/v2/health/ready"),
+    "serve": ("/health/live", "/health/ready"),
     "ingest": ("/health/live", "/health/ready"),
     "monitor": ("/health/live", "/health/ready"),
     "trainer": ("/health/live", "/health/ready"),

@@ -216,11 +216,13 @@ async def test_monitor_answers_its_errors_through_the_shared_answer() -> None:
 
 
 def serve_app(begin: Any) -> Any:
-    from services.serve.rest import create_app
+    from services.serve.dataplane import DataPlane
+    from services.serve.http import create_app
     from services.serve.settings import ServeSettings
 
     plane = SimpleNamespace(
         name="m",
+        infer=lambda inference: DataPlane.infer(plane, inference),  # type: ignore[arg-type]
         begin_records=begin,
         begin_infer=lambda name, document, version, caller: begin(document, caller),
         ready=lambda: False,
@@ -234,31 +236,33 @@ async def test_serve_answers_its_errors_through_the_shared_reader_and_answer() -
         raise ModelNotReady("no model has been promoted yet")
 
     app = serve_app(not_ready)
-    paths = ("/v1/predict", "/v2/models/m/infer", "/v2/models/m/versions/3/infer")
-    # The front answers the inference paths; the Starlette app behind it has the same routes.
-    for target, path in [(target, path) for target in (app, app.app) for path in paths]:
-        status, body = await call(target, path, [b"x"], declared=LIMIT + 1) or (0, None)
+    for path in ("/v1/predict", "/v2/models/m/infer", "/v2/models/m/versions/3/infer"):
+        status, body = await call(app, path, [b"x"], declared=LIMIT + 1) or (0, None)
         assert status == 413 and str(LIMIT) in body["error"], body
-        status, body = await call(target, path, [b"x" * 600, b"x" * 600]) or (0, None)
+        status, body = await call(app, path, [b"x" * 600, b"x" * 600]) or (0, None)
         assert status == 413 and str(LIMIT) in body["error"], body
-        status, body = await call(target, path, [b"{oops"]) or (0, None)
+        status, body = await call(app, path, [b"{oops"]) or (0, None)
         assert status == 400 and "not JSON" in body["error"], body
-        answer = await call(target, path, [b"{}"])
+        answer = await call(app, path, [b"{}"])
         assert answer == (503, {"error": "no model has been promoted yet"})
-    for path in paths:
         assert await call(app, path, [b"{"], disconnect=True) is None  # gone: nothing to answer
+        assert await call(app, path, method="GET") == (405, {"error": "inference takes POST"})
     status, body = await call(app, "/v2/health/ready", method="GET") or (0, None)
     assert (status, body["ready"]) == (503, False)
+    status, body = await call(app, "/health/ready", method="GET") or (0, None)
+    assert status == 503 and "no model is loaded" in body["error"]
+    assert await call(app, "/health/live", method="GET") == (200, {"status": "live"})
     status, body = await call(app, "/v2/repository/models/m/load", [b"{}"]) or (0, None)
     assert status == 404 and "SERVE_ADMIN_TOKEN" in body["error"]
 
 
 async def test_a_model_that_raises_is_answered_500_naming_the_failure() -> None:
-    def failing(document: Any, caller: str | None) -> Any:
-        def call_model(batch: Any) -> Any:
-            raise RuntimeError("out of memory")
+    def call_model(batch: Any) -> Any:
+        raise RuntimeError("out of memory")
 
-        model = SimpleNamespace(inline=True, call=call_model, version="3")
+    model = SimpleNamespace(inline=True, call=call_model, version="3")
+
+    def failing(document: Any, caller: str | None) -> Any:
         return SimpleNamespace(model=model, batch=None)
 
     answer = await call(serve_app(failing), "/v1/predict", [b"{}"])

@@ -6,10 +6,11 @@ import asyncio
 from typing import Any
 
 import pytest
-from starlette.applications import Starlette
+from fastapi import FastAPI
 
 from driftloop.errors import MalformedRequest
-from services.serve.rest import InferenceFront, _parse
+from driftloop.http import parse_json
+from services.serve.http import InferenceFront
 
 
 def front(events: list[str]) -> InferenceFront:
@@ -17,7 +18,7 @@ def front(events: list[str]) -> InferenceFront:
         events.append(f"handle {(await body()).decode()}")
         return 200, b"{}"
 
-    return InferenceFront(Starlette(), answer, answer, limit=1024)
+    return InferenceFront(FastAPI(), answer, answer, limit=1024)
 
 
 async def request(app: InferenceFront, client: int, events: list[str]) -> None:
@@ -60,9 +61,9 @@ async def test_one_connection_is_answered_without_waiting_for_a_turn_of_the_loop
 
 
 def test_bodies_orjson_refuses_are_parsed_for_nan_but_never_with_what_no_event_can_carry() -> None:
-    document = _parse(b'{"a": NaN, "b": 100000000000000000000000, "c": 5}')
+    document = parse_json(b'{"a": NaN, "b": 100000000000000000000000, "c": 5}', non_finite=True)
     assert document["a"] != document["a"] and document["c"] == 5
     assert document["b"] == 1e23 and type(document["b"]) is float  # as orjson parses it
     for body in (b'{"a": "\\ud800"}', b'{"a": NaN, "b": "\\udc00"}', b'{"a": '):
         with pytest.raises(MalformedRequest):
-            _parse(body)
+            parse_json(body, non_finite=True)
