@@ -43,6 +43,10 @@ __all__ = [
     "send_batches",
 ]
 
+# How long :meth:`AsyncEventConsumer.has_more` waits for the position of a partition not read
+# yet (set once the consumer has fetched its committed offset).
+POSITION_WAIT_S = 0.1
+
 
 def _client_config(settings: Settings, service: str) -> dict[str, Any]:
     return {
@@ -327,29 +331,28 @@ class AsyncEventConsumer(StartsAndStops):
         """The timestamp (ms) of the last record :meth:`poll` returned from ``partition``."""
         return self._read_time.get(partition)
 
-    def has_more(self, partition: TopicPartition) -> bool:
+    async def has_more(self, partition: TopicPartition) -> bool:
         """Whether ``partition`` is known to hold records to read past the consumer's position
         (up to the last stable offset when reading committed records only).
 
         The position is aiokafka's, which moves past transaction markers: the offset after
-        the last record returned would wait forever on a partition that ends with one.
+        the last record returned would wait forever on a partition that ends with one. A
+        partition not read yet may still be resetting its position, which ``position`` waits
+        for: if that takes longer than ``POSITION_WAIT_S``, it says no.
         """
         if self._config["isolation_level"] == "read_committed":
             end = self.client.last_stable_offset(partition)
         else:
             end = self.client.highwater(partition)
-        # aiokafka's own position() waits while a position is being reset; this only looks
-        # (at its internals: were they to change, "no more" reads every partition, as before).
-        try:
-            subscription = self.client._subscription.subscription
-            if subscription is None:
+        if end is None:
+            return False
+        position = self.client.position(partition)
+        if partition not in self._read_time:
+            try:
+                return bool(end > await asyncio.wait_for(position, POSITION_WAIT_S))
+            except TimeoutError:
                 return False
-            state = subscription.assignment.state_value(partition)
-        except AttributeError:
-            return False
-        if end is None or state is None or not state.has_valid_position:
-            return False
-        return end > state.position
+        return bool(end > await position)
 
     @property
     def uncommitted(self) -> bool:

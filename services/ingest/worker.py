@@ -188,7 +188,7 @@ class IngestWorker(ConsumerRebalanceListener):
 
     async def step(self, timeout_ms: int = 500) -> int:
         """One poll: join what came, checkpoint when due; returns the events handled."""
-        chosen = self._behind_first()
+        chosen = await self._behind_first()
         if self.consumer.uncommitted:
             # Wait no longer than the next checkpoint is due: a backlog's last records (or a
             # quiet stream's) are stored ``ingest_flush_s`` after the last checkpoint, not a
@@ -312,7 +312,7 @@ class IngestWorker(ConsumerRebalanceListener):
             received, example["model_name"], violation, None if own else dumps(example)
         )
 
-    def _behind_first(self) -> list[TopicPartition]:
+    async def _behind_first(self) -> list[TopicPartition]:
         """The partitions to poll: of each prediction and label partition of one number, the
         one behind in time (see :mod:`services.ingest.alignment`); [] for all of them."""
         consumer = self.consumer
@@ -320,12 +320,13 @@ class IngestWorker(ConsumerRebalanceListener):
         if not self._aligned or not assigned or consumer.paused():
             return []  # a paused partition (its state being restored) would be waited on
 
-        def progress(partition: TopicPartition) -> Progress:
-            return Progress(partition, consumer.read_time(partition), consumer.has_more(partition))
+        async def progress(partition: TopicPartition) -> Progress:
+            more = await consumer.has_more(partition)
+            return Progress(partition, consumer.read_time(partition), more)
 
         labels = self.settings.topic_labels
         pairs = [
-            (progress(tp), progress(TopicPartition(labels, tp.partition)))
+            (await progress(tp), await progress(TopicPartition(labels, tp.partition)))
             for tp in assigned
             if tp.topic == self.settings.topic_predictions
         ]
