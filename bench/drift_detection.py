@@ -46,7 +46,13 @@ from bench.report import write
 from driftloop.events import format_time
 from driftloop.model_card import FeatureSpec, ModelCard
 from driftloop.reference import ReferenceSketch
-from services.monitor.monitor import DriftMonitor, ModelReference, TriggerDecision
+from services.monitor.monitor import (
+    ConceptDrift,
+    DriftMonitor,
+    ModelReference,
+    TriggerDecision,
+    WindowVerdict,
+)
 
 WINDOW = 500
 EVIDENTLY_STATIONARY = 30_000
@@ -141,10 +147,14 @@ def streams(scale: float) -> list[Stream]:
 
 def monitor_triggers(
     reference: ModelReference, rows: list[dict], predictions: np.ndarray, labels: np.ndarray
-) -> tuple[list[int], float]:
-    """Indices (into ``rows``) where the monitor triggered, and its events per second."""
+) -> tuple[list[int], dict[str, list[int]], float]:
+    """Indices (into ``rows``) where the monitor triggered; where it raised drift events
+    (``events``: windows at the alert level and concept alarms, as the worker publishes them)
+    and where windows drifted at the trigger level (``drifted``: what every such window
+    published before drift events had a budget of their own); its events per second."""
     monitor = DriftMonitor(lambda name, version: reference, window_size=WINDOW)
     fired: list[int] = []
+    alerts: dict[str, list[int]] = {"events": [], "drifted": []}
     started = time.perf_counter()
     for i, (row, predicted, label) in enumerate(zip(rows, predictions, labels, strict=True)):
         stamp = format_time(START + i)
@@ -157,7 +167,16 @@ def monitor_triggers(
         )
         if any(isinstance(o, TriggerDecision) for o in outcomes):
             fired.append(i)
-    return fired, len(rows) / (time.perf_counter() - started)
+        for outcome in outcomes:
+            if isinstance(outcome, ConceptDrift) or (
+                isinstance(outcome, WindowVerdict) and outcome.alert
+            ):
+                alerts["events"].append(i)
+            if isinstance(outcome, ConceptDrift) or (
+                isinstance(outcome, WindowVerdict) and outcome.drifted
+            ):
+                alerts["drifted"].append(i)
+    return fired, alerts, len(rows) / (time.perf_counter() - started)
 
 
 def adwin_triggers(predictions: np.ndarray, labels: np.ndarray) -> list[int]:
@@ -271,7 +290,7 @@ def run_stream(stream: Stream, fit: int, scale: float) -> dict[str, Any]:
     names = list(rows[0])
     live, live_labels = rows[fit:], labels[fit:]
     predictions = model.predict(np.array([[row[k] for k in names] for row in live]))
-    ours, speed = monitor_triggers(reference, live, predictions, live_labels)
+    ours, alerts, speed = monitor_triggers(reference, live, predictions, live_labels)
     adwin = adwin_triggers(predictions, live_labels)
     assert reference.sketch is not None
     # On the stationary stream Evidently sees the first EVIDENTLY_STATIONARY events only.
@@ -280,6 +299,8 @@ def run_stream(stream: Stream, fit: int, scale: float) -> dict[str, Any]:
     evidently = evidently_triggers(reference_rows, pd.DataFrame(live), limit)
     return {
         "monitor": score(stream, fit, ours),
+        "drift_events": score(stream, fit, alerts["events"]),
+        "drifted_windows": score(stream, fit, alerts["drifted"]),
         "adwin": score(stream, fit, adwin),
         "evidently": score(stream, fit, evidently, limit),
         "speed": speed,
@@ -331,6 +352,18 @@ def main(argv: list[str] | None = None) -> None:
         total[f"{detector} delay"] = f"{median} ({missed} missed)" if missed else f"{median}"
         total[f"{detector} false"] = f"{summary[detector]['false_per_100k']}/100k"
     rows.append(total)
+    for kind in ("drift_events", "drifted_windows"):
+        false = sum(r[kind]["false"] for r in results.values())
+        stationary = sum(r[kind]["stationary_events"] for r in results.values())
+        summary[kind] = {
+            "on_stationary_data": false,
+            "stationary_events": stationary,
+            "per_100k": round(false / stationary * 1e5, 2),
+        }
+    print(
+        f"drift events on stationary data: {summary['drift_events']['per_100k']} per 100k "
+        f"(at the trigger level, as before: {summary['drifted_windows']['per_100k']} per 100k)"
+    )
     speed = statistics.median(r["speed"] for r in results.values())
     ratios = {}
     for baseline in ("adwin", "evidently"):
@@ -350,7 +383,8 @@ def main(argv: list[str] | None = None) -> None:
             "summary": summary,
             "monitor events/s (prediction + labelled example each)": round(speed),
             "holdout_accuracy": {k: r["holdout_accuracy"] for k, r in results.items()},
-            "budget": "1 false trigger per 100,000 events",
+            "budget": "1 false trigger per 100,000 events; drift events: a week between false "
+            "alerts at the observed rate (here 1 event/s: 604,800 events)",
         },
     )
 

@@ -103,3 +103,56 @@ class FalseAlarmBudget:
         """False alarms per labelled example of each concept check: ADWIN's ``delta``,
         KSWIN's ``alpha``, the holdout CUSUM's ``alpha``."""
         return self.concept_rate
+
+
+@dataclass(frozen=True)
+class AlertBudget:
+    """How often a drift event may be a false alarm: the drift topic's budget, apart from the
+    triggers'.
+
+    Operators page on drift events, so their false-alarm rate is stated the way an operator
+    thinks of it: the expected time between two false alerts on a stationary stream (the
+    average run length to a false alarm, ARL0, of calibrated online detectors), at the
+    traffic rate the monitor observes. A window raises a drift event only when its tests reject
+    at the alert level, which splits that budget over the windows (each window's share is the
+    events it steps over) and, by the monitor's correction, over the window's features::
+
+        alpha_alert = step / max(events_per_s * ert_s, min_events)
+
+    ``min_events`` is a floor in events (by default the triggers' budget, 100,000): at a low
+    traffic rate the time-based budget alone would allow more false alerts per event than
+    false triggers. Windows drifted at the trigger level but not at the alert level still count
+    towards a trigger (two in a row open an episode); they are listed on the monitor's page,
+    not published.
+
+    Parameters:
+        ert_s: expected seconds between false drift events per model (default: a week).
+        min_events: expected events between false drift events, at least.
+
+    Example:
+        >>> budget = AlertBudget(ert_s=7 * 86_400, min_events=1e5)
+        >>> budget.window_alpha(step=500, events_per_s=10)  # 6.05M events a week
+        8.26...e-05
+        >>> budget.window_alpha(step=500, events_per_s=0.01)  # a week is 6,048 events: floor
+        0.005
+    """
+
+    ert_s: float = 7 * 86_400.0
+    min_events: float = 1e5
+
+    def __post_init__(self) -> None:
+        if self.ert_s <= 0 or self.min_events <= 0:
+            raise ValueError("the expected time and events between false alerts must be > 0")
+
+    def expected_events(self, events_per_s: float) -> float:
+        """Expected events between two false drift events at ``events_per_s``."""
+        return max(events_per_s * self.ert_s, self.min_events)
+
+    def window_alpha(self, step: float, events_per_s: float) -> float:
+        """Family-wise level at which a window's tests raise a drift event.
+
+        Parameters:
+            step: events between two verdicts.
+            events_per_s: the model's observed traffic (0 when not known yet: the floor holds).
+        """
+        return min(MAX_ALPHA, max(step, 1.0) / self.expected_events(events_per_s))

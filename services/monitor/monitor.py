@@ -44,7 +44,7 @@ from typing import Any, Literal
 from driftloop.events import RECALL, epoch, format_time, new_event
 from driftloop.model_card import ModelCard
 from driftloop.reference import ReferenceSketch
-from services.monitor.budget import FalseAlarmBudget
+from services.monitor.budget import AlertBudget, FalseAlarmBudget
 from services.monitor.concept import ConceptAlarm, DetectorName, ErrorStreamDetector, is_error
 from services.monitor.statistics import PREDICTION, Correction, FeatureTest, compare_window
 from services.monitor.triggers import TriggerPolicy
@@ -52,6 +52,7 @@ from services.monitor.windows import ClosedWindow, DriftWindow, WindowKind
 
 Severity = Literal["none", "low", "medium", "high"]
 MAX_VERSIONS = 4  # versions kept per model: during a swap two serve side by side
+TRAFFIC_WEIGHT = 0.1  # of a new window in the traffic rate's moving average
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,9 @@ class WindowVerdict:
         window: the rows and bounds.
         predictions: the model's outputs for the rows.
         tests: one test per feature (and the prediction), empty when there is no verdict.
-        alpha: the family-wise level the window was tested at.
+        alpha: the family-wise level the window was tested at (its trigger level).
+        alert_alpha: the family-wise level at which it raises a drift event (see
+            :class:`~services.monitor.budget.AlertBudget`).
         reason: why there is no verdict (no reference, too few events), else None.
         reason_code: the same as a metric label: ``not_loaded``, ``no_reference``,
             ``too_few_events``.
@@ -93,6 +96,7 @@ class WindowVerdict:
     predictions: list[Any] = field(repr=False)
     tests: list[FeatureTest] = field(default_factory=list)
     alpha: float = 0.0
+    alert_alpha: float = 0.0
     reason: str | None = None
     reason_code: str | None = None
     drift_event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -104,6 +108,15 @@ class WindowVerdict:
     @property
     def drifted(self) -> bool:
         return any(test.drifted for test in self.tests)
+
+    @property
+    def alert(self) -> bool:
+        """Whether the window raises a drift event: its tests reject at ``alert_alpha`` under
+        Holm's or Bonferroni's correction, whose first step is the smallest p-value against
+        ``alert_alpha`` over the number of tests."""
+        if not self.tests:
+            return False
+        return min(test.p_value for test in self.tests) <= self.alert_alpha / len(self.tests)
 
     @property
     def verdict(self) -> str:
@@ -155,7 +168,9 @@ class WindowVerdict:
             "verdict": self.verdict,
             "reason": self.reason,
             "severity": self.severity,
+            "alert": self.alert,
             "alpha": self.alpha,
+            "alert_alpha": self.alert_alpha,
             "top_features": [test.as_event() | test.scores for test in self.top_features()],
         }
 
@@ -282,6 +297,8 @@ class DriftMonitor:
         window_kind, window_size, window_step: see :class:`DriftWindow` (step None: tumbling).
         min_window_events: fewer events than this in a closed window give no verdict.
         budget: the false-alarm budget the test levels and detector settings come from.
+        alert_budget: the drift events' own budget (default: a week between false alerts,
+            and never more often than ``budget`` allows false triggers).
         correction: ``holm`` or ``bonferroni`` over a window's features.
         open_after, close_after, cooldown_s, data_arrival_examples, retry_s, min_examples:
             see :class:`TriggerPolicy` (``min_examples``: labelled examples since an
@@ -306,6 +323,7 @@ class DriftMonitor:
         window_step: float | None = None,
         min_window_events: int = 30,
         budget: FalseAlarmBudget | None = None,
+        alert_budget: AlertBudget | None = None,
         correction: Correction = "holm",
         open_after: int = 2,
         close_after: int = 3,
@@ -325,6 +343,8 @@ class DriftMonitor:
         self.window_step = window_step or window_size
         self.min_window_events = min_window_events
         self.budget = budget or FalseAlarmBudget()
+        self.alert_budget = alert_budget or AlertBudget(min_events=1 / self.budget.rate)
+        self._traffic: dict[str, float] = {}  # per model: events per second of event time
         self.correction: Correction = correction
         self.open_after = open_after
         self.close_after = close_after
@@ -611,10 +631,24 @@ class DriftMonitor:
         # For time windows the events per step are only known now: take this window's.
         step = window.size * self.window_step / self.window_size
         verdict.alpha = self.budget.window_alpha(step, window.size, self.open_after)
+        verdict.alert_alpha = self.alert_budget.window_alpha(
+            step, self._observe_traffic(name, window)
+        )
         verdict.tests = compare_window(
             reference.sketch, window.rows, predictions, verdict.alpha, self.correction
         )
         return verdict
+
+    def _observe_traffic(self, name: str, window: ClosedWindow) -> float:
+        """``name``'s traffic in events per second of event time, a moving average over its
+        windows (0 until a window spans some time)."""
+        span = window.end - window.start
+        if span <= 0:
+            return self._traffic.get(name, 0.0)
+        rate = window.size / span
+        before = self._traffic.get(name)
+        self._traffic[name] = rate if before is None else before + TRAFFIC_WEIGHT * (rate - before)
+        return self._traffic[name]
 
     def _release(self, name: str, policy: TriggerPolicy) -> TriggerDecision:
         """The held trigger of ``name``'s open episode, now that enough examples arrived:

@@ -37,6 +37,13 @@ class MonitorSettings(Settings):
         description="False triggers per event allowed on a stationary stream (1e-5: one per "
         "100,000 events); per-window test levels and detector settings derive from it.",
     )
+    monitor_alert_ert_s: float = Field(
+        7 * 86_400,
+        gt=0,
+        description="Expected seconds between two false drift events of a model on a "
+        "stationary stream, at its observed traffic (never more often than "
+        "MONITOR_FALSE_ALARM_RATE per event); a window raises a drift event only at that level.",
+    )
     monitor_correction: Literal["holm", "bonferroni"] = Field(
         "holm", description="Correction for testing a window's features together."
     )

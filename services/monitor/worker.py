@@ -14,7 +14,9 @@ core returns goes out as:
 - trigger events, at once (``acks=all``; offsets commit after they are stored);
 - for each judged window, an Evidently report built in a thread (skipped while more than
   ``monitor_report_backlog`` wait, and for clean windows at most one per model each
-  ``CLEAN_REPORT_INTERVAL_S``), then, for a drifted window, its drift event linking to it;
+  ``CLEAN_REPORT_INTERVAL_S``), then, for a window that raises an alert (its tests reject at
+  the drift events' own level, :class:`~services.monitor.budget.AlertBudget`), its drift
+  event linking to it;
 - metrics, and a line in :attr:`MonitorWorker.recent` for the HTTP page.
 
 The monitor's state (windows, detectors, episodes, data quality) lives in memory: a restart
@@ -40,7 +42,7 @@ from driftloop.async_messaging import AsyncEventConsumer, AsyncEventProducer
 from driftloop.events import EventType, ahead_of_clock, epoch
 from driftloop.model_card import ModelCard
 from driftloop.registry import ModelRegistry
-from services.monitor.budget import FalseAlarmBudget
+from services.monitor.budget import AlertBudget, FalseAlarmBudget
 from services.monitor.monitor import (
     ConceptDrift,
     DriftMonitor,
@@ -150,6 +152,9 @@ def build_monitor(settings: MonitorSettings, references: Any) -> DriftMonitor:
         window_step=settings.monitor_window_step or None,
         min_window_events=settings.monitor_min_window_events,
         budget=FalseAlarmBudget(settings.monitor_false_alarm_rate),
+        alert_budget=AlertBudget(
+            settings.monitor_alert_ert_s, min_events=1 / settings.monitor_false_alarm_rate
+        ),
         correction=settings.monitor_correction,
         open_after=settings.monitor_open_after,
         close_after=settings.monitor_close_after,
@@ -426,7 +431,7 @@ class MonitorWorker:
             task = asyncio.create_task(self._report_then_event(outcome))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
-        elif outcome.drifted:
+        elif outcome.alert:
             DRIFT_EVENTS.labels(outcome.model_name, outcome.severity).inc()
             return [await self.producer.send(EventType.DRIFT, outcome.drift_event())]
         return []
@@ -465,7 +470,7 @@ class MonitorWorker:
             log.exception("the window's report failed", extra={"window": verdict.window_id})
         finally:
             self._reports_waiting -= 1
-        if verdict.drifted:
+        if verdict.alert:
             DRIFT_EVENTS.labels(verdict.model_name, verdict.severity).inc()
             with contextlib.suppress(asyncio.CancelledError):
                 await (await self.producer.send(EventType.DRIFT, verdict.drift_event(uri)))

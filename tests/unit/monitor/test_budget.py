@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from services.monitor.budget import MAX_ALPHA, FalseAlarmBudget
+from services.monitor.budget import MAX_ALPHA, AlertBudget, FalseAlarmBudget
 
 
 def test_window_level_spends_the_data_share_of_the_budget() -> None:
@@ -43,3 +45,40 @@ def test_concept_share_is_split_between_detector_and_cusum() -> None:
 def test_bad_rates_are_refused(rate: float) -> None:
     with pytest.raises(ValueError, match="rate"):
         FalseAlarmBudget(rate=rate)
+
+
+# --- the drift events' budget -----------------------------------------------------------------
+
+
+@given(
+    step=st.floats(1, 10_000),
+    rate=st.floats(0, 10_000),
+    ert_s=st.floats(60, 1e8),
+    floor=st.floats(1_000, 1e7),
+)
+def test_the_alert_level_spends_at_most_the_budget_per_expected_time(
+    step: float, rate: float, ert_s: float, floor: float
+) -> None:
+    budget = AlertBudget(ert_s=ert_s, min_events=floor)
+    alpha = budget.window_alpha(step, rate)
+    assert 0 < alpha <= MAX_ALPHA
+    # Windows closing in the expected time between false alerts, times the chance of each:
+    # at most one false alert in that time, and never more often than the floor allows.
+    events = budget.expected_events(rate)
+    assert events >= floor and events >= rate * ert_s * (1 - 1e-12)
+    assert events / step * alpha <= 1 + 1e-9
+
+
+@given(step=st.floats(1, 1_000), slow=st.floats(0.01, 100), factor=st.floats(1.01, 100))
+def test_more_traffic_means_a_stricter_level_per_window(
+    step: float, slow: float, factor: float
+) -> None:
+    budget = AlertBudget(ert_s=86_400, min_events=1)
+    assert budget.window_alpha(step, slow * factor) <= budget.window_alpha(step, slow)
+
+
+def test_an_alert_budget_needs_a_positive_time_and_floor() -> None:
+    with pytest.raises(ValueError):
+        AlertBudget(ert_s=0)
+    with pytest.raises(ValueError):
+        AlertBudget(min_events=0)

@@ -10,7 +10,7 @@ import pytest
 
 from driftloop.events import EventType
 from driftloop.schemas import EventSchemas
-from services.monitor.budget import FalseAlarmBudget
+from services.monitor.budget import AlertBudget, FalseAlarmBudget
 from services.monitor.concept import HoldoutCusum, cusum_threshold
 from services.monitor.monitor import (
     DriftMonitor,
@@ -19,7 +19,7 @@ from services.monitor.monitor import (
     TriggerDecision,
     WindowVerdict,
 )
-from tests.unit.monitor.streams import examples, predictions, reference
+from tests.unit.monitor.streams import START, examples, predictions, reference
 
 REFERENCES = {("m", "1"): reference(seed=1), ("m", "2"): reference(seed=2, age_shift=8)}
 
@@ -61,6 +61,36 @@ def test_a_stationary_stream_stays_inside_the_default_budget() -> None:
     alpha = windows[0].alpha
     assert sum(v.drifted for v in windows) <= 2 * alpha * len(windows)
     assert len(triggers(outcomes)) <= 1
+
+
+def test_drift_events_on_a_stationary_stream_keep_to_their_budget_by_simulation() -> None:
+    # A budget of one false alert per 10,000 s; at one event a second, 100k stationary events
+    # may raise about 10 drift events (200 windows at 0.05 each), fewer as Holm's correction
+    # and the tests' ties are conservative.
+    budget = AlertBudget(ert_s=10_000, min_events=1)
+    windows = verdicts(feed(make(alert_budget=budget), predictions(100_000, seed=11)))
+    assert windows[-1].alert_alpha == pytest.approx(0.05, rel=0.01)  # the observed 1 event/s
+    alerts = sum(v.alert for v in windows)
+    assert alerts <= 10 + 3 * math.sqrt(10)  # three standard deviations over the expectation
+    assert alerts <= sum(v.drifted for v in windows)
+
+
+def test_by_default_a_stationary_stream_raises_no_drift_event_where_windows_drift() -> None:
+    # Windows drift at the trigger level (0.05: about 10 in 200) but a drift event needs the
+    # alert level: a week between false alerts at 1 event/s is 604,800 events.
+    windows = verdicts(feed(make(), predictions(100_000, seed=11)))
+    assert sum(v.drifted for v in windows) > 0
+    assert [v.window_id for v in windows if v.alert] == []
+    assert windows[-1].alert_alpha == pytest.approx(500 / 604_800, rel=0.01)
+
+
+def test_a_real_shift_still_raises_drift_events_at_the_alert_level() -> None:
+    onset = 10_000
+    shifted = predictions(20_000, shift=lambda i: 6.0 if i >= onset else 0.0)
+    windows = verdicts(feed(make(), shifted))
+    alerts = [v for v in windows if v.alert]
+    assert alerts and all(v.window.start >= onset + START - 500 for v in alerts)
+    assert alerts[0].window.start < START + onset + 1_000  # within two windows of the onset
 
 
 def test_an_abrupt_shift_in_one_feature_triggers_within_two_windows() -> None:
