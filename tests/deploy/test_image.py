@@ -115,32 +115,43 @@ def test_the_healthcheck_finds_the_service_and_its_readiness_endpoint() -> None:
 
 
 class Health(BaseHTTPRequestHandler):
-    """A service stand-in: ready on serve's readiness path, 503 elsewhere."""
+    """A ready service's stand-in: 200 on the readiness path every service answers, 404
+    elsewhere."""
+
+    status = 200
 
     def do_GET(self) -> None:
-        self.send_response(200 if self.path == "/health/ready" else 503)
+        self.send_response(self.status if self.path == "/health/ready" else 404)
         self.end_headers()
 
     def log_message(self, *args: object) -> None:
         return None
 
 
+class NotReady(Health):
+    """A service that runs but is not ready (its consumer stopped): 503."""
+
+    status = 503
+
+
 def test_the_healthcheck_asks_the_running_service(monkeypatch: pytest.MonkeyPatch) -> None:
     healthcheck = load("healthcheck")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = str(server.server_address[1])
+    ready = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    not_ready = ThreadingHTTPServer(("127.0.0.1", 0), NotReady)
+    for server in (ready, not_ready):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
+        # Each service is asked on its own port: serve's is ready, ingest's is not.
+        monkeypatch.setenv("DRIFTLOOP_SERVE_PORT", str(ready.server_address[1]))
+        monkeypatch.setenv("DRIFTLOOP_INGEST_PORT", str(not_ready.server_address[1]))
         monkeypatch.setattr(healthcheck, "running_service", lambda: "serve")
-        monkeypatch.setenv("DRIFTLOOP_SERVE_PORT", port)
         assert healthcheck.main() == 0
-        # ingest's readiness path answers 503 here: unhealthy.
         monkeypatch.setattr(healthcheck, "running_service", lambda: "ingest")
-        monkeypatch.setenv("DRIFTLOOP_INGEST_PORT", port)
         assert healthcheck.main() == 1
     finally:
-        server.shutdown()
-        server.server_close()
+        for server in (ready, not_ready):
+            server.shutdown()
+            server.server_close()
     # Nothing listening: unhealthy, not a crash.
     monkeypatch.setenv("DRIFTLOOP_SERVE_PORT", str(free_port()))
     monkeypatch.setattr(healthcheck, "running_service", lambda: "serve")
