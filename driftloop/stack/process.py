@@ -4,6 +4,7 @@ run from separate commands."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -13,10 +14,20 @@ from pathlib import Path
 
 from driftloop.errors import StackError
 
+# Below Linux's ephemeral range (32768-60999 by default): a port the kernel hands to an
+# outgoing connection (a Kafka or HTTP client's) cannot be taken between the moment a port is
+# chosen here and the moment the service binds it.
+PRIVATE_PORTS = range(20_000, 32_768)
+
 
 def free_port() -> int:
-    """A port nobody listens on now (for private stacks: tests, benchmarks)."""
-    with socket.socket() as probe:
+    """A port nobody listens on now (for private stacks: tests, benchmarks), chosen at random
+    below the ephemeral range."""
+    for _ in range(200):
+        port = random.choice(PRIVATE_PORTS)
+        if port_is_free(port):
+            return port
+    with socket.socket() as probe:  # every try taken: whatever the kernel gives
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
