@@ -7,15 +7,17 @@ whether a new champion must give way to the one it replaced, decided by live evi
 Both models are scored on the same labelled examples: the champion's answer is the one the
 example carries (serve's prediction), the fast learner's is its own prediction of the example
 before it learns from it (prequential). Where both are right or both wrong, the example says
-nothing about which is better; the evidence is the **discordant** pairs of the last
-``window`` examples: ``fast_wins`` where only the fast learner was right, ``champion_wins``
-where only the champion was. Under "neither is better" each discordant pair is a fair coin,
-so the rule is the one-sided sign test (McNemar's exact test) on them:
+nothing about which is better; the evidence is the **discordant** pairs of the last examples,
+over a short window (500) and a long one (2,000): ``fast_wins`` where only the fast learner
+was right, ``champion_wins`` where only the champion was. Under "neither is better" each
+discordant pair is a fair coin, so the rule is the one-sided sign test (McNemar's exact test)
+on them:
 
-- the fast learner takes over when ``P(Binomial(n, 1/2) >= fast_wins) <= switch_alpha``
-  (default 0.001), ``n`` the discordant pairs, at least ``min_discordant`` of them;
-- the champion takes back over once that p-value is at least ``return_alpha`` (default 0.5):
-  the fast learner is no longer ahead. Between the two levels nothing changes
+- the fast learner takes over when, in either window,
+  ``P(Binomial(n, 1/2) >= fast_wins) <= switch_alpha / 2`` (default 0.001 in all), ``n`` the
+  discordant pairs, at least ``min_discordant`` of them;
+- the champion takes back over once that p-value is at least ``return_alpha`` (default 0.5)
+  in both: the fast learner is no longer ahead. Between the two levels nothing changes
   (hysteresis: no flapping on the boundary).
 
 The champion is preferred (it passed the offline gate, is registered and reproducible): the
@@ -24,19 +26,19 @@ A newly promoted champion starts with no evidence (:meth:`Arbiter.reset`): the f
 if it answers, goes on answering until the new champion's answers take its lead away.
 
 Checked at every example, the test is a sequential one, so its level is low: between two
-equally good models (85% right each, independently) it made 0 or 1 false switches in 50,000
-examples (0.01 over 500 examples made 1 to 8), and a false switch costs little: two equal
-models answer equally well. The window is long (2,000 examples) so that a steady, moderate
-advantage is seen too (on ten noisy LED classes the fast learner is about 6 points better
-for good; over 500 examples the champion kept answering); after a drift the new discordant
-pairs decide within a few hundred examples all the same.
+equally good models (85% right each, independently) it made 0 to 2 false switches in 50,000
+examples, and a false switch costs little: two equal models answer equally well. The short
+window sees an abrupt change within a few hundred examples, where the long one would still
+hold the champion's wins from before it; the long one sees a steady, moderate advantage the
+short one has too few pairs for (on ten noisy LED classes the fast learner is about 6 points
+better for good).
 
 References:
     McNemar (1947), Note on the sampling error of the difference between correlated
     proportions or percentages, Psychometrika 12(2).
 
 Example:
-    >>> arbiter = Arbiter(window=200, min_discordant=10)
+    >>> arbiter = Arbiter(windows=(200,), min_discordant=10)
     >>> outcomes = [arbiter.observe(champion_correct=False, fast_correct=True) for _ in range(30)]
     >>> outcomes.index("fast") + 1  # after a drift: 10 wins of 10, p = 2 ** -10, switch
     10
@@ -116,57 +118,67 @@ class PairedEvidence:
 class Arbiter:
     """Decides, example by example, whether the batch champion or the fast learner answers.
 
+    The evidence is kept at two time scales, each its own :class:`PairedEvidence`: the last
+    ``windows[0]`` examples see an abrupt change soon, the last ``windows[-1]`` see a steady,
+    moderate advantage (Bonferroni: each is tested at ``switch_alpha`` over the number of
+    windows). The fast learner takes over when any window says it is evidently better, and
+    hands back when no window says it is ahead.
+
     Parameters:
-        window: the last labelled examples the evidence is taken from.
-        switch_alpha: the sign test's level for the fast learner to take over.
-        return_alpha: the p-value at or above which the champion takes back over.
-        min_discordant: discordant pairs needed before the fast learner may take over.
+        windows: the lengths, in labelled examples, of the windows the evidence is kept over.
+        switch_alpha: the sign test's family-wise level for the fast learner to take over.
+        return_alpha: the p-value at or above which, in every window, the champion takes back
+            over.
+        min_discordant: discordant pairs a window needs before its test may move the answerer.
     """
 
-    window: int = 2_000
+    windows: tuple[int, ...] = (500, 2_000)
     switch_alpha: float = 0.001
     return_alpha: float = 0.5
     min_discordant: int = 20
     answerer: Answerer = "champion"
-    evidence: PairedEvidence = field(init=False, repr=False)
+    evidence: tuple[PairedEvidence, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.min_discordant < 1:
-            raise ValueError("the discordant pairs needed must be at least 1")
+        if not self.windows or self.min_discordant < 1:
+            raise ValueError("need at least one window and one discordant pair")
         if not 0 < self.switch_alpha < self.return_alpha < 1:
             raise ValueError("need 0 < switch_alpha < return_alpha < 1")
-        self.evidence = PairedEvidence(self.window)
+        self.evidence = tuple(PairedEvidence(window) for window in sorted(self.windows))
 
     def observe(self, champion_correct: bool, fast_correct: bool) -> Answerer | None:
         """Add one labelled example's paired outcome; returns the new answerer on a switch."""
-        self.evidence.observe(champion_correct, fast_correct)
+        for evidence in self.evidence:
+            evidence.observe(champion_correct, fast_correct)
         return self._decide()
 
     def reset(self) -> None:
         """Forget the evidence (a new champion: nothing is known of its answers yet); the
         answerer stays until new evidence moves it."""
-        self.evidence.clear()
+        for evidence in self.evidence:
+            evidence.clear()
 
     @property
     def discordant(self) -> int:
-        return self.evidence.discordant
+        """Discordant pairs in the longest window."""
+        return self.evidence[-1].discordant
 
     def p_value(self) -> float:
-        """The sign test's p-value for "the fast learner is better"."""
-        return self.evidence.p_value()
+        """The smallest of the windows' p-values for "the fast learner is better"."""
+        return min(evidence.p_value() for evidence in self.evidence)
 
     def _decide(self) -> Answerer | None:
-        evidence = self.evidence
         if self.answerer == "champion":
-            if (
-                evidence.discordant < self.min_discordant
-                or evidence.challenger_wins <= evidence.incumbent_wins
-            ):
-                return None
-            if evidence.p_value() <= self.switch_alpha:
-                self.answerer = "fast"
-                return self.answerer
-        elif evidence.p_value() >= self.return_alpha:
+            level = self.switch_alpha / len(self.evidence)
+            for evidence in self.evidence:
+                if (
+                    evidence.discordant >= self.min_discordant
+                    and evidence.challenger_wins > evidence.incumbent_wins
+                    and evidence.p_value() <= level
+                ):
+                    self.answerer = "fast"
+                    return self.answerer
+        elif all(evidence.p_value() >= self.return_alpha for evidence in self.evidence):
             self.answerer = "champion"
             return self.answerer
         return None
