@@ -139,6 +139,32 @@ def _switched(
             yield from source
 
 
+def _switching(
+    name: str,
+    concepts: Sequence[Callable[[], Iterator[tuple[Features, Any]]]],
+    drift_at: Sequence[int],
+    n_events: int,
+    *,
+    classes: tuple[Any, ...],
+    features: tuple[str, ...],
+    seed: int,
+    description: str,
+) -> DriftingStream:
+    """A stream that switches abruptly from ``concepts[i]`` to ``concepts[i + 1]`` at
+    ``drift_at[i]``."""
+    _increasing(drift_at, n_events)
+    return DriftingStream(
+        name=name,
+        n_events=n_events,
+        drifts=tuple(DriftPoint(p, "abrupt") for p in drift_at),
+        classes=classes,
+        features=features,
+        seed=seed,
+        description=description,
+        _source=lambda: _switched(concepts, [0, *drift_at]),
+    )
+
+
 def _segments(
     functions: Sequence[int], bounds: Sequence[int], seed: int
 ) -> Iterator[tuple[Features, int]]:
@@ -336,7 +362,6 @@ def led(
         raise ValueError("led needs one more drift_features count than drift points")
     if any(a == b for a, b in itertools.pairwise(drift_features)):
         raise ValueError("led needs neighbouring concepts to swap different counts")
-    _increasing(drift_at, n_events)
 
     def concept(i: int, swapped: int) -> Iterator[tuple[Features, int]]:
         dataset = synth.LEDDrift(
@@ -348,17 +373,17 @@ def led(
         return _named(dataset, LED_FEATURES)
 
     concepts = [functools.partial(concept, i, n) for i, n in enumerate(drift_features)]
-    return DriftingStream(
-        name="led-abrupt",
-        n_events=n_events,
-        drifts=tuple(DriftPoint(p, "abrupt") for p in drift_at),
+    return _switching(
+        "led-abrupt",
+        concepts,
+        drift_at,
+        n_events,
         classes=tuple(range(10)),
         features=LED_FEATURES,
         seed=seed,
         description=f"LED digits ({noise:.0%} noise, 17 irrelevant bits), "
         f"{'→'.join(map(str, drift_features))} segments moved, switched at "
         f"{', '.join(map(str, drift_at))}",
-        _source=lambda: _switched(concepts, [0, *drift_at]),
     )
 
 
@@ -401,7 +426,6 @@ def rbf(
     >>> stream.classes, len(next(iter(stream))[0]), len(list(stream))
     ((0, 1, 2, 3, 4), 10, 6)
     """
-    _increasing(drift_at, n_events)
 
     def concept(i: int) -> Iterator[tuple[Features, int]]:
         dataset = synth.RandomRBF(
@@ -414,16 +438,16 @@ def rbf(
         return _named(dataset, RBF_FEATURES)
 
     concepts = [functools.partial(concept, i) for i in range(len(drift_at) + 1)]
-    return DriftingStream(
-        name="rbf-abrupt",
-        n_events=n_events,
-        drifts=tuple(DriftPoint(p, "abrupt") for p in drift_at),
+    return _switching(
+        "rbf-abrupt",
+        concepts,
+        drift_at,
+        n_events,
         classes=tuple(range(5)),
         features=RBF_FEATURES,
         seed=seed,
         description=f"random RBF (5 classes, 10 features, {n_centroids} centroids), new "
         f"centroids at {', '.join(map(str, drift_at))}",
-        _source=lambda: _switched(concepts, [0, *drift_at]),
     )
 
 
@@ -467,7 +491,6 @@ def hyperplane(
     >>> stream.classes, len(next(iter(stream))[0]), len(list(stream))
     ((0, 1), 20, 6)
     """
-    _increasing(drift_at, n_events)
 
     def concept(i: int) -> Iterator[tuple[Features, int]]:
         dataset = synth.Hyperplane(
@@ -480,16 +503,16 @@ def hyperplane(
         return _named(dataset, HYPERPLANE_FEATURES)
 
     concepts = [functools.partial(concept, i) for i in range(len(drift_at) + 1)]
-    return DriftingStream(
-        name="hyperplane-abrupt",
-        n_events=n_events,
-        drifts=tuple(DriftPoint(p, "abrupt") for p in drift_at),
+    return _switching(
+        "hyperplane-abrupt",
+        concepts,
+        drift_at,
+        n_events,
         classes=(0, 1),
         features=HYPERPLANE_FEATURES,
         seed=seed,
         description=f"hyperplane (20 features, {noise:.0%} label noise), a new plane at "
         f"{', '.join(map(str, drift_at))}",
-        _source=lambda: _switched(concepts, [0, *drift_at]),
     )
 
 
