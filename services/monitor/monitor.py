@@ -639,6 +639,11 @@ class DriftMonitor:
         )
         return verdict
 
+    def traffic(self, name: str) -> float:
+        """``name``'s observed traffic, events per second of event time (0 while unknown):
+        what its drift events' level is set from."""
+        return self._traffic.get(name, 0.0)
+
     def _observe_traffic(self, name: str, window: ClosedWindow) -> float:
         """``name``'s traffic in events per second of event time, a moving average over its
         windows (0 until a window spans some time)."""

@@ -93,6 +93,18 @@ DETECTOR = Gauge(
     "cusum_level, cusum_in_control_error.",
     ["model", "version", "quantity"],
 )
+WINDOW_LEVEL = Gauge(
+    "driftloop_monitor_window_level",
+    "The family-wise level of the last judged window's tests: trigger (a drifted window, "
+    "towards an episode) and alert (a drift event).",
+    ["model", "level"],
+)
+TRAFFIC = Gauge(
+    "driftloop_monitor_traffic_events_per_second",
+    "The model's observed traffic in events per second of event time, which sets the drift "
+    "events' level (DRIFTLOOP_MONITOR_ALERT_ERT_S at this rate).",
+    ["model"],
+)
 EPISODE = Gauge(
     "driftloop_monitor_drift_episode_open", "1 while a drift episode is open.", ["model"]
 )
@@ -482,6 +494,9 @@ class MonitorWorker:
         if not verdict.has_verdict:
             NO_VERDICT.labels(verdict.model_name, verdict.reason_code or "").inc()
             return
+        WINDOW_LEVEL.labels(verdict.model_name, "trigger").set(verdict.alpha)
+        WINDOW_LEVEL.labels(verdict.model_name, "alert").set(verdict.alert_alpha)
+        TRAFFIC.labels(verdict.model_name).set(self.monitor.traffic(verdict.model_name))
         for test in verdict.tests:
             FEATURE_P.labels(verdict.model_name, test.feature).set(test.p_value)
             for statistic, score in test.scores.items():

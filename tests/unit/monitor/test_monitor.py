@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from driftloop.events import EventType
+from driftloop.events import EventType, format_time
 from driftloop.schemas import EventSchemas
 from services.monitor.budget import AlertBudget, FalseAlarmBudget
 from services.monitor.concept import HoldoutCusum, cusum_threshold
@@ -82,6 +82,21 @@ def test_by_default_a_stationary_stream_raises_no_drift_event_where_windows_drif
     assert sum(v.drifted for v in windows) > 0
     assert [v.window_id for v in windows if v.alert] == []
     assert windows[-1].alert_alpha == pytest.approx(500 / 604_800, rel=0.01)
+
+
+def test_the_alert_level_follows_the_observed_traffic() -> None:
+    # The same stationary stream at 1 and at 10 events a second: ten times the events in the
+    # week between false alerts, so a level ten times lower per window.
+    slow, fast = make(), make()
+    assert slow.traffic("m") == 0.0  # nothing seen: the floor's level until a window closes
+    feed(slow, predictions(2_000, seed=11))
+    at_ten = [dict(event) for event in predictions(2_000, seed=11)]
+    for i, event in enumerate(at_ten):  # squeeze event time tenfold: 10 events a second
+        event["event_time"] = format_time(START + i / 10)
+    windows = verdicts(feed(fast, at_ten))
+    assert slow.traffic("m") == pytest.approx(1.0, rel=0.01)
+    assert fast.traffic("m") == pytest.approx(10.0, rel=0.01)
+    assert windows[-1].alert_alpha == pytest.approx(500 / (10 * 604_800), rel=0.01)
 
 
 def test_a_real_shift_still_raises_drift_events_at_the_alert_level() -> None:
