@@ -276,7 +276,7 @@ class MonitorCore:
         version: int,
     ) -> list[tuple[int, dict[str, Any]]]:
         """Feed a block's predictions and examples; returns ``(row, trigger event)`` pairs."""
-        from services.monitor.monitor import ConceptDrift, TriggerDecision, WindowVerdict
+        from services.monitor.monitor import TriggerDecision, is_drift_event
 
         fired = []
         labels = frame["label"].to_numpy()
@@ -294,10 +294,7 @@ class MonitorCore:
                 common | {"features": row, "prediction": prediction, "label": labels[i].item()}
             )
             fired += [(i, o.trigger_event()) for o in outcomes if isinstance(o, TriggerDecision)]
-            self.drift_events += sum(
-                isinstance(o, ConceptDrift) or (isinstance(o, WindowVerdict) and o.alert)
-                for o in outcomes
-            )
+            self.drift_events += sum(is_drift_event(o) for o in outcomes)
         return fired
 
 

@@ -52,6 +52,7 @@ from services.monitor.monitor import (
     ModelReference,
     TriggerDecision,
     WindowVerdict,
+    is_drift_event,
 )
 
 WINDOW = 500
@@ -168,9 +169,7 @@ def monitor_triggers(
         if any(isinstance(o, TriggerDecision) for o in outcomes):
             fired.append(i)
         for outcome in outcomes:
-            if isinstance(outcome, ConceptDrift) or (
-                isinstance(outcome, WindowVerdict) and outcome.alert
-            ):
+            if is_drift_event(outcome):
                 alerts["events"].append(i)
             if isinstance(outcome, ConceptDrift) or (
                 isinstance(outcome, WindowVerdict) and outcome.drifted

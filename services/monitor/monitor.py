@@ -270,6 +270,14 @@ class ConceptDrift:
 Outcome = WindowVerdict | TriggerDecision | ConceptDrift
 
 
+def is_drift_event(outcome: Outcome) -> bool:
+    """Whether ``outcome`` goes out on the drift topic: a concept-drift alarm, or a window
+    whose tests reject at the drift events' own level (:attr:`WindowVerdict.alert`)."""
+    return isinstance(outcome, ConceptDrift) or (
+        isinstance(outcome, WindowVerdict) and outcome.alert
+    )
+
+
 def window_field(window: ClosedWindow) -> dict[str, Any]:
     return {
         "kind": window.kind,

@@ -49,6 +49,7 @@ from services.monitor.monitor import (
     ModelReference,
     TriggerDecision,
     WindowVerdict,
+    is_drift_event,
 )
 from services.monitor.quality import DataQuality, QualityChange
 from services.monitor.report import WindowReports
@@ -443,7 +444,7 @@ class MonitorWorker:
             task = asyncio.create_task(self._report_then_event(outcome))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
-        elif outcome.alert:
+        elif is_drift_event(outcome):
             DRIFT_EVENTS.labels(outcome.model_name, outcome.severity).inc()
             return [await self.producer.send(EventType.DRIFT, outcome.drift_event())]
         return []
@@ -482,7 +483,7 @@ class MonitorWorker:
             log.exception("the window's report failed", extra={"window": verdict.window_id})
         finally:
             self._reports_waiting -= 1
-        if verdict.alert:
+        if is_drift_event(verdict):
             DRIFT_EVENTS.labels(verdict.model_name, verdict.severity).inc()
             with contextlib.suppress(asyncio.CancelledError):
                 await (await self.producer.send(EventType.DRIFT, verdict.drift_event(uri)))

@@ -44,7 +44,6 @@ class OnlineLearner:
     """
 
     def __init__(self, make_model: Callable[[], Any] = adaptive_forest) -> None:
-        self._make_model = make_model
         self.model = make_model()
         self.updates = 0
 
