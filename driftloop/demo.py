@@ -23,7 +23,7 @@ from typing import Any
 
 from driftloop.loop.report import write as write_report
 from driftloop.loop.run import ClosedLoop, Plan
-from driftloop.loop.timeline import summarize
+from driftloop.loop.timeline import summarize, version_label
 from driftloop.stack import LocalStack, LocalStackSettings
 
 Say = Callable[[str], None]
@@ -92,12 +92,12 @@ def describe(figures: dict[str, Any]) -> list[str]:
         return "-" if value is None else f"{value:.0%}"
 
     def secs(value: float | None) -> str:
-        return "-" if value is None else f"{value:.0f} s"
+        return "-" if value is None else f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
 
     lines = [
         f"{figures['requests']} requests answered, {figures['failed']} failed, "
         f"{figures['labels_sent']} labels sent; versions served: "
-        + " → ".join(f"v{v}" for v in figures["versions"]),
+        + " → ".join(map(version_label, figures["versions"])),
     ]
     if "accuracy_before" in figures:
         lines.append(
@@ -105,6 +105,12 @@ def describe(figures: dict[str, Any]) -> list[str]:
             f"{pct(figures['accuracy_drifted'])}, with v{figures['version_after'] or '-'} "
             f"{pct(figures['accuracy_after'])}"
         )
+        if figures.get("online_answers"):
+            lines.append(
+                f"the online model answered {figures['online_answers']} requests after the "
+                f"drift, from {secs(figures['to_online_answers_s'])} on, at "
+                f"{pct(figures['accuracy_online'])}"
+            )
         lines.append(
             f"from the drift: drift event {secs(figures['to_drift_event_s'])}, trigger "
             f"{secs(figures['to_trigger_s'])}, v{figures['version_after'] or '-'} promoted "

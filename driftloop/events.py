@@ -48,6 +48,7 @@ class EventType(Enum):
     DEAD_LETTER = ("dead_letter", "dead_letters", None)
     CONTRACT = ("contract", "contracts", "model_name")
     DATA_QUALITY = ("data_quality", "data_quality", "model_name")
+    ONLINE_MODEL = ("online_model", "online_models", "model_name")
 
     def __init__(self, schema_name: str, topic_setting: str, key_field: str | None) -> None:
         self.schema_name = schema_name
@@ -159,6 +160,12 @@ class InferenceRequest(Envelope):
     source: NotRequired[str]
 
 
+class Shadow(TypedDict):
+    role: Literal["champion", "previous", "challenger"]
+    model_version: str
+    prediction: Scalar
+
+
 class Prediction(Envelope):
     request_id: str
     model_name: str
@@ -167,6 +174,8 @@ class Prediction(Envelope):
     prediction: Scalar
     scores: NotRequired[dict[str, float]]
     latency_ms: NotRequired[float]
+    answered_by: NotRequired[Literal["champion", "online"]]
+    shadows: NotRequired[list[Shadow]]
 
 
 class Label(Envelope):
@@ -184,6 +193,8 @@ class LabelledExample(Envelope):
     label: Scalar
     prediction_time: str
     label_time: str
+    answered_by: NotRequired[Literal["champion", "online"]]
+    shadows: NotRequired[list[Shadow]]
 
 
 class Window(TypedDict):
@@ -232,6 +243,29 @@ def is_recall(trigger: Mapping[str, Any]) -> bool:
     return isinstance(evidence, Mapping) and evidence.get("action") == RECALL
 
 
+def scored_by(event: Mapping[str, Any], role: str) -> tuple[str, Scalar] | None:
+    """``(version, prediction)`` of the model in ``role`` on a prediction or labelled example,
+    or None when it was not scored.
+
+    ``champion`` is the registered champion whether it answered or was scored in shadow while
+    the online model answered; ``online`` is the answer of the online model; ``previous`` and
+    ``challenger`` are shadows (see the prediction schema's ``shadows``).
+
+    Example:
+        >>> event = {"model_version": "online.7", "prediction": 1, "answered_by": "online",
+        ...          "shadows": [{"role": "champion", "model_version": "3", "prediction": 0}]}
+        >>> scored_by(event, "champion"), scored_by(event, "online"), scored_by(event, "previous")
+        (('3', 0), ('online.7', 1), None)
+    """
+    answered_by = event.get("answered_by", "champion")
+    if role == answered_by:
+        return str(event["model_version"]), event["prediction"]
+    for shadow in event.get("shadows") or ():
+        if shadow["role"] == role:
+            return str(shadow["model_version"]), shadow["prediction"]
+    return None
+
+
 class ModelUpdate(Envelope):
     model_name: str
     model_version: str
@@ -240,12 +274,14 @@ class ModelUpdate(Envelope):
     alias: str
     previous_version: str | None
     metrics: dict[str, float]
+    reason: NotRequired[Literal["promotion", "rollback"]]
+    evidence: NotRequired[dict[str, float]]
 
 
 class TrainingResult(Envelope):
     model_name: str
     trigger_id: str | None
-    outcome: Literal["promoted", "rejected", "failed", "skipped"]
+    outcome: Literal["promoted", "challenger", "rejected", "failed", "skipped"]
     reason: str
     run_id: str | None
     model_version: str | None
@@ -311,6 +347,16 @@ class DataQuality(Envelope):
     window: QualityWindow
 
 
+class OnlineModel(Envelope):
+    model_name: str
+    online_version: str
+    snapshot_uri: str | None
+    answerer: Literal["champion", "online"]
+    champion_version: str | None
+    updates: int
+    evidence: dict[str, float]
+
+
 EVENT_CLASSES: dict[EventType, type] = {
     EventType.INFERENCE_REQUEST: InferenceRequest,
     EventType.PREDICTION: Prediction,
@@ -324,4 +370,5 @@ EVENT_CLASSES: dict[EventType, type] = {
     EventType.DEAD_LETTER: DeadLetter,
     EventType.CONTRACT: Contract,
     EventType.DATA_QUALITY: DataQuality,
+    EventType.ONLINE_MODEL: OnlineModel,
 }

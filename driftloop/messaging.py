@@ -144,6 +144,9 @@ def ensure_topics(settings: Settings) -> dict[str, str]:
                     "num_partitions": 1,
                     "configs": {"retention.ms": "-1", "cleanup.policy": "delete"},
                 }
+            if settings.topic_online_models in specs:
+                # The latest decision per model is the state: a replica reads it at start.
+                specs[settings.topic_online_models]["configs"] = {"cleanup.policy": "compact"}
             # Another process may create them between our describe and our create.
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(specs, wait_for_metadata=True)

@@ -38,6 +38,8 @@ from driftloop.reference import ReferenceSketch
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
+# A candidate that passed the offline gate and waits, in shadow, for live evidence.
+CHALLENGER = "challenger"
 MODEL_CARD_PATH = "driftloop/model_card.json"
 REFERENCE_PATH = "driftloop/reference.json"
 

@@ -154,6 +154,11 @@ class Settings(BaseSettings):
         "driftloop.data-quality",
         description="Data-quality events: a model's inputs degraded (triggers held) or recovered.",
     )
+    topic_online_models: str = Field(
+        "driftloop.online-models",
+        description="The online model's snapshots and which model answers (compacted: the "
+        "latest per model is the state every serving replica follows).",
+    )
 
     # Feature contracts (driftloop/contract.py)
     contract_file: Path | None = Field(

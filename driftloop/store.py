@@ -625,15 +625,21 @@ def _concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def open_store(settings: Settings, dedupe_horizon_s: float | None = None) -> ExampleStore:
-    """The example store ``settings`` name: ``store_uri``, else the S3 bucket, else a folder
-    under the state folder."""
+def store_blobs(settings: Settings) -> Blobs:
+    """Where the store ``settings`` name keeps its files: ``store_uri``, else the S3 bucket,
+    else a folder under the state folder. The example store, the monitor's reports and the
+    online model's snapshots all live there."""
     uri = settings.store_uri
     if not uri and settings.s3_bucket:
         uri = f"s3://{settings.s3_bucket}/{settings.s3_prefix.strip('/')}"
-    extra = {} if dedupe_horizon_s is None else {"dedupe_horizon_s": dedupe_horizon_s}
     if uri.startswith("s3://"):
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url or None)
-        return ExampleStore(S3Blobs(bucket, prefix, client), **extra)
-    return ExampleStore(uri or settings.state_dir / "example-store", **extra)
+        return S3Blobs(bucket, prefix, client)
+    return LocalBlobs(Path(uri or settings.state_dir / "example-store"))
+
+
+def open_store(settings: Settings, dedupe_horizon_s: float | None = None) -> ExampleStore:
+    """The example store ``settings`` name (see :func:`store_blobs`)."""
+    extra = {} if dedupe_horizon_s is None else {"dedupe_horizon_s": dedupe_horizon_s}
+    return ExampleStore(store_blobs(settings), **extra)

@@ -23,7 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from driftloop.loop.timeline import Timeline, rolling_accuracy, summarize, version_spans
+from driftloop.loop.timeline import (
+    Timeline,
+    rolling_accuracy,
+    summarize,
+    version_label,
+    version_spans,
+)
 
 MARKERS = {
     "drift": ("#d62728", "--", "drift event"),
@@ -31,6 +37,9 @@ MARKERS = {
     "recall": ("#9467bd", ":", "recall"),
     "fit": ("#8c8c8c", (0, (1, 3)), "fit done"),
     "promotion": ("#2ca02c", "-.", "promotion"),
+    "challenger": ("#17becf", ":", "challenger in shadow"),
+    "rollback": ("#e377c2", "-.", "rollback"),
+    "answerer": ("#bcbd22", (0, (3, 1, 1, 1)), "answerer switch"),
     "swap": ("#1f77b4", "-", "swap"),
 }
 SHADES = ("#f2f2f2", "#dde8f5", "#e3f1e0", "#f7e8d8", "#ece3f3", "#f5f1d6")
@@ -48,7 +57,10 @@ def plot(timeline: Timeline, window: int = 200) -> bytes:
     served = timeline.served
     for i, (version, start, end) in enumerate(version_spans(served)):
         axes.axvspan(start - t0, end - t0, color=SHADES[i % len(SHADES)], lw=0)
-        axes.text((start + end) / 2 - t0, 0.02, f"v{version}", ha="center", va="bottom", fontsize=9)
+        axes.text(
+            (start + end) / 2 - t0, 0.02, version_label(version), ha="center", va="bottom",
+            fontsize=9,
+        )  # fmt: skip
     if served:
         axes.plot(
             [row.t - t0 for row in served],
@@ -89,7 +101,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
     if isinstance(value, list):
-        return " → ".join(f"v{v}" for v in value)
+        return " → ".join(map(version_label, value))
     return html.escape(str(value))
 
 
@@ -108,7 +120,8 @@ def render(timeline: Timeline, title: str = "driftloop: the closed loop") -> str
     )
     event_rows = "\n".join(
         f"<tr><td>{t - t0:.1f}</td><td>{html.escape(kind)}</td>"
-        f"<td>{_cell(version)}</td><td>{html.escape(detail)}</td></tr>"
+        f"<td>{'-' if version is None else version_label(version)}</td>"
+        f"<td>{html.escape(detail)}</td></tr>"
         for t, kind, version, detail in events
     )
     verdict = (

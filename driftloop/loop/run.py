@@ -31,8 +31,9 @@ from driftloop.events import EventType, new_event
 from driftloop.loop import streams
 from driftloop.loop.services import ServiceSupervisor, isolated_environment, wait_for
 from driftloop.loop.simulator import ProducingApp
-from driftloop.loop.timeline import Timeline, rolling_accuracy
+from driftloop.loop.timeline import Timeline, rolling_accuracy, version_label
 from driftloop.messaging import EventConsumer, EventProducer, ensure_topics
+from driftloop.online_snapshots import is_online_version
 from driftloop.settings import Settings
 from driftloop.store import ExampleStore
 
@@ -43,6 +44,7 @@ LOOP_EVENTS = (
     EventType.TRAINING_RESULT,
     EventType.MODEL_UPDATE,
     EventType.SWAP,
+    EventType.ONLINE_MODEL,
 )
 
 
@@ -108,7 +110,7 @@ class LoopWatcher:
                     shown = self.timeline.observe(kind, received.event)
                     if shown is not None:
                         elapsed = shown.t - self.timeline.started
-                        version = f" v{shown.version}" if shown.version else ""
+                        version = f" {version_label(shown.version)}" if shown.version else ""
                         self.say(f"{elapsed:6.1f}s {shown.kind:<9}{version}  {shown.detail}")
         except BaseException as error:  # surfaced by the run, not lost in the thread
             self.error = error
@@ -117,7 +119,12 @@ class LoopWatcher:
         return sum(1 for e in self.timeline.events if e.kind == kind and e.t >= since)
 
     def promoted(self) -> list[dict[str, Any]]:
-        return [event for kind, event in self.raw if kind == "model_update"]
+        """The champion alias's moves (promotions and rollbacks; a challenger's are not)."""
+        return [
+            event
+            for kind, event in self.raw
+            if kind == "model_update" and event.get("alias", "champion") == "champion"
+        ]
 
     def answered(self, trigger_id: str) -> bool:
         """Whether the trainer has published its verdict on ``trigger_id``."""
@@ -263,15 +270,17 @@ class ClosedLoop:
                 before = [r.correct for r in served if r.index < drift_at][-500:]
                 baseline.append(sum(before) / max(len(before), 1))
             recent = served[-plan.after_swap :]
+            # Recovered by a batch refit: the online model's answers only bridge the gap.
             if len(recent) < plan.after_swap or any(
-                r.index < drift_at or r.version == onset for r in recent
+                r.index < drift_at or r.version == onset or is_online_version(r.version)
+                for r in recent
             ):
                 return False
             accuracy = sum(r.correct for r in recent) / len(recent)
             if accuracy >= baseline[0] - plan.recovery_gap:
                 self.say(
-                    f"recovered: v{recent[-1].version} at {accuracy:.2f} over its last "
-                    f"{len(recent)} answers (before the drift {baseline[0]:.2f})"
+                    f"recovered: {version_label(recent[-1].version)} at {accuracy:.2f} over its "
+                    f"last {len(recent)} answers (before the drift {baseline[0]:.2f})"
                 )
                 return True
             return False
@@ -330,7 +339,7 @@ class ClosedLoop:
         elapsed = time.time() - self.timeline.started
         self.say(
             f"{elapsed:6.1f}s sent {len(served) + self.timeline.failed:>5}  "
-            f"accuracy(200) {accuracy:.2f}  serving v{served[-1].version}  {counts}"
+            f"accuracy(200) {accuracy:.2f}  serving {version_label(served[-1].version)}  {counts}"
             + (f"  failed {self.timeline.failed}" if self.timeline.failed else "")
         )
 

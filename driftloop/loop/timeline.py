@@ -28,8 +28,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from driftloop.events import epoch, is_recall
+from driftloop.online_snapshots import is_online_version
 
-EventKind = Literal["drift", "trigger", "recall", "fit", "promotion", "swap"]
+ONLINE = "online"  # the online model's answers, whatever their snapshot, in `versions`
+
+EventKind = Literal[
+    "drift", "trigger", "recall", "fit", "promotion", "challenger", "rollback", "answerer", "swap"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +124,10 @@ class Timeline:
         return recorded
 
     def _repeats(self, event: LoopEvent) -> bool:
+        if event.kind == "answerer":
+            # The trainer sends one with every snapshot: only a change of answerer is shown.
+            last = next((e for e in reversed(self.events) if e.kind == "answerer"), None)
+            return last is not None and last.detail.split()[0] == event.detail.split()[0]
         # The trainer sends one training result per trigger a fit answered: a fit that
         # coalesced three triggers arrives three times, with one verdict.
         if event.kind != "fit":
@@ -169,9 +178,16 @@ def _loop_event(kind: str, event: dict[str, Any]) -> LoopEvent | None:
         detail = f"{event.get('outcome')}: {metrics}" + (f" vs {champion}" if champion else "")
         return LoopEvent(t, "fit", event.get("model_version"), detail)
     if kind == "model_update":
-        previous = event.get("previous_version")
+        previous, version = event.get("previous_version"), event["model_version"]
+        if event.get("alias", "champion") != "champion":
+            return LoopEvent(t, "challenger", version, f"v{version} in shadow, awaiting evidence")
+        moved: EventKind = "rollback" if event.get("reason") == "rollback" else "promotion"
+        return LoopEvent(t, moved, version, f"v{previous} → v{version}")
+    if kind == "online_model":
+        evidence = event.get("evidence") or {}
+        shown = ", ".join(f"{k} {v:.3g}" for k, v in sorted(evidence.items())[:3])
         return LoopEvent(
-            t, "promotion", event.get("model_version"), f"v{previous} → v{event['model_version']}"
+            t, "answerer", event["online_version"], f"{event['answerer']} answers ({shown or '-'})"
         )
     if kind == "swap":
         if event.get("outcome") != "swapped":
@@ -208,14 +224,22 @@ def rolling_accuracy(served: Sequence[Served], window: int = 200) -> list[float]
     return out
 
 
+def version_label(version: str) -> str:
+    """How a version is shown: ``v3`` for a registry version, ``online`` for any of the
+    online model's snapshots."""
+    return ONLINE if version == ONLINE or is_online_version(version) else f"v{version}"
+
+
 def version_spans(served: Sequence[Served]) -> list[tuple[str, float, float]]:
-    """``(version, first answer, last answer)`` for each run of answers by one version."""
+    """``(version, first answer, last answer)`` for each run of answers by one version (the
+    online model's snapshots are one version here: ``online``)."""
     spans: list[tuple[str, float, float]] = []
     for row in served:
-        if spans and spans[-1][0] == row.version:
-            spans[-1] = (row.version, spans[-1][1], row.t)
+        version = ONLINE if is_online_version(row.version) else row.version
+        if spans and spans[-1][0] == version:
+            spans[-1] = (version, spans[-1][1], row.t)
         else:
-            spans.append((row.version, row.t, row.t))
+            spans.append((version, row.t, row.t))
     return spans
 
 
@@ -237,13 +261,16 @@ def summarize(timeline: Timeline, window: int = 500) -> dict[str, Any]:
     (the version serving at the end, if a newer one, and its first ``window`` answers),
     ``recovered`` (after beats drifted by 0.1), and seconds from the drift to the first drift
     event and trigger after it, and to the promotion and swap of ``version_after`` (None when
-    there was none).
+    there was none). The online model's answers after the drift are ``online_answers``, their
+    ``accuracy_online`` and ``to_online_answers_s`` (from the drift to the first); in
+    ``versions`` they show as ``online``, and ``version_after`` is never one of them.
     """
     served = timeline.served
     versions: list[str] = []
     for row in served:
-        if not versions or versions[-1] != row.version:
-            versions.append(row.version)
+        shown = ONLINE if is_online_version(row.version) else row.version
+        if not versions or versions[-1] != shown:
+            versions.append(shown)
     figures: dict[str, Any] = {
         "stream": timeline.stream,
         "requests": len(served),
@@ -257,6 +284,8 @@ def summarize(timeline: Timeline, window: int = 500) -> dict[str, Any]:
         "recalls": len(timeline.recall_ids),
         "fits": sum(1 for e in timeline.events if e.kind == "fit"),
         "promotions": sum(1 for e in timeline.events if e.kind == "promotion"),
+        "rollbacks": sum(1 for e in timeline.events if e.kind == "rollback"),
+        "answerer_switches": sum(1 for e in timeline.events if e.kind == "answerer"),
         "swaps": sum(1 for e in timeline.events if e.kind == "swap"),
         "duration_s": (timeline.ended or (served[-1].t if served else timeline.started))
         - timeline.started,
@@ -286,8 +315,14 @@ def summarize(timeline: Timeline, window: int = 500) -> dict[str, Any]:
     onset_version = next((row.version for row in after_onset), None)
     drifted = [row.correct for row in after_onset if row.version == onset_version]
     figures["accuracy_drifted"] = _mean(drifted)
-    # Recovery is judged on the version serving at the end, if it is not the drifted one.
-    final = served[-1].version if served else None
+    online = [row for row in after_onset if is_online_version(row.version)]
+    figures["online_answers"] = len(online)
+    figures["accuracy_online"] = _mean([row.correct for row in online])
+    figures["to_online_answers_s"] = round(online[0].t - onset.t, 2) if online else None
+    # Recovery is judged on the registered version serving at the end, if it is not the
+    # drifted one (the online model's answers bridge the gap; the batch refit recovers).
+    registered = [row for row in served if not is_online_version(row.version)]
+    final = registered[-1].version if registered else None
     recovered_by = final if final is not None and final != onset_version else None
     figures["version_after"] = recovered_by
     after = [row.correct for row in after_onset if row.version == recovered_by]

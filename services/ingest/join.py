@@ -333,13 +333,18 @@ class LabelJoin:
         return result
 
 
+# A prediction's optional fields that its labelled example carries too.
+LIVE_EVIDENCE = ("answered_by", "shadows")
+
+
 def pack(event: dict[str, Any]) -> str:
     return orjson.dumps(event).decode()
 
 
 def labelled_example(prediction: dict[str, Any], label: dict[str, Any]) -> dict[str, Any]:
-    """The labelled-example event for one prediction and its label."""
-    return {
+    """The labelled-example event for one prediction and its label; who answered and the
+    shadows' answers come along, the live evidence the trainer judges models by."""
+    example = {
         "schema_version": SCHEMA_VERSION,
         "event_id": example_id(prediction["request_id"]),
         "event_time": later(prediction["event_time"], label["event_time"]),
@@ -352,6 +357,10 @@ def labelled_example(prediction: dict[str, Any], label: dict[str, Any]) -> dict[
         "prediction_time": prediction["event_time"],
         "label_time": label["event_time"],
     }
+    for name in LIVE_EVIDENCE:
+        if name in prediction:
+            example[name] = prediction[name]
+    return example
 
 
 def later(first: str, second: str) -> str:

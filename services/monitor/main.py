@@ -6,8 +6,9 @@ from driftloop.asgi import ServiceRunner
 from driftloop.logs import configure_logging
 from driftloop.registry import ModelRegistry
 from driftloop.runtime import tune_gc
+from driftloop.store import store_blobs
 from services.monitor.http import create_app
-from services.monitor.report import WindowReports, report_blobs
+from services.monitor.report import WindowReports
 from services.monitor.settings import MonitorSettings
 from services.monitor.worker import MonitorWorker
 
@@ -16,7 +17,7 @@ def main() -> int:
     settings = MonitorSettings()
     configure_logging(settings.log_level, settings.log_format)
     tune_gc()
-    reports = WindowReports(report_blobs(settings))
+    reports = WindowReports(store_blobs(settings))
     worker = MonitorWorker(settings, ModelRegistry(settings.mlflow_tracking_uri), reports)
     runner = ServiceRunner(
         "monitor",

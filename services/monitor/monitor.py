@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from driftloop.events import RECALL, epoch, format_time, new_event
+from driftloop.events import RECALL, epoch, format_time, new_event, scored_by
 from driftloop.model_card import ModelCard
 from driftloop.reference import ReferenceSketch
 from services.monitor.budget import AlertBudget, FalseAlarmBudget
@@ -52,6 +52,9 @@ from services.monitor.windows import ClosedWindow, DriftWindow, WindowKind
 
 Severity = Literal["none", "low", "medium", "high"]
 MAX_VERSIONS = 4  # versions kept per model: during a swap two serve side by side
+# The champion's prediction on a request answered by the online model whose shadow scoring
+# serve skipped: the request's inputs count, its error does not.
+UNSCORED: Any = object()
 TRAFFIC_WEIGHT = 0.1  # of a new window in the traffic rate's moving average
 
 
@@ -380,10 +383,15 @@ class DriftMonitor:
     def observe_prediction(self, event: Mapping[str, Any]) -> list[Outcome]:
         """One prediction event; returns the windows it closed and any trigger."""
         self.events["predictions"] += 1
-        name, version = event["model_name"], str(event["model_version"])
+        name = event["model_name"]
+        champion = self._champion_answer(name, event)
+        if champion is None:
+            return []
+        version, prediction = champion
         state = self._version(name, version)
         row = event["features"]
-        state.predictions[id(row)] = event.get("prediction")
+        if prediction is not UNSCORED:
+            state.predictions[id(row)] = prediction
         time = epoch(event["event_time"])
         self._latest[name] = max(self._latest.get(name, time), time)
         closed = state.window.update(row, time)
@@ -393,16 +401,20 @@ class DriftMonitor:
         """One labelled example; returns any trigger (concept drift or data arrival), and the
         drift event of a concept alarm that opened an episode or fired."""
         self.events["examples"] += 1
-        name, version = event["model_name"], str(event["model_version"])
+        name = event["model_name"]
+        champion_answer = self._champion_answer(name, event)
+        if champion_answer is None:
+            return []
+        version, prediction = champion_answer
         state = self._version(name, version)
         policy = self.policy(name)
         time = epoch(event["event_time"])
         self._latest[name] = max(self._latest.get(name, time), time)
         outcomes: list[Outcome] = []
         error: float | None = None
-        if state.detector is not None:
+        if state.detector is not None and prediction is not UNSCORED:
             task = self._card_task(name, version)
-            error = is_error(event["prediction"], event["label"], task)
+            error = is_error(prediction, event["label"], task)
             alarm = state.detector.update(error, time)
             # Only the champion's errors count: a replaced version's late examples say nothing
             # about the model that serves now.
@@ -434,6 +446,20 @@ class DriftMonitor:
         if labelled:
             outcomes.append(self._arrival_trigger(name, version))
         return outcomes
+
+    def _champion_answer(self, name: str, event: Mapping[str, Any]) -> tuple[str, Any] | None:
+        """The champion's version on ``event`` and its prediction (:data:`UNSCORED` when it
+        was not scored), or None when not even its version is known.
+
+        The monitor watches the champion whoever answered: while the online model answers,
+        serve scores the champion in shadow; a request whose shadow was skipped (serve was
+        too busy) still counts for the inputs and for data arrival, not for the error stream.
+        """
+        scored = scored_by(event, "champion")
+        if scored is not None:
+            return scored
+        champion = self.champions.get(name)
+        return None if champion is None else (champion, UNSCORED)
 
     def hold(self, name: str) -> None:
         """Hold every trigger of ``name`` (its data is degraded: see
@@ -467,13 +493,20 @@ class DriftMonitor:
         From now on only the new champion's predictions and examples can raise an alarm: the
         replaced version's stragglers (requests it answered before serve swapped) would
         otherwise fire a trigger for a model that no longer serves. The new version's
-        windows and detector start fresh.
+        windows and detector start fresh. A rollback does the same for the restored version
+        and ends the episode for good (:meth:`TriggerPolicy.rolled_back`); a challenger's
+        alias moving changes nothing here: the champion still serves.
         """
+        if event.get("alias", "champion") != "champion":
+            return
         self.events["promotions"] += 1
         name, version = event["model_name"], str(event["model_version"])
         self.champions[name] = version
         latest = self._latest.get(name)
-        self.policy(name).promoted(latest)
+        if event.get("reason") == "rollback":
+            self.policy(name).rolled_back(latest)
+        else:
+            self.policy(name).promoted(latest)
         self._held.pop(name, None)
         self._versions.get(name, OrderedDict()).pop(version, None)
 

@@ -14,34 +14,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pandas as pd
 
 from driftloop.reference import ReferenceSketch
-from driftloop.settings import Settings
 from driftloop.store import Blobs, LocalBlobs, S3Blobs
 
 PREFIX = "reports"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
-
-
-def report_blobs(settings: Settings) -> Blobs:
-    """Where the store named by ``settings`` keeps its files (as ``open_store`` resolves it).
-
-    The store itself is not opened: it would read every manifest to dedupe writes the
-    monitor never makes.
-    """
-    uri = settings.store_uri
-    if not uri and settings.s3_bucket:
-        uri = f"s3://{settings.s3_bucket}/{settings.s3_prefix.strip('/')}"
-    if uri.startswith("s3://"):
-        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-        client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url or None)
-        return S3Blobs(bucket, prefix, client)
-    return LocalBlobs(Path(uri or settings.state_dir / "example-store"))
 
 
 def frame(rows: Sequence[Mapping[str, Any]], reference: ReferenceSketch) -> pd.DataFrame:
@@ -60,7 +41,7 @@ class WindowReports:
     """Builds and stores window reports; serves them back by name.
 
     Parameters:
-        blobs: the store's files (see :func:`report_blobs`).
+        blobs: the store's files (see :func:`driftloop.store.store_blobs`).
     """
 
     def __init__(self, blobs: Blobs) -> None:

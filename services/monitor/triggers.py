@@ -67,6 +67,10 @@ Example:
     ([False, False, False], {'data_arrival'})
     >>> paused.resume(), paused.arrival(), paused.arrival()
     (None, True, False)
+    >>> restored = TriggerPolicy(open_after=1, close_after=2, cooldown_s=0)
+    >>> restored.rolled_back(0.0)  # the data is still drifted from the restored version's
+    >>> [restored.window(drifted, t) for t, drifted in enumerate([1, 1, 0, 0, 1], 1)]
+    [False, False, False, False, True]
 """
 
 from __future__ import annotations
@@ -137,6 +141,7 @@ class TriggerPolicy:
         self.examples_since_promotion = 0
         self.suspended = False  # every trigger held: the model's data is degraded
         self.withheld: set[str] = set()  # reasons held since the hold began
+        self.muted = False  # after a rollback: windows open no episode until they are clean
 
     def cooling(self, time: float) -> bool:
         if self._retry_at is not None:
@@ -148,11 +153,13 @@ class TriggerPolicy:
         if drifted:
             self._drifted_run += 1
             self._clean_run = 0
-            if not self.episode_open and self._drifted_run >= self.open_after:
+            if not self.episode_open and not self.muted and self._drifted_run >= self.open_after:
                 self._open()
         else:
             self._clean_run += 1
             self._drifted_run = 0
+            if self.muted and self._clean_run >= self.close_after:
+                self.muted = False
             if (
                 self.episode_open
                 and self._clean_run >= self.close_after
@@ -264,6 +271,23 @@ class TriggerPolicy:
         self.episode_open = self._holding = False
         self._drifted_run = self._clean_run = 0
         self._retry_at = None if time is None else time + self.retry_s
+
+    def rolled_back(self, time: float | None = None) -> None:
+        """The last promotion was rolled back at event time ``time``: the version before it
+        answered the same requests evidently better, and serves again.
+
+        The episode that asked for the promotion is over and stays over: the data windows are
+        likely still drifted from the restored version's reference (the drift that opened the
+        episode), and a new trigger on them would fit the same candidate again. So windows
+        open no episode until ``close_after`` clean windows in a row end the mute, and the
+        next trigger waits a full cooldown. The error stream still opens one: the restored
+        version's own errors are new evidence.
+        """
+        self.promoted(None)
+        self.muted = True
+        self._retry_at = None
+        if time is not None:
+            self._last_trigger = time
 
     def rejected(self, time: float) -> None:
         """The fit a trigger asked for was rejected or failed, at event time ``time``: the

@@ -8,6 +8,15 @@ model, logs the predictions and returns the answer, which names that version. Er
 :mod:`driftloop.errors` classes; the transport maps them to its protocol's (for HTTP,
 :func:`driftloop.http.error_answer`).
 
+While the trainer's arbiter says the online model is better (:mod:`services.serve.online`), the
+online model's snapshot answers instead, taken once at ``begin_*`` like the version: the
+answer names its version (``online.<n>``), and the champion is scored in shadow. The
+champion's card still checks the body and shapes the answer. A request that names a version
+is answered by that version: the champion's, or the online model's. Whatever is in shadow
+(the champion then, the previous champion on probation, a challenger) is scored after the
+answer (:mod:`services.serve.shadow`); a request with nothing in shadow costs what it did
+before: its rows go straight to the outbox.
+
 Example:
     >>> plane = DataPlane("driftloop-model", repository, outbox.put)  # doctest: +SKIP
     >>> inference = plane.begin_records({"age": 41, "income": 52000.0})  # doctest: +SKIP
@@ -17,17 +26,20 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-import numpy as np
-
 from driftloop.errors import ModelNotFound, ModelNotReady
 from driftloop.events import EventType
+from services.serve.online import FALLBACKS, OnlineAnswers, OnlineModel
 from services.serve.protocol import (
+    CHAMPION,
+    ONLINE,
     OUTPUTS,
     FeatureBatch,
     Predictions,
@@ -43,6 +55,7 @@ from services.serve.protocol import (
     row_ids,
 )
 from services.serve.repository import ModelRepository, ServedModel
+from services.serve.shadow import ShadowScorer
 
 
 def _version() -> str:
@@ -52,14 +65,24 @@ def _version() -> str:
         return "0"
 
 
+# The online model (river, pure Python) takes ~0.1 ms a row: a few rows are answered on the
+# event loop, more in the model thread, where they do not hold other requests.
+ONLINE_INLINE_ROWS = 4
+
+
 class DataPlane:
     """The inference handlers over one :class:`ModelRepository`.
 
     Parameters:
         name: the model this server serves.
-        repository: holds the serving version.
+        repository: holds the serving version and the models in shadow.
         publish: takes prediction rows and what builds their events (must not block: the
             outbox's ``put``).
+        online: which model answers, the champion or the online model (None: the champion).
+        scorer: scores the models in shadow and logs the rows (None: nothing is scored in
+            shadow).
+        executor: the model thread, where the online model answers requests of more than
+            :data:`ONLINE_INLINE_ROWS` rows (None: the default executor).
     """
 
     def __init__(
@@ -67,10 +90,16 @@ class DataPlane:
         name: str,
         repository: ModelRepository,
         publish: Callable[..., Any],
+        online: OnlineAnswers | None = None,
+        scorer: ShadowScorer | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.name = name
         self.repository = repository
         self.publish = publish
+        self.online = OnlineAnswers(name) if online is None else online
+        self.scorer = scorer
+        self.executor = executor
         self.server_version = _version()
 
     # --- health and metadata -----------------------------------------------------------------
@@ -85,7 +114,9 @@ class DataPlane:
         return {"name": "driftloop-serve", "version": self.server_version, "extensions": []}
 
     def model(self, name: str, model_version: str | None = None) -> ServedModel:
-        """The serving model, if it is the one asked for; raises 404 or 503 otherwise."""
+        """The serving champion, if the model (and version: the champion's or the online
+        model's) is the one asked for; raises 404 or 503 otherwise. Its card checks requests
+        whichever model answers them."""
         if name != self.name:
             raise ModelNotFound(
                 f"model {name!r} is not served here; this server serves {self.name!r}"
@@ -94,11 +125,24 @@ class DataPlane:
         if current is None:
             raise ModelNotReady(self.repository.problem or "no model is loaded yet")
         if model_version is not None and model_version != current.version:
-            raise ModelNotFound(
-                f"version {model_version} of {name!r} is not served here; this replica "
-                f"serves version {current.version}"
-            )
+            online = self.online.answering
+            if online is None or model_version != online.version:
+                served = (
+                    current.version if online is None else f"{current.version}, {online.version}"
+                )
+                raise ModelNotFound(
+                    f"version {model_version} of {name!r} is not served here; this replica "
+                    f"serves version {served}"
+                )
         return current
+
+    def answering(self, model_version: str | None = None) -> OnlineModel | None:
+        """The online model that answers a request for ``model_version`` (checked by
+        :meth:`model`), or None when the champion answers it."""
+        online = self.online.answering
+        if online is None or model_version is None or model_version == online.version:
+            return online
+        return None
 
     def model_metadata(self, name: str, model_version: str | None = None) -> dict[str, Any]:
         model = self.model(name, model_version)
@@ -106,7 +150,7 @@ class DataPlane:
 
     def model_ready(self, name: str, model_version: str | None = None) -> dict[str, Any]:
         model = self.model(name, model_version)
-        return {"name": model.name, "version": model.version, "ready": True}
+        return {"name": model.name, "version": model_version or model.version, "ready": True}
 
     # --- inference --------------------------------------------------------------------------
 
@@ -122,46 +166,85 @@ class DataPlane:
         batch, body_id = decode_infer(document, model.card)
         wanted = requested_outputs(document, OUTPUTS)
         request_id = body_id or request_id or new_request_id()
-        return Inference(model, batch, request_id, None if len(wanted) == len(OUTPUTS) else wanted)
+        outputs = None if len(wanted) == len(OUTPUTS) else wanted
+        return Inference(model, batch, request_id, outputs, self.answering(model_version))
 
     def begin_records(self, document: Any, request_id: str | None = None) -> Inference:
         """Check plain records; raises 503 or 422 (see errors)."""
         model = self.model(self.name)
         batch, body_id = decode_records(document, model.card)
-        return Inference(model, batch, body_id or request_id or new_request_id(), RECORDS)
+        request_id = body_id or request_id or new_request_id()
+        return Inference(model, batch, request_id, RECORDS, self.online.answering)
 
     async def infer(self, inference: Inference) -> dict[str, Any]:
         """Call the model on a checked request, log its predictions, and answer it.
 
         A model fast enough to call inline is called right here, so that such a request is
         one coroutine; the others wait for their micro-batch. Whatever the model raises is
-        raised (a server error: the request was checked).
+        raised (a server error: the request was checked). The online model, when it answers,
+        answers first; a request it cannot answer is the champion's.
         """
+        if inference.online is not None:
+            answer = await self._infer_online(inference)
+            if answer is not None:
+                return answer
         model = inference.model
         called = time.perf_counter()
         if model.inline:
             outputs = model.call(inference.batch)
         else:
             outputs = await model.predict(inference.batch)
-        return self.complete(inference, outputs, (time.perf_counter() - called) * 1e3)
+        predictions = Predictions.decode(model.card, outputs)
+        return self.complete(inference, predictions, (time.perf_counter() - called) * 1e3)
+
+    async def _infer_online(self, inference: Inference) -> dict[str, Any] | None:
+        """The online model's answer, or None when it cannot answer (then the champion does)."""
+        online, batch, card = inference.online, inference.batch, inference.model.card
+        assert online is not None
+        called = time.perf_counter()
+        if batch.rows <= ONLINE_INLINE_ROWS:
+            predictions = online.predictions(batch, card)
+        else:
+            loop = asyncio.get_running_loop()
+            predictions = await loop.run_in_executor(self.executor, online.predictions, batch, card)
+        if predictions is None:
+            FALLBACKS.inc()
+            inference.online = None  # the champion answers it
+            return None
+        return self.complete(inference, predictions, (time.perf_counter() - called) * 1e3)
 
     def complete(
-        self, inference: Inference, outputs: np.ndarray, latency_ms: float
+        self, inference: Inference, predictions: Predictions, latency_ms: float
     ) -> dict[str, Any]:
-        """The answer to ``inference`` given the model's ``outputs``; logs the predictions."""
+        """The answer to ``inference`` given its ``predictions`` (by the online model when
+        ``inference.online`` is set, else by the champion); logs them, with the models in
+        shadow scored after the answer."""
         model, batch, request_id = inference.model, inference.batch, inference.request_id
-        predictions = Predictions.decode(model.card, outputs)
+        online = inference.online
+        version = model.version if online is None else online.version
         ids = row_ids(request_id, batch.rows)
-        self.publish(  # compact rows: the outbox builds the events off the request's path
-            EventType.PREDICTION,
-            prediction_rows(model.name, model.version, ids, batch, predictions, latency_ms),
-            prediction_event,
+        # compact rows: the outbox builds the events off the request's path
+        rows = prediction_rows(
+            model.name,
+            version,
+            ids,
+            batch,
+            predictions,
+            latency_ms,
+            None if online is None else ONLINE,
         )
+        shadowed = self.repository.shadows.scored
+        if online is not None:  # the champion is scored on what the online model answered
+            shadowed = ((CHAMPION, model), *shadowed)
+        if shadowed and self.scorer is not None:
+            self.scorer.submit(rows, batch, shadowed)
+        else:
+            self.publish(EventType.PREDICTION, rows, prediction_event)
         if inference.outputs is RECORDS:
-            return records_response(model.name, model.version, request_id, ids, predictions)
+            return records_response(model.name, version, request_id, ids, predictions)
         wanted = inference.outputs
         assert not isinstance(wanted, str)  # RECORDS answered above
-        return infer_response(model.name, model.version, request_id, ids, predictions, wanted)
+        return infer_response(model.name, version, request_id, ids, predictions, wanted)
 
 
 RECORDS = "records"  # Inference.outputs of a plain-records request
@@ -172,13 +255,16 @@ class Inference:
     """A checked request on its way through the model.
 
     Parameters:
-        model: the version that serves it (taken once: it finishes on this one).
+        model: the champion's version that serves it, or checks it and is scored in shadow
+            while the online model answers (taken once: it finishes on this one).
         batch: its checked features.
         request_id: the caller's or a new one.
         outputs: the OIP outputs asked for (None: all), or :data:`RECORDS` for plain records.
+        online: the online model's snapshot that answers it (None: the champion answers).
     """
 
     model: ServedModel
     batch: FeatureBatch
     request_id: str
     outputs: set[str] | str | None
+    online: OnlineModel | None = None

@@ -45,17 +45,20 @@ from driftloop.errors import (
 from driftloop.http import error_answer, parse_json, read_body
 from services.serve.dataplane import DataPlane, Inference
 from services.serve.loop_metrics import LoopCounter, LoopHistogram
+from services.serve.protocol import ONLINE
 from services.serve.settings import ServeSettings
 
 # Updated on every request: lock-free (see loop_metrics), exposed as usual.
 REQUESTS = LoopCounter(
     "driftloop_serve_requests_total",
-    "Inference requests answered, by endpoint, model version and HTTP status.",
+    "Inference requests answered, by endpoint, model version (`online` for the online model's "
+    "snapshots, a new version every few seconds) and HTTP status.",
     ["endpoint", "model_version", "status"],
 )
 LATENCY = LoopHistogram(
     "driftloop_serve_request_seconds",
-    "Inference request latency (body read to answer), by model version and HTTP status.",
+    "Inference request latency (body read to answer), by model version (`online` for the "
+    "online model) and HTTP status.",
     ["model_version", "status"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
@@ -162,7 +165,10 @@ def create_app(
             try:
                 inference = begin(params, caller, parse_json(await body(), non_finite=True))
                 result = await plane.infer(inference)
-                version, status = inference.model.version, 200
+                # the online model's versions as one label: a label per snapshot would grow
+                # the metric's series without bound
+                version = inference.model.version if inference.online is None else ONLINE
+                status = 200
                 content = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
             except DriftloopError as error:
                 status, content = error_answer(error)

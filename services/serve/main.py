@@ -1,4 +1,5 @@
-"""`driftloop run serve`: the HTTP server, the hot-swap watcher and the prediction log."""
+"""`driftloop run serve`: the HTTP server, the hot-swap and online-model watchers, the shadow
+scorer and the prediction log."""
 
 from __future__ import annotations
 
@@ -29,14 +30,18 @@ def main() -> int:
 
     import mlflow
 
-    from driftloop.registry import ModelRegistry
+    from driftloop.online_snapshots import OnlineSnapshots
+    from driftloop.registry import CHALLENGER, ModelRegistry
+    from driftloop.store import store_blobs
     from services.serve.batching import MicroBatcher
     from services.serve.dataplane import DataPlane
     from services.serve.http import create_app
     from services.serve.loading import VersionLoader
+    from services.serve.online import OnlineAnswers
     from services.serve.outbox import EventOutbox
     from services.serve.repository import ModelRepository
-    from services.serve.worker import ChampionWatcher
+    from services.serve.shadow import ShadowScorer
+    from services.serve.worker import ChampionWatcher, OnlineWatcher
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
@@ -60,9 +65,22 @@ def main() -> int:
         ),
         publish=outbox.put,
         replica=settings.serve_replica_id,
+        resolve_challenger=lambda: registry.version_of(name, CHALLENGER),
+        previous_s=settings.serve_shadow_previous_s,
     )
-    plane = DataPlane(name, repository, outbox.put)
+    online = OnlineAnswers(name)
+    scorer = ShadowScorer(outbox.put, settings.serve_shadow_queue)
+    plane = DataPlane(name, repository, outbox.put, online, scorer, executor)
     watcher = ChampionWatcher(settings, repository)
+    run = {
+        # the outbox stops once the scorer has handed it the predictions it still held
+        "serve-outbox": lambda stop: outbox.run(scorer.finished),
+        "serve-shadows": scorer.run,
+        "serve-watcher": watcher.run,
+    }
+    if settings.serve_online_answers:
+        snapshots = OnlineSnapshots(store_blobs(settings), name)
+        run["serve-online"] = OnlineWatcher(settings, online, snapshots).run
 
     async def close() -> None:
         executor.shutdown(wait=False, cancel_futures=True)
@@ -71,7 +89,7 @@ def main() -> int:
     runner = ServiceRunner(
         "serve",
         # the outbox sends what it still holds once stopped, within its timeout
-        run={"serve-outbox": outbox.run, "serve-watcher": watcher.run},
+        run=run,
         close=[close],
         stop_timeout_s=15,
     )

@@ -688,10 +688,30 @@ def records_response(
     }
 
 
+# The roles of models in a prediction event (schemas/prediction.schema.json): who answered
+# (``answered_by``: the champion, or the online model) and who was scored in shadow (the
+# champion while the online model answers, the champion before the last promotion, a
+# challenger awaiting live evidence).
+CHAMPION, ONLINE, PREVIOUS, CHALLENGER = "champion", "online", "previous", "challenger"
+# A model scored in shadow on one row: (role, model version, its prediction).
+ShadowScore = tuple[str, str, Scalar]
 # What a request leaves for the prediction log: the event's fields without its ``event_id``
-# and without the dict around them. The request builds this tuple (cheap); the outbox turns it
-# into the event (:func:`prediction_event`) in its own time, in batches.
-PredictionRow = tuple[float, str, str, str, dict[str, Scalar], Scalar, float, Any]
+# and without the dict around them: time, request id, model, version, features, prediction,
+# latency, scores, who answered (None: the champion) and the shadows' scores (None: none). The
+# request builds this tuple (cheap); the outbox turns it into the event
+# (:func:`prediction_event`) in its own time, in batches.
+PredictionRow = tuple[
+    float,
+    str,
+    str,
+    str,
+    dict[str, Scalar],
+    Scalar,
+    float,
+    Any,
+    str | None,
+    list[ShadowScore] | None,
+]
 
 
 def prediction_rows(
@@ -701,12 +721,27 @@ def prediction_rows(
     batch: FeatureBatch,
     predictions: Predictions,
     latency_ms: float,
+    answered_by: str | None = None,
 ) -> list[PredictionRow]:
-    """One :data:`PredictionRow` per row of the batch, for :func:`prediction_event`."""
+    """One :data:`PredictionRow` per row of the batch, for :func:`prediction_event`.
+
+    ``answered_by``: ``online`` when the online model answered (None: the champion did).
+    """
     event_time = time.time()  # formatted by prediction_event, off the request's path
     scores = predictions.scores_by_class()
     return [
-        (event_time, ids[index], name, version, features, value, latency_ms, score)
+        (
+            event_time,
+            ids[index],
+            name,
+            version,
+            features,
+            value,
+            latency_ms,
+            score,
+            answered_by,
+            None,
+        )
         for index, (features, value, score) in enumerate(
             zip(
                 batch.row_features(),
@@ -720,7 +755,7 @@ def prediction_rows(
 
 def prediction_event(row: PredictionRow) -> dict[str, Any]:
     """The prediction event (schemas/prediction.schema.json) of one row, with a new event id."""
-    seconds, request_id, name, version, features, value, latency_ms, scores = row
+    seconds, request_id, name, version, features, value, latency_ms, scores, by, shadows = row
     event = {
         "schema_version": SCHEMA_VERSION,
         "event_id": os.urandom(16).hex(),
@@ -734,7 +769,19 @@ def prediction_event(row: PredictionRow) -> dict[str, Any]:
     }
     if scores is not None:
         event["scores"] = scores
+    if by is not None:
+        event["answered_by"] = by
+    if shadows:
+        event["shadows"] = [
+            {"role": role, "model_version": shadow_version, "prediction": prediction}
+            for role, shadow_version, prediction in shadows
+        ]
     return event
+
+
+def with_shadows(row: PredictionRow, shadows: list[ShadowScore]) -> PredictionRow:
+    """``row`` with the scores of the models in shadow on it."""
+    return (*row[:-1], shadows)
 
 
 def model_metadata(name: str, version: str, card: ModelCard) -> dict[str, Any]:

@@ -65,3 +65,22 @@ class ServeSettings(Settings):
         "keeps the fastest that gives the same outputs; or one of predict, call, function, "
         "tflite.",
     )
+    serve_online_answers: bool = Field(
+        True,
+        description="Answer with the online model while the trainer's arbiter says it is "
+        "better; off: the champion always answers and the online model is never loaded.",
+    )
+    serve_shadow_previous_s: float = Field(
+        3600.0,
+        ge=0,
+        description="How long the champion a promotion replaced stays loaded, scored in shadow "
+        "on the same requests (the evidence for a rollback, which swaps it back at once); keep "
+        "it longer than the trainer's probation (`TRAINER_ROLLBACK_PROBATION` labelled "
+        "examples) takes at your traffic; 0: it is closed at the swap.",
+    )
+    serve_shadow_queue: int = Field(
+        10_000,
+        ge=1,
+        description="Most predictions waiting to be scored by the models in shadow; past it "
+        "they are logged without shadows and counted.",
+    )

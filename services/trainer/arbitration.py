@@ -1,28 +1,30 @@
-"""Arbitration: which model answers requests, the batch champion or the fast learner, and
+"""Arbitration: which model answers requests, the batch champion or the online learner, and
 whether a new champion must give way to the one it replaced, decided by live evidence.
 
 :class:`PairedEvidence` holds two models' answers on the same examples; :class:`Arbiter` and
-:class:`RollbackRule` judge it with one test.
+:class:`RollbackRule` judge it with one test (and so does the live trial of a challenger,
+:mod:`services.trainer.live`).
 
 Both models are scored on the same labelled examples: the champion's answer is the one the
-example carries (serve's prediction), the fast learner's is its own prediction of the example
-before it learns from it (prequential). Where both are right or both wrong, the example says
-nothing about which is better; the evidence is the **discordant** pairs of the last examples,
-over a short window (500) and a long one (2,000): ``fast_wins`` where only the fast learner
-was right, ``champion_wins`` where only the champion was. Under "neither is better" each
+example carries (serve's answer, or its shadow while the online model answers), the online
+learner's is its own prediction of the example before it learns from it (prequential). Where
+both are right or both wrong, the example says nothing about which is better; the evidence is
+the **discordant** pairs of the last examples, over a short window (500) and a long one
+(2,000): ``online_wins`` where only the online learner was right, ``champion_wins`` where only
+the champion was. Under "neither is better" each
 discordant pair is a fair coin, so the rule is the one-sided sign test (McNemar's exact test)
 on them:
 
-- the fast learner takes over when, in either window,
-  ``P(Binomial(n, 1/2) >= fast_wins) <= switch_alpha / 2`` (default 0.001 in all), ``n`` the
+- the online learner takes over when, in either window,
+  ``P(Binomial(n, 1/2) >= online_wins) <= switch_alpha / 2`` (default 0.001 in all), ``n`` the
   discordant pairs, at least ``min_discordant`` of them;
 - the champion takes back over once that p-value is at least ``return_alpha`` (default 0.5)
-  in both: the fast learner is no longer ahead. Between the two levels nothing changes
+  in both: the online learner is no longer ahead. Between the two levels nothing changes
   (hysteresis: no flapping on the boundary).
 
 The champion is preferred (it passed the offline gate, is registered and reproducible): the
-fast learner takes over only when it is evidently better, and answers while it stays ahead.
-A newly promoted champion starts with no evidence (:meth:`Arbiter.reset`): the fast learner,
+online learner takes over only when it is evidently better, and answers while it stays ahead.
+A newly promoted champion starts with no evidence (:meth:`Arbiter.reset`): the online learner,
 if it answers, goes on answering until the new champion's answers take its lead away.
 
 Checked at every example, the test is a sequential one, so its level is low: between two
@@ -30,7 +32,7 @@ equally good models (85% right each, independently) it made 0 to 2 false switche
 examples, and a false switch costs little: two equal models answer equally well. The short
 window sees an abrupt change within a few hundred examples, where the long one would still
 hold the champion's wins from before it; the long one sees a steady, moderate advantage the
-short one has too few pairs for (on ten noisy LED classes the fast learner is about 6 points
+short one has too few pairs for (on ten noisy LED classes the online learner is about 6 points
 better for good).
 
 References:
@@ -39,13 +41,14 @@ References:
 
 Example:
     >>> arbiter = Arbiter(windows=(200,), min_discordant=10)
-    >>> outcomes = [arbiter.observe(champion_correct=False, fast_correct=True) for _ in range(30)]
-    >>> outcomes.index("fast") + 1  # after a drift: 10 wins of 10, p = 2 ** -10, switch
+    >>> outcomes = [arbiter.observe(champion_correct=False, online_correct=True)
+    ...             for _ in range(30)]
+    >>> outcomes.index("online") + 1  # after a drift: 10 wins of 10, p = 2 ** -10, switch
     10
     >>> arbiter.answerer
-    'fast'
+    'online'
     >>> for _ in range(200):  # the refit: both right from now on; the old evidence slides out
-    ...     switched = arbiter.observe(champion_correct=True, fast_correct=True)
+    ...     switched = arbiter.observe(champion_correct=True, online_correct=True)
     >>> arbiter.answerer
     'champion'
 """
@@ -58,7 +61,7 @@ from typing import Literal
 
 from scipy.stats import binom
 
-Answerer = Literal["champion", "fast"]
+Answerer = Literal["champion", "online"]
 
 
 @dataclass
@@ -100,12 +103,24 @@ class PairedEvidence:
         """Examples of the window where exactly one of the two was right."""
         return self.challenger_wins + self.incumbent_wins
 
-    def p_value(self) -> float:
-        """The one-sided sign test's p-value for "the challenger is better" (1.0 without
-        discordant pairs)."""
+    def p_value(self, incumbent: bool = False) -> float:
+        """The one-sided sign test's p-value for "the challenger is better" ("the incumbent
+        is better" with ``incumbent``); 1.0 without discordant pairs."""
         if not self.discordant:
             return 1.0
-        return float(binom.sf(self.challenger_wins - 1, self.discordant, 0.5))
+        wins = self.incumbent_wins if incumbent else self.challenger_wins
+        return float(binom.sf(wins - 1, self.discordant, 0.5))
+
+    def evident(self, alpha: float, min_discordant: int, incumbent: bool = False) -> bool:
+        """Whether the challenger (the incumbent, with ``incumbent``) is evidently better: at
+        least ``min_discordant`` discordant pairs, more of them its wins, and the sign test's
+        p-value at most ``alpha``."""
+        wins, losses = self.challenger_wins, self.incumbent_wins
+        if incumbent:
+            wins, losses = losses, wins
+        return (
+            self.discordant >= min_discordant and wins > losses and self.p_value(incumbent) <= alpha
+        )
 
     def _count(self, pair: int, sign: int) -> None:
         if pair > 0:
@@ -116,17 +131,17 @@ class PairedEvidence:
 
 @dataclass
 class Arbiter:
-    """Decides, example by example, whether the batch champion or the fast learner answers.
+    """Decides, example by example, whether the batch champion or the online learner answers.
 
     The evidence is kept at two time scales, each its own :class:`PairedEvidence`: the last
     ``windows[0]`` examples see an abrupt change soon, the last ``windows[-1]`` see a steady,
     moderate advantage (Bonferroni: each is tested at ``switch_alpha`` over the number of
-    windows). The fast learner takes over when any window says it is evidently better, and
+    windows). The online learner takes over when any window says it is evidently better, and
     hands back when no window says it is ahead.
 
     Parameters:
         windows: the lengths, in labelled examples, of the windows the evidence is kept over.
-        switch_alpha: the sign test's family-wise level for the fast learner to take over.
+        switch_alpha: the sign test's family-wise level for the online learner to take over.
         return_alpha: the p-value at or above which, in every window, the champion takes back
             over.
         min_discordant: discordant pairs a window needs before its test may move the answerer.
@@ -146,10 +161,10 @@ class Arbiter:
             raise ValueError("need 0 < switch_alpha < return_alpha < 1")
         self.evidence = tuple(PairedEvidence(window) for window in sorted(self.windows))
 
-    def observe(self, champion_correct: bool, fast_correct: bool) -> Answerer | None:
+    def observe(self, champion_correct: bool, online_correct: bool) -> Answerer | None:
         """Add one labelled example's paired outcome; returns the new answerer on a switch."""
         for evidence in self.evidence:
-            evidence.observe(champion_correct, fast_correct)
+            evidence.observe(champion_correct, online_correct)
         return self._decide()
 
     def reset(self) -> None:
@@ -164,20 +179,15 @@ class Arbiter:
         return self.evidence[-1].discordant
 
     def p_value(self) -> float:
-        """The smallest of the windows' p-values for "the fast learner is better"."""
+        """The smallest of the windows' p-values for "the online learner is better"."""
         return min(evidence.p_value() for evidence in self.evidence)
 
     def _decide(self) -> Answerer | None:
         if self.answerer == "champion":
             level = self.switch_alpha / len(self.evidence)
-            for evidence in self.evidence:
-                if (
-                    evidence.discordant >= self.min_discordant
-                    and evidence.challenger_wins > evidence.incumbent_wins
-                    and evidence.p_value() <= level
-                ):
-                    self.answerer = "fast"
-                    return self.answerer
+            if any(e.evident(level, self.min_discordant) for e in self.evidence):
+                self.answerer = "online"
+                return self.answerer
         elif all(evidence.p_value() >= self.return_alpha for evidence in self.evidence):
             self.answerer = "champion"
             return self.answerer
@@ -223,12 +233,7 @@ class RollbackRule:
             return False
         self.seen += 1
         self.evidence.observe(new_correct, previous_correct)
-        evidence = self.evidence
-        return (
-            evidence.discordant >= self.min_discordant
-            and evidence.challenger_wins > evidence.incumbent_wins
-            and evidence.p_value() <= self.alpha
-        )
+        return self.evidence.evident(self.alpha, self.min_discordant)
 
     @property
     def on_probation(self) -> bool:

@@ -3,7 +3,8 @@
 - :func:`request_training` sends a ``manual`` trigger through the triggers topic: the running
   trainer takes it like any other (coalesced, deduplicated, judged by the gate).
 - :func:`rollback` moves ``champion`` back to ``previous`` and publishes the model update that
-  every serving replica swaps on.
+  every serving replica swaps on (the CLI's, and the live evidence's: see
+  :mod:`services.trainer.live`).
 - :func:`model_versions` lists versions with their aliases, holdout metrics and triggers.
 
 Example:
@@ -13,13 +14,15 @@ Example:
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, overload
 
 from driftloop.events import EventType, new_event
 from driftloop.messaging import EventProducer
-from driftloop.registry import CHAMPION, ModelRegistry, ModelVersionInfo
+from driftloop.registry import ModelRegistry, ModelVersionInfo
 from driftloop.settings import Settings
 from services.trainer import lineage
+from services.trainer.promotion import registered_update
 
 TIMEOUT_S = 30.0
 
@@ -41,26 +44,35 @@ def request_training(
     return trigger
 
 
-def rollback(settings: Settings) -> dict[str, Any]:
-    """Point ``champion`` back at ``previous``; returns the MODEL_UPDATE event published.
+@overload
+def rollback(
+    settings: Settings, expected: None = None, evidence: Mapping[str, float] | None = None
+) -> dict[str, Any]: ...
+@overload
+def rollback(
+    settings: Settings, expected: str, evidence: Mapping[str, float] | None = None
+) -> dict[str, Any] | None: ...
+def rollback(
+    settings: Settings, expected: str | None = None, evidence: Mapping[str, float] | None = None
+) -> dict[str, Any] | None:
+    """Point ``champion`` back at ``previous``; returns the MODEL_UPDATE event published (its
+    reason ``rollback``).
+
+    Parameters:
+        settings: the model, the registry and the broker.
+        expected: roll back only while this version is the champion (compare-and-set: the
+            live evidence judged it); None when it has moved since, and nothing is done.
+        evidence: the live evidence the rollback is decided on, carried by the event.
 
     Raises :class:`~driftloop.errors.RegistryError` when there is nothing to roll back to.
     """
     registry = ModelRegistry(settings.mlflow_tracking_uri)
     name = settings.model_name
+    if expected is not None and registry.champion(name) != expected:
+        return None
     restored, rolled_back = registry.rollback(name)
-    run_id = registry.run_id(name, restored)
-    metrics = registry.client.get_run(run_id).data.metrics
-    update = new_event(
-        model_name=name,
-        model_version=restored,
-        run_id=run_id,
-        trigger_id=None,
-        alias=CHAMPION,
-        previous_version=rolled_back,
-        metrics={
-            k.removeprefix("holdout_"): v for k, v in metrics.items() if k.startswith("holdout_")
-        },
+    update = registered_update(
+        registry, name, restored, previous=rolled_back, reason="rollback", evidence=evidence
     )
     with EventProducer(settings, service="trainer-cli") as producer:
         producer.send(EventType.MODEL_UPDATE, update).get(timeout=TIMEOUT_S)

@@ -1,7 +1,7 @@
 """trainer's HTTP endpoints: health and metrics (it takes its work from Kafka, not HTTP).
 
 GET /health/live    200 while the process runs
-GET /health/ready   200 while the consuming loop runs, 503 otherwise
+GET /health/ready   200 while both loops run (triggers, live evidence), 503 otherwise
 GET /metrics        Prometheus
 """
 
@@ -13,5 +13,7 @@ from driftloop.asgi import ServiceRunner, service_app
 
 
 def create_app(runner: ServiceRunner | None = None) -> FastAPI:
-    """The app; ``runner`` runs the consuming loop beside it (ready while it runs)."""
-    return service_app("trainer", "the trigger consumer is not running", runner)
+    """The app; ``runner`` runs the loops beside it (ready while they run)."""
+    return service_app(
+        "trainer", "a trainer loop (triggers or live evidence) is not running", runner
+    )

@@ -1,9 +1,12 @@
-"""`driftloop run trainer`: the trigger-consuming loop in a thread, health and metrics over HTTP.
+"""`driftloop run trainer`: the trigger-consuming loop and the live-evidence loop, each in a
+thread, health and metrics over HTTP.
 
-The loop is kafka-python's, on a thread of its own: a fit blocks for seconds to minutes, and
-the event loop must go on answering health checks meanwhile. SIGTERM or SIGINT stops the HTTP
-server, then the loop: a fit in progress is abandoned without a verdict and its trigger stays
-uncommitted, to be processed after the restart.
+The loops are kafka-python's, each on a thread of its own: a fit blocks for seconds to minutes,
+and the event loop must go on answering health checks meanwhile, and the live evidence (the
+online learner, rollbacks, challengers: :mod:`services.trainer.live_worker`) must go on while a
+fit runs. SIGTERM or SIGINT stops the HTTP server, then the loops: a fit in progress is
+abandoned without a verdict and its trigger stays uncommitted, to be processed after the
+restart.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from driftloop.logs import configure_logging
 from driftloop.messaging import ensure_topics
 from driftloop.runtime import tune_gc
 from services.trainer.http import create_app
+from services.trainer.live_worker import LiveWorker
 from services.trainer.settings import TrainerSettings
 from services.trainer.worker import TrainerWorker
 
@@ -30,13 +34,15 @@ def main() -> int:
     tune_gc()
     ensure_topics(settings)
     worker = TrainerWorker(settings)
+    live = LiveWorker(settings, worker.store)
 
     async def close() -> None:
         await asyncio.to_thread(worker.close)
+        await asyncio.to_thread(live.close)
 
     runner = ServiceRunner(
         "trainer",
-        run={"trainer-loop": in_thread(worker.run)},
+        run={"trainer-loop": in_thread(worker.run), "live-evidence": in_thread(live.run)},
         close=[close],
         stop_timeout_s=120,  # a fit in progress notices the stop between epochs
     )

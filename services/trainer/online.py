@@ -1,4 +1,4 @@
-"""The fast learner: an online model that learns from every labelled example as it arrives.
+"""The online learner: an online model that learns from every labelled example as it arrives.
 
 The batch champion answers a new concept only after its trigger, a window of examples since
 the onset, a fit and a swap: thousands of events. An online model has learned from each
@@ -30,9 +30,11 @@ from typing import Any
 
 from river import forest
 
+from driftloop.online_snapshots import river_features
+
 
 def adaptive_forest(seed: int = 42) -> Any:
-    """The default fast model: river's ``ARFClassifier`` with its defaults."""
+    """The default online model: river's ``ARFClassifier`` with its defaults."""
     return forest.ARFClassifier(seed=seed)
 
 
@@ -49,12 +51,12 @@ class OnlineLearner:
 
     def predict(self, features: Mapping[str, Any]) -> Hashable | None:
         """The model's answer for ``features`` (None before it has learned anything)."""
-        return self.model.predict_one(dict(features))
+        return self.model.predict_one(river_features(features))
 
     def learn(self, features: Mapping[str, Any], label: Hashable) -> Hashable | None:
         """Score ``features`` (the answer the model gives before it sees ``label``), then
         learn from the example; returns that answer."""
-        x = dict(features)
+        x = river_features(features)
         answer = self.model.predict_one(x)
         self.model.learn_one(x, label)
         self.updates += 1

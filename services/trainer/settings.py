@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from driftloop.settings import Settings
 
@@ -148,3 +148,85 @@ class TrainerSettings(Settings):
         description="Least relative reduction of the error (1 - score, or the loss) a candidate "
         "needs over the champion, or the naive baseline for the first model.",
     )
+
+    # Live evidence (services/trainer/live.py): the online learner, rollback, challengers.
+    trainer_live_group_id: str = Field(
+        "driftloop-trainer-live",
+        description="Consumer group of the trainer's live-evidence loop (labelled examples and "
+        "model updates); a new group starts at the topics' ends (the warm-up covers before).",
+    )
+    trainer_online_learner: bool = Field(
+        True,
+        description="Run the online learner beside a classification champion and let it answer "
+        "while it is evidently better (off: rollback and challengers still work).",
+    )
+    trainer_online_snapshot_s: float = Field(
+        1.0,
+        ge=0.01,
+        description="While the online model answers, at most one snapshot of it (and one "
+        "online-model event) per this many seconds; none while the champion answers.",
+    )
+    trainer_online_windows: str = Field(
+        "500,2000",
+        pattern=r"^ *[1-9][0-9]* *(, *[1-9][0-9]* *)*$",
+        description="Windows, in labelled examples, the champion-vs-online evidence is kept "
+        "over, comma-separated: a short one sees an abrupt change soon, a long one a steady "
+        "advantage.",
+    )
+    trainer_online_switch_alpha: float = Field(
+        0.001,
+        gt=0,
+        lt=1,
+        description="Sign-test level (over all windows) at which the online model takes over.",
+    )
+    trainer_online_return_alpha: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="The champion takes back over once the online model's p-value is at least "
+        "this in every window; above `TRAINER_ONLINE_SWITCH_ALPHA` (hysteresis).",
+    )
+    trainer_online_min_discordant: int = Field(
+        20,
+        ge=1,
+        description="Discordant pairs (only one of two models right) needed before any live "
+        "verdict: a switch, a rollback or a challenger's early rejection.",
+    )
+    trainer_online_warmup_examples: int = Field(
+        2000,
+        ge=0,
+        description="Most recent labelled examples in the store the online learner learns at "
+        "start, so that a restarted trainer does not start from nothing; 0: none.",
+    )
+    trainer_rollback_probation: int = Field(
+        2000,
+        ge=0,
+        description="Labelled examples after a promotion during which the new champion is "
+        "rolled back when the previous one, in shadow, is evidently better; 0: never.",
+    )
+    trainer_rollback_alpha: float = Field(
+        0.001,
+        gt=0,
+        lt=1,
+        description="Sign-test level of a rollback, and of a challenger's rejection.",
+    )
+    trainer_promotion_live_examples: int = Field(
+        0,
+        ge=0,
+        description="When > 0, a candidate that passes the gate becomes the `challenger`, "
+        "scored in shadow, and is promoted after this many paired live examples if it is not "
+        "worse than the champion (rejected sooner if evidently worse); 0: promoted at once.",
+    )
+
+    @model_validator(mode="after")
+    def _levels_leave_room(self) -> Self:
+        if self.trainer_online_switch_alpha >= self.trainer_online_return_alpha:
+            raise ValueError(
+                "trainer_online_switch_alpha must be below trainer_online_return_alpha"
+            )
+        return self
+
+    @property
+    def online_windows(self) -> tuple[int, ...]:
+        """``trainer_online_windows`` as numbers."""
+        return tuple(int(part) for part in self.trainer_online_windows.split(","))

@@ -15,7 +15,9 @@ The steps, each timed (the benchmark reports them):
    ``excluded.<rule>`` per rule, also in the training result's metrics), the data manifest
    and the reference sketch in the run.
 5. **registration**: the model is registered (every candidate, so that a rejected one can be
-   inspected), and on promotion the ``champion`` alias moves (the old one keeps ``previous``).
+   inspected), and on promotion the ``champion`` alias moves (the old one keeps ``previous``);
+   with ``trainer_promotion_live_examples`` set, the ``challenger`` alias moves instead and
+   live evidence decides (:mod:`services.trainer.promotion`).
 
 Steps 2 and 3 are one pure function, :func:`services.trainer.candidate.fit_candidate` (no
 MLflow, no store, no registry): the trainer reads the window before it and records the verdict
@@ -59,7 +61,7 @@ from driftloop.contract_log import ContractLog
 from driftloop.errors import FitInterrupted, TrainingError
 from driftloop.events import epoch, is_recall, new_event
 from driftloop.model_card import ModelCard
-from driftloop.registry import CHAMPION, ModelRegistry, model_uri, register_model
+from driftloop.registry import CHALLENGER, CHAMPION, ModelRegistry, model_uri, register_model
 from driftloop.store import ExampleStore
 from services.trainer import lineage
 from services.trainer.builder import load_builder
@@ -72,6 +74,7 @@ from services.trainer.candidate import (
 from services.trainer.coalesce import Refit
 from services.trainer.fit import FitConfig, FitReport, device
 from services.trainer.gate import METRICS, Scores
+from services.trainer.promotion import Offer, model_update_event, offer
 from services.trainer.schema import (
     FEATURE_PREFIX,
     check_rows,
@@ -93,7 +96,8 @@ log = logging.getLogger(__name__)
 
 FITS = Counter(
     "driftloop_trainer_fits_total",
-    "Refits by outcome: promoted, rejected (by the gate), failed, skipped (too little data).",
+    "Refits by outcome: promoted, challenger (awaiting live evidence), rejected (by the gate), "
+    "failed, skipped (too little data).",
     ["outcome"],
 )
 STAGE_SECONDS = Histogram(
@@ -120,13 +124,16 @@ class TrainingOutcome:
     """The verdict on one refit, and what the events about it carry.
 
     Parameters:
-        outcome: ``promoted``, ``rejected``, ``failed`` or ``skipped``.
+        outcome: ``promoted``, ``challenger``, ``rejected``, ``failed`` or ``skipped``.
         reason: a sentence: the gate's verdict, the error, or why nothing was trained.
         trigger_ids: the triggers answered (the leader first).
         run_id: the MLflow run, None when none was started.
         model_version: the candidate's registered version, None when none was registered.
         champion_version: the champion when the candidate was judged.
-        previous_version: the champion it replaced, on promotion.
+        previous_version: the version that held its alias before, on promotion.
+        alias: the alias a promotion moved: ``champion``, or ``challenger`` when live
+            evidence decides (``trainer_promotion_live_examples``; the outcome is then
+            ``challenger``, and a later result promotes or rejects it).
         metrics: the candidate's holdout scores.
         champion_metrics: the scores it was judged against on the same holdout: the
             champion's, or the naive baseline's for the first model.
@@ -144,6 +151,7 @@ class TrainingOutcome:
     model_version: str | None = None
     champion_version: str | None = None
     previous_version: str | None = None
+    alias: str = CHAMPION
     metrics: Scores = field(default_factory=dict)
     champion_metrics: Scores = field(default_factory=dict)
     duration_s: float = 0.0
@@ -172,18 +180,26 @@ class TrainingOutcome:
         )
 
     def model_update(self, model_name: str) -> dict[str, Any] | None:
-        """The MODEL_UPDATE event, when the candidate was promoted."""
-        if self.outcome != "promoted" or self.model_version is None or self.run_id is None:
+        """The MODEL_UPDATE event, when the candidate was promoted (to its alias)."""
+        if self.outcome not in OFFERED or self.model_version is None or self.run_id is None:
             return None
-        return new_event(
-            model_name=model_name,
-            model_version=self.model_version,
-            run_id=self.run_id,
-            trigger_id=self.trigger_ids[0] if self.trigger_ids else None,
-            alias=CHAMPION,
-            previous_version=self.previous_version,
+        return model_update_event(
+            model_name,
+            self.model_version,
+            self.run_id,
+            previous=self.previous_version,
             metrics=self.metrics,
+            trigger_id=self.trigger_ids[0] if self.trigger_ids else None,
+            alias=self.alias,
         )
+
+
+# Outcomes whose version got an alias (a model update announces it).
+OFFERED = ("promoted", "challenger")
+
+
+def _offered_outcome(alias: str) -> str:
+    return "challenger" if alias == CHALLENGER else "promoted"
 
 
 class Stopwatch:
@@ -280,7 +296,7 @@ class Trainer:
         watch = Stopwatch()
         if is_recall(refit.trigger):
             outcome = self._recall(refit, watch)
-            RECALLS.labels("recalled" if outcome.outcome == "promoted" else "skipped").inc()
+            RECALLS.labels("recalled" if outcome.outcome in OFFERED else "skipped").inc()
         else:
             outcome = self._train(refit, watch, stop)
             FITS.labels(outcome.outcome).inc()
@@ -401,16 +417,17 @@ class Trainer:
                     excluded=checked.excluded,
                 )
             with watch.stage("registration"):
-                previous = self.registry.promote(self.name, chosen.version)
+                offered = self._offer(chosen.version)
                 run_id = self.registry.run_id(self.name, chosen.version)
             return TrainingOutcome(
-                "promoted",
-                chosen.reason,
+                _offered_outcome(offered.alias),
+                self._offered_reason(chosen.reason, offered.alias),
                 ids,
                 run_id=run_id,
                 model_version=chosen.version,
                 champion_version=champion,
-                previous_version=previous,
+                previous_version=offered.previous,
+                alias=offered.alias,
                 metrics=chosen.scores,
                 champion_metrics=champion_scores,
                 excluded=checked.excluded,
@@ -547,13 +564,32 @@ class Trainer:
             version = register_model(candidate.model, candidate.card, sketch, self.name)
             outcome.model_version = version
             mlflow.set_tag(lineage.MODEL_VERSION, version)
-            self.registry.client.set_model_version_tag(
-                self.name, version, lineage.OUTCOME, "promoted" if promote else "rejected"
-            )
             if promote:
-                outcome.previous_version = self.registry.promote(self.name, version)
-        outcome.outcome = "promoted" if promote else "rejected"
-        outcome.reason = candidate.verdict.reason
+                offered = self._offer(version)
+                outcome.previous_version, outcome.alias = offered.previous, offered.alias
+            else:
+                self.registry.client.set_model_version_tag(
+                    self.name, version, lineage.OUTCOME, "rejected"
+                )
+        outcome.outcome = _offered_outcome(outcome.alias) if promote else "rejected"
+        outcome.reason = self._offered_reason(candidate.verdict.reason, outcome.alias)
+
+    def _offer(self, version: str) -> Offer:
+        """Promote ``version``, or make it the challenger when live evidence decides."""
+        return offer(
+            self.registry, self.name, version, self.settings.trainer_promotion_live_examples
+        )
+
+    def _offered_reason(self, reason: str, alias: str) -> str:
+        """The verdict's reason, and what awaits a challenger."""
+        if alias != CHALLENGER:
+            return reason
+        examples = self.settings.trainer_promotion_live_examples
+        passed = "challenger:" + reason.removeprefix("promoted:")  # the gate's verdict
+        return (
+            f"{passed}; scored in shadow, promoted after {examples} paired live examples "
+            "unless the champion answers evidently better"
+        )
 
     # --- pieces ------------------------------------------------------------------------------
 

@@ -35,11 +35,11 @@ from prometheus_client import Counter, Gauge
 
 from driftloop.events import EventType, new_event
 from driftloop.messaging import EventConsumer, EventProducer
-from driftloop.registry import PREVIOUS
+from driftloop.registry import CHALLENGER, CHAMPION, PREVIOUS
 from driftloop.store import ExampleStore
 from services.trainer.coalesce import Refit, TriggerCoalescer
 from services.trainer.settings import TrainerSettings
-from services.trainer.trainer import Trainer, TrainingOutcome
+from services.trainer.trainer import OFFERED, Trainer, TrainingOutcome
 
 log = logging.getLogger(__name__)
 
@@ -174,15 +174,17 @@ class TrainerWorker:
             TrainingOutcome("skipped", reason, (trigger_id,), run_id=before.run_id)
         )
         name = self.settings.model_name
-        if before.outcome == "promoted" and before.model_version is not None:
+        if before.outcome in OFFERED and before.model_version is not None:
             # The process may have died between the promotion and its announcement: announce
-            # it again while it still serves (a replica already on it changes nothing).
-            champion = self.trainer.registry.champion(name)
-            if champion == before.model_version:
+            # it again while it still holds the alias (a replica already on it changes nothing).
+            registry = self.trainer.registry
+            for alias, previous in ((CHAMPION, PREVIOUS), (CHALLENGER, None)):
+                if registry.version_of(name, alias) != before.model_version:
+                    continue
                 again = TrainingOutcome(
-                    "promoted", reason, (trigger_id,), run_id=before.run_id,
-                    model_version=champion, metrics=before.metrics,
-                    previous_version=self.trainer.registry.version_of(name, PREVIOUS),
+                    before.outcome, reason, (trigger_id,), run_id=before.run_id,
+                    model_version=before.model_version, metrics=before.metrics, alias=alias,
+                    previous_version=previous and registry.version_of(name, previous),
                 )  # fmt: skip
                 self.producer.send(EventType.MODEL_UPDATE, again.model_update(name) or {})
         return True

@@ -5,7 +5,8 @@ The same run as ``make demo``, smaller: ingest, monitor, trainer and serve start
 model name and a store of this test's own. An app with no model sends labelled examples, a
 manual trigger brings the first model, then the app sends requests to serve over HTTP and the
 labels a second later (half through Kafka, half through ingest's HTTP endpoint) while the
-stream's concept switches.
+stream's concept switches. After the drift the trainer's online model answers first (the
+fast path), then the batch refit takes over.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from driftloop.demo import DEMO_SERVICES
 from driftloop.loop.run import ClosedLoop, Plan, stored_request_ids
 from driftloop.loop.timeline import summarize
+from driftloop.online_snapshots import is_online_version
 from driftloop.settings import Settings
 from driftloop.store import ExampleStore
 
@@ -56,9 +58,18 @@ def test_the_loop_recovers_from_a_drift_with_no_human_step(
     drift_at = timeline.drifts[0].index
     at_drift = next(row.version for row in timeline.served if row.index >= drift_at)
     assert at_drift == first, f"v{at_drift} served at the drift, not v{first}:\n{log}"
-    last = timeline.served[-1].version
+    registered = [row for row in timeline.served if not is_online_version(row.version)]
+    last = registered[-1].version
     assert last != at_drift and int(last) > int(at_drift), f"no new version served:\n{log}"
     assert figures["triggers"] >= 2 and figures["swaps"] >= 2, log  # the first model's, then
+
+    # Two speeds: the online model answered after the drift, before the batch refit served,
+    # and better than the drifted champion; every answer named the model that gave it.
+    online = [row for row in timeline.served if is_online_version(row.version)]
+    refit_serving = next(row for row in timeline.served if row.version == last)
+    assert online, f"the online model never answered:\n{log}"
+    assert drift_at <= online[0].index < refit_serving.index, log
+    assert figures["answerer_switches"] >= 1, log
 
     # The version serving at the end is better on the new concept than the one it replaced.
     drifted = [row.correct for row in timeline.served if row.index >= drift_at + 100
@@ -68,6 +79,8 @@ def test_the_loop_recovers_from_a_drift_with_no_human_step(
     before_swap = sum(drifted) / len(drifted)
     after_swap = sum(recovered) / len(recovered)
     assert after_swap >= before_swap + MARGIN, (before_swap, after_swap, log)
+    online_accuracy = sum(row.correct for row in online) / len(online)
+    assert online_accuracy >= before_swap + MARGIN, (before_swap, online_accuracy, log)
 
     # Every label sent became exactly one stored example.
     ids = stored_request_ids(ExampleStore(str(loop.settings.store_uri)))

@@ -263,7 +263,7 @@ async def test_a_model_that_raises_is_answered_500_naming_the_failure() -> None:
     model = SimpleNamespace(inline=True, call=call_model, version="3")
 
     def failing(document: Any, caller: str | None) -> Any:
-        return SimpleNamespace(model=model, batch=None)
+        return SimpleNamespace(model=model, batch=None, online=None)
 
     answer = await call(serve_app(failing), "/v1/predict", [b"{}"])
     assert answer == (500, {"error": "the model failed: out of memory"})

@@ -15,7 +15,8 @@ from prometheus_client import REGISTRY
 from driftloop.events import EventType, new_event
 from driftloop.messaging import EventConsumer, EventProducer, Received
 from driftloop.registry import ModelRegistry
-from services.monitor.report import WindowReports, report_blobs
+from driftloop.store import store_blobs
+from services.monitor.report import WindowReports
 from services.monitor.settings import MonitorSettings
 from services.monitor.worker import MonitorWorker
 from tests.integration.monitor.conftest import register_version
@@ -82,7 +83,7 @@ async def test_a_burst_of_invalid_labels_holds_triggers_until_quality_recovers(
     name = settings.model_name
     version = register_version(settings, name)
     registry = ModelRegistry(settings.mlflow_tracking_uri)
-    worker = MonitorWorker(settings, registry, WindowReports(report_blobs(settings)))
+    worker = MonitorWorker(settings, registry, WindowReports(store_blobs(settings)))
     await worker.start()
     rng = np.random.default_rng(4)
 

@@ -11,7 +11,8 @@ import pytest
 from driftloop.events import EventType, new_event
 from driftloop.messaging import EventConsumer, EventProducer
 from driftloop.registry import ModelRegistry
-from services.monitor.report import WindowReports, report_blobs
+from driftloop.store import store_blobs
+from services.monitor.report import WindowReports
 from services.monitor.settings import MonitorSettings
 from services.monitor.worker import MonitorWorker
 from tests.integration.monitor.conftest import features, register_version
@@ -47,7 +48,7 @@ async def test_data_arrival_fires_after_n_examples_and_restarts_on_a_promotion(
     settings = monitor_settings.model_copy(update={"monitor_data_arrival_examples": 300})
     version = register_version(settings, settings.model_name)
     registry = ModelRegistry(settings.mlflow_tracking_uri)
-    worker = MonitorWorker(settings, registry, WindowReports(report_blobs(settings)))
+    worker = MonitorWorker(settings, registry, WindowReports(store_blobs(settings)))
     await worker.start()
     rng = np.random.default_rng(2)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import threading
 import time
 import urllib.request
 import uuid
@@ -47,7 +48,7 @@ def serve_settings(settings: Settings) -> ServeSettings:
         settings.model_dump()
         | {
             f"topic_{name}": f"test-{tag}.{name}"
-            for name in ("predictions", "model_updates", "swaps", "dead_letters")
+            for name in ("predictions", "model_updates", "swaps", "dead_letters", "online_models")
         }
         | {
             "model_name": f"serve-{tag}",
@@ -201,3 +202,62 @@ def read_events(
         while not done(found) and time.monotonic() < deadline:
             found += [received.event for received in consumer.poll(250)]
     return found
+
+
+def oip(records: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """An OIP v2 inference request: one tensor per feature."""
+    inputs = []
+    for spec in CARD.features:
+        inputs.append(
+            {
+                "name": spec.name,
+                "datatype": "FP32" if spec.kind == "numeric" else "BYTES",
+                "shape": [len(records), 1],
+                "data": [record[spec.name] for record in records],
+            }
+        )
+    return {"inputs": inputs, **extra}
+
+
+class Load:
+    """Clients posting records on keep-alive connections until stopped; they record every
+    answer's status and the version that served it, in order."""
+
+    def __init__(self, serve: ServeProcess, clients: int = 4) -> None:
+        self.serve = serve
+        self.answers: list[list[tuple[int, str | None]]] = [[] for _ in range(clients)]
+        self.stopping = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(clients)
+        ]
+
+    def _client(self, index: int) -> None:
+        connection = http.client.HTTPConnection(self.serve.host, self.serve.port, timeout=30)
+        body = orjson.dumps(RECORD)
+        headers = {"content-type": "application/json"}
+        while not self.stopping.is_set():
+            try:
+                connection.request("POST", "/v1/predict", body, headers)
+                response = connection.getresponse()
+                answer = orjson.loads(response.read())
+                self.answers[index].append((response.status, answer.get("model_version")))
+            except (OSError, http.client.HTTPException):
+                self.answers[index].append((0, None))
+                connection.close()
+                connection = http.client.HTTPConnection(self.serve.host, self.serve.port)
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+    def versions(self) -> set[str | None]:
+        return {version for answers in self.answers for _, version in answers}
+
+    def failures(self) -> list[tuple[int, str | None]]:
+        return [a for answers in self.answers for a in answers if a[0] != 200]

@@ -27,7 +27,10 @@ from services.trainer.trainer import Trainer, TrainingOutcome
 from services.trainer.worker import TrainerWorker
 
 START = datetime(2026, 11, 22, tzinfo=UTC)
-TOPICS = ("triggers", "model_updates", "training_results", "dead_letters", "contracts")
+TOPICS = (
+    "triggers", "model_updates", "training_results", "dead_letters", "contracts", "examples",
+    "online_models",
+)  # fmt: skip
 
 
 @pytest.fixture
@@ -40,6 +43,7 @@ def trainer_settings(settings: Settings, tmp_path: Path) -> TrainerSettings:
         | {
             "model_name": f"model-{tag}",
             "trainer_group_id": f"trainer-{tag}",
+            "trainer_live_group_id": f"trainer-live-{tag}",
             "trainer_experiment": f"test-{tag}",
             "store_uri": str(tmp_path / "store"),
             "trainer_port": free_port(),

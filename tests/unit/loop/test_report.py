@@ -176,3 +176,51 @@ def test_a_fit_line_shows_its_scores_not_the_rows_it_left_out() -> None:
     )  # fmt: skip
     assert event is not None
     assert event.detail == "rejected: accuracy 0.900, log_loss 0.200 vs accuracy 0.930"
+
+
+def test_the_online_models_answers_bridge_the_gap_and_are_counted_apart() -> None:
+    """After the drift the online model answers (snapshots online.1, online.2), then the
+    batch refit, v2: the figures say when the first adapted answer came, and recovery is
+    judged on v2, never on the online model."""
+    timeline = Timeline(started=0.0)
+    timeline.inject(index=100, t=10.0, kind="abrupt")
+    for i in range(400):
+        if i < 130:
+            version, correct = "1", i < 100 or i % 2 == 0
+        elif i < 250:
+            version, correct = f"online.{1 + i // 200}", i % 10 != 0
+        else:
+            version, correct = "2", i % 20 != 0
+        timeline.serve(t=i * 0.1, version=version, correct=correct, index=i)
+    figures = summarize(timeline)
+    assert figures["versions"] == ["1", "online", "2"]
+    assert figures["online_answers"] == 120
+    assert abs(figures["to_online_answers_s"] - 3.0) < 1e-9
+    assert abs(figures["accuracy_online"] - 0.9) < 1e-9
+    assert figures["version_after"] == "2" and figures["recovered"] is True
+    # A run that ends while the online model still answers was not recovered by a refit.
+    cut = Timeline(started=0.0, served=timeline.served[:200], drifts=timeline.drifts)
+    assert summarize(cut)["version_after"] is None
+
+
+def test_the_report_shows_the_online_model_and_every_kind_of_model_move() -> None:
+    timeline = recorded_run()
+    for number, t in enumerate((1060.0, 1061.0, 1062.0)):
+        timeline.serve(t=t, version=f"online.{number}", correct=True, index=2000 + number)
+    moves = [
+        ("online_model", {"online_version": "online.1", "answerer": "online",
+                          "evidence": {"p_value": 1e-5}}),
+        ("online_model", {"online_version": "online.2", "answerer": "online", "evidence": {}}),
+        ("model_update", {"model_version": "3", "previous_version": "2",
+                          "alias": "challenger"}),
+        ("model_update", {"model_version": "1", "previous_version": "2",
+                          "reason": "rollback"}),
+    ]  # fmt: skip
+    for offset, (kind, event) in enumerate(moves):
+        timeline.observe(kind, event | {"event_time": stamp(1063.0 + offset)})
+    kinds = [event.kind for event in timeline.events]
+    assert kinds.count("answerer") == 1  # the second snapshot is no switch
+    assert {"challenger", "rollback"} <= set(kinds)
+    page = render(timeline)
+    assert "online" in page and "rollback" in page and "vonline" not in page
+    assert summarize(timeline)["rollbacks"] == 1

@@ -25,6 +25,7 @@ class Registry:
 
     def __init__(self) -> None:
         self.champion: str | None = None
+        self.challenger: str | None = None
         self.cards: dict[str, ModelCard] = {}
         self.broken: set[str] = set()
         self.loads: list[str] = []
@@ -131,3 +132,153 @@ async def test_a_registry_that_does_not_answer_keeps_the_replica_not_ready_with_
     assert refresh.outcome == "failed" and not repo.ready
     assert repo.problem is not None and "connection refused" in repo.problem
     assert events == []
+
+
+class Batcher(MicroBatcher):
+    """A micro-batcher that says whether it was closed."""
+
+    closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+        await super().close()
+
+
+def shadowed(
+    registry: Registry,
+    events: list[dict[str, Any]],
+    executor: Any,
+    previous_s: float = 600.0,
+) -> ModelRepository:
+    """A repository that keeps the previous champion and follows the challenger alias."""
+
+    def publish(event_type: EventType, batch: list[dict[str, Any]]) -> None:
+        events.extend(batch)
+
+    return ModelRepository(
+        "m",
+        resolve=lambda: registry.champion,
+        load=registry.load,
+        batcher=lambda loaded: Batcher(loaded.call, executor),
+        publish=publish,
+        replica="r1",
+        resolve_challenger=lambda: registry.challenger,
+        previous_s=previous_s,
+    )
+
+
+def in_shadow(repo: ModelRepository) -> list[tuple[str, str]]:
+    return [(role, model.version) for role, model in repo.shadows.scored]
+
+
+async def test_the_replaced_champion_stays_in_shadow_and_a_rollback_swaps_it_back_unloaded() -> (
+    None
+):
+    registry = Registry()
+    events: list[dict[str, Any]] = []
+    registry.champion = "1"
+    with ThreadPoolExecutor(1) as executor:
+        repo = shadowed(registry, events, executor)
+        await repo.refresh()
+        first = repo.current
+        registry.champion = "2"
+        await repo.refresh()
+        assert in_shadow(repo) == [("previous", "1")]
+        second = repo.current
+        assert first is not None and second is not None and not first.batcher.closed  # type: ignore[attr-defined]
+
+        registry.champion = "1"  # the trainer rolls back
+        refresh = await repo.refresh()
+        assert (refresh.outcome, refresh.version, refresh.previous) == ("swapped", "1", "2")
+        assert repo.current is first and in_shadow(repo) == []
+        assert second.batcher.closed  # type: ignore[attr-defined]
+        assert registry.loads == ["1", "2"]  # version 1 was not loaded again
+    assert [(e["model_version"], e["previous_version"]) for e in events] == [
+        ("1", None), ("2", "1"), ("1", "2")
+    ]  # fmt: skip
+
+
+async def test_the_previous_champion_leaves_shadow_at_the_next_swap_or_its_time() -> None:
+    registry = Registry()
+    events: list[dict[str, Any]] = []
+    registry.champion = "1"
+    with ThreadPoolExecutor(1) as executor:
+        repo = shadowed(registry, events, executor)
+        await repo.refresh()
+        first = repo.current
+        for version in ("2", "3"):
+            registry.champion = version
+            await repo.refresh()
+        assert in_shadow(repo) == [("previous", "2")]
+        assert first is not None and first.batcher.closed  # type: ignore[attr-defined]
+
+        brief = shadowed(registry, [], executor, previous_s=0.01)
+        registry.champion = "1"
+        await brief.refresh()
+        registry.champion = "2"
+        await brief.refresh()
+        assert in_shadow(brief) == [("previous", "1")]
+        await asyncio.sleep(0.05)
+        await brief.refresh()  # probation is over
+        assert in_shadow(brief) == []
+
+        none = shadowed(registry, [], executor, previous_s=0)
+        registry.champion = "1"
+        await none.refresh()
+        registry.champion = "2"
+        await none.refresh()
+        assert in_shadow(none) == []
+
+
+async def test_a_challenger_is_scored_in_shadow_and_swapped_in_unloaded_when_promoted() -> None:
+    registry = Registry()
+    events: list[dict[str, Any]] = []
+    registry.champion, registry.challenger = "1", "2"
+    with ThreadPoolExecutor(1) as executor:
+        repo = shadowed(registry, events, executor)
+        await repo.refresh()
+        assert repo.current is not None and repo.current.version == "1"
+        assert in_shadow(repo) == [("challenger", "2")]
+        challenger = repo.shadows.challenger
+
+        registry.champion = "2"  # promoted: the alias stays until the trainer removes it
+        await repo.refresh()
+        assert repo.current is challenger
+        assert in_shadow(repo) == [("previous", "1")]
+        registry.challenger = "3"
+        await repo.refresh()
+        assert in_shadow(repo) == [("previous", "1"), ("challenger", "3")]
+        dropped = repo.shadows.challenger
+        registry.challenger = None  # refused on live evidence
+        await repo.refresh()
+        assert in_shadow(repo) == [("previous", "1")]
+        assert dropped is not None and dropped.batcher.closed  # type: ignore[attr-defined]
+        assert registry.loads == ["1", "2", "3"]
+    assert [(e["model_version"], e["outcome"]) for e in events] == [
+        ("1", "swapped"), ("2", "swapped")
+    ]  # fmt: skip
+
+
+async def test_a_challenger_that_fails_to_load_is_counted_and_never_scored() -> None:
+    from prometheus_client import REGISTRY
+
+    def failures() -> float:
+        return REGISTRY.get_sample_value("driftloop_serve_challenger_failed_loads_total") or 0.0
+
+    registry = Registry()
+    events: list[dict[str, Any]] = []
+    registry.champion, registry.challenger = "1", "2"
+    registry.broken.add("2")
+    registry.cards["3"] = OTHER
+    before = failures()
+    with ThreadPoolExecutor(1) as executor:
+        repo = shadowed(registry, events, executor)
+        await repo.refresh()
+        await repo.refresh()  # not retried by the timer at once
+        registry.challenger = "3"  # other features
+        await repo.refresh()
+        assert repo.current is not None and repo.current.version == "1"
+        assert in_shadow(repo) == []
+    assert failures() - before == 2
+    assert registry.loads == ["1", "2", "3"]
+    assert [e["outcome"] for e in events] == ["swapped"]  # a challenger is not a swap

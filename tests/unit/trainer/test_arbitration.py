@@ -1,4 +1,4 @@
-"""Which model answers, the batch champion or the fast learner: the arbitration rule."""
+"""Which model answers, the batch champion or the online learner: the arbitration rule."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 from services.trainer.arbitration import Arbiter, RollbackRule
 
 
-def feed(arbiter: Arbiter, champion: np.ndarray, fast: np.ndarray) -> list[tuple[int, str]]:
+def feed(arbiter: Arbiter, champion: np.ndarray, online: np.ndarray) -> list[tuple[int, str]]:
     """Every switch as (example index, new answerer)."""
     switches = []
-    for i, (c, f) in enumerate(zip(champion, fast, strict=True)):
+    for i, (c, f) in enumerate(zip(champion, online, strict=True)):
         switched = arbiter.observe(bool(c), bool(f))
         if switched is not None:
             switches.append((i, switched))
@@ -24,30 +24,30 @@ def test_two_equally_good_models_rarely_swap_the_answerer() -> None:
     # 50,000 examples, both right 85% of the time, independently: the sign test at 0.001 on
     # a window of 500, checked at every example, makes few false switches.
     rng = np.random.default_rng(3)
-    champion, fast = rng.random(50_000) < 0.85, rng.random(50_000) < 0.85
-    switches = feed(Arbiter(), champion, fast)
-    assert len([s for s in switches if s[1] == "fast"]) <= 3
+    champion, online = rng.random(50_000) < 0.85, rng.random(50_000) < 0.85
+    switches = feed(Arbiter(), champion, online)
+    assert len([s for s in switches if s[1] == "online"]) <= 3
 
 
-def test_after_a_drift_the_fast_learner_takes_over_within_a_few_hundred_examples() -> None:
+def test_after_a_drift_the_online_learner_takes_over_within_a_few_hundred_examples() -> None:
     rng = np.random.default_rng(4)
-    # Both 90% right, then the champion falls to 50% while the fast learner stays at 85%.
+    # Both 90% right, then the champion falls to 50% while the online learner stays at 85%.
     champion = np.concatenate([rng.random(2_000) < 0.9, rng.random(1_000) < 0.5])
-    fast = np.concatenate([rng.random(2_000) < 0.9, rng.random(1_000) < 0.85])
+    online = np.concatenate([rng.random(2_000) < 0.9, rng.random(1_000) < 0.85])
     arbiter = Arbiter()
-    switches = feed(arbiter, champion, fast)
-    assert switches and switches[0][1] == "fast"
+    switches = feed(arbiter, champion, online)
+    assert switches and switches[0][1] == "online"
     assert 2_000 <= switches[0][0] < 2_300
-    assert arbiter.answerer == "fast"
+    assert arbiter.answerer == "online"
 
 
 def test_the_champion_takes_back_over_once_the_advantage_is_gone() -> None:
     rng = np.random.default_rng(5)
     arbiter = Arbiter(windows=(300,))
     feed(arbiter, rng.random(300) < 0.5, rng.random(300) < 0.9)
-    assert arbiter.answerer == "fast"
+    assert arbiter.answerer == "online"
     arbiter.reset()  # a refit is promoted: its answers are not known yet
-    assert arbiter.answerer == "fast" and arbiter.discordant == 0
+    assert arbiter.answerer == "online" and arbiter.discordant == 0
     switches = feed(arbiter, rng.random(2_000) < 0.92, rng.random(2_000) < 0.9)
     assert switches and switches[0][1] == "champion"
 
@@ -62,40 +62,40 @@ def test_identical_answers_are_no_evidence() -> None:
 @given(st.lists(st.tuples(st.booleans(), st.booleans()), max_size=400))
 def test_a_switch_is_always_backed_by_the_evidence(outcomes: list[tuple[bool, bool]]) -> None:
     arbiter = Arbiter(windows=(50, 100), min_discordant=5)
-    for champion_correct, fast_correct in outcomes:
-        switched = arbiter.observe(champion_correct, fast_correct)
+    for champion_correct, online_correct in outcomes:
+        switched = arbiter.observe(champion_correct, online_correct)
         assert all(e.discordant <= e.window for e in arbiter.evidence)
-        if switched == "fast":  # some window is evident at its share of the level
+        if switched == "online":  # some window is evident at its share of the level
             assert any(
                 e.discordant >= arbiter.min_discordant
                 and e.p_value() <= arbiter.switch_alpha / len(arbiter.evidence)
                 for e in arbiter.evidence
             )
-        elif switched == "champion":  # no window says the fast learner is ahead
+        elif switched == "champion":  # no window says the online learner is ahead
             assert all(e.p_value() >= arbiter.return_alpha for e in arbiter.evidence)
 
 
-def fast_share(switches: list[tuple[int, str]], examples: int) -> float:
-    """The share of ``examples`` the fast learner answered, given the switches."""
+def online_share(switches: list[tuple[int, str]], examples: int) -> float:
+    """The share of ``examples`` the online learner answered, given the switches."""
     answered, answerer, since = 0, "champion", 0
     for index, to in [*switches, (examples, "end")]:
-        if answerer == "fast":
+        if answerer == "online":
             answered += index - since
         answerer, since = to, index
     return answered / examples
 
 
 def test_a_steady_moderate_advantage_keeps_the_better_model_answering() -> None:
-    # The fast learner is right 70% of the time, the champion 64%, for good. Over 500
+    # The online learner is right 70% of the time, the champion 64%, for good. Over 500
     # examples alone the advantage comes and goes and the answerer flaps; the long window
     # holds it.
     rng = np.random.default_rng(8)
-    champion, fast = rng.random(20_000) < 0.64, rng.random(20_000) < 0.70
-    short_only = feed(Arbiter(windows=(500,)), champion, fast)
-    both = feed(Arbiter(), champion, fast)
-    assert len(both) == 1 and both[0][1] == "fast"
+    champion, online = rng.random(20_000) < 0.64, rng.random(20_000) < 0.70
+    short_only = feed(Arbiter(windows=(500,)), champion, online)
+    both = feed(Arbiter(), champion, online)
+    assert len(both) == 1 and both[0][1] == "online"
     assert len(short_only) > 1
-    assert fast_share(both, 20_000) > 0.85 > fast_share(short_only, 20_000)
+    assert online_share(both, 20_000) > 0.85 > online_share(short_only, 20_000)
 
 
 def test_levels_must_leave_room_between_switching_and_returning() -> None:
