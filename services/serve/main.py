@@ -31,7 +31,7 @@ def main() -> int:
     import mlflow
 
     from driftloop.online_snapshots import OnlineSnapshots
-    from driftloop.registry import CHALLENGER, ModelRegistry
+    from driftloop.registry import CHALLENGER, PREVIOUS, ModelRegistry
     from driftloop.store import store_blobs
     from services.serve.batching import MicroBatcher
     from services.serve.dataplane import DataPlane
@@ -66,6 +66,7 @@ def main() -> int:
         publish=outbox.put,
         replica=settings.serve_replica_id,
         resolve_challenger=lambda: registry.version_of(name, CHALLENGER),
+        resolve_previous=lambda: registry.version_of(name, PREVIOUS),
         previous_s=settings.serve_shadow_previous_s,
     )
     online = OnlineAnswers(name)

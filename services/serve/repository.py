@@ -210,6 +210,11 @@ class ModelRepository:
             again (a failure may have been the registry's, not the model's).
         resolve_challenger: the version the challenger alias names now, or None (blocking);
             None: no challenger is ever loaded.
+        resolve_previous: the version the ``previous`` alias names now, or None (blocking):
+            asked when the champion moves to the version in shadow as ``previous``. A
+            rollback removes that alias, and the version rolled back from is closed; a
+            promotion of the previous version (by hand, or a recall) sets it, and the version
+            it replaced goes on probation in shadow like any other. None: always closed.
         previous_s: how long a replaced champion stays loaded and scored in shadow (0: it is
             closed at the swap).
     """
@@ -225,10 +230,12 @@ class ModelRepository:
         retry_failed_s: float = 600.0,
         resolve_challenger: Callable[[], str | None] | None = None,
         previous_s: float = 0.0,
+        resolve_previous: Callable[[], str | None] | None = None,
     ) -> None:
         self.name = name
         self._resolve = resolve
         self._resolve_challenger = resolve_challenger
+        self._resolve_previous = resolve_previous
         self._load = load
         self._batcher = batcher
         self._publish = publish
@@ -339,8 +346,8 @@ class ModelRepository:
         SERVING.labels(version).set(1)
         if old is not None:
             SERVING.remove(old.version)
-            if role == PREVIOUS:  # a rollback: the version rolled back from is done
-                await old.batcher.close()  # requests that took it finish on it
+            if role == PREVIOUS and not await self._on_probation(old.version):
+                await old.batcher.close()  # a rollback: requests that took it finish on it
             else:
                 await self.shadows.keep_previous(old)
         log.info(
@@ -355,6 +362,17 @@ class ModelRepository:
         )
         self._publish(EventType.SWAP, [self._event(version, serving, "swapped", duration)])
         return Refresh("swapped", version, serving)
+
+    async def _on_probation(self, replaced: str) -> bool:
+        """Whether ``replaced``, the champion a swap back to the previous version replaced,
+        is the registry's ``previous`` now (see ``resolve_previous``); yes when the registry
+        does not answer (the evidence is worth more than the CPU it costs)."""
+        if self._resolve_previous is None:
+            return False
+        try:
+            return await asyncio.to_thread(self._resolve_previous) == replaced
+        except Exception:
+            return True
 
     async def _follow_challenger(self, force: bool) -> None:
         """Load the version the challenger alias names into shadow; drop the one in shadow

@@ -32,7 +32,7 @@ import pandas as pd
 from prometheus_client import Counter, Gauge
 
 from driftloop.errors import RegistryError
-from driftloop.events import EventType
+from driftloop.events import EventType, epoch
 from driftloop.messaging import EventConsumer, EventProducer
 from driftloop.online_snapshots import OnlineSnapshots
 from driftloop.registry import CHALLENGER, CHAMPION, PREVIOUS, ModelRegistry
@@ -53,6 +53,11 @@ from services.trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
 
+LAG = Gauge(
+    "driftloop_trainer_live_lag_seconds",
+    "Seconds from the label of the last labelled example judged to its judgement: how far the "
+    "live evidence runs behind the app's labels.",
+)
 ROLLBACKS = Counter(
     "driftloop_trainer_rollbacks_total",
     "Rollbacks the live evidence made: the previous champion, in shadow, answered evidently "
@@ -109,6 +114,7 @@ class LiveWorker:
         self.live: LiveEvidence | None = None  # set by run: the registry is read there
         self._answerer = "champion"
         self._counted_updates = 0
+        self._label_time: str | None = None  # of the last labelled example judged
 
     def run(self, stop: threading.Event) -> None:
         """Start from the registry and the store, then consume and decide until ``stop``."""
@@ -122,7 +128,10 @@ class LiveWorker:
                     actions = self._model_update(live, received.event)
                 else:
                     actions = live.observe(received.event, time.time())
+                    self._label_time = received.event.get("label_time") or self._label_time
                 self._apply(actions)
+            if self._label_time is not None:
+                LAG.set(max(0.0, time.time() - epoch(self._label_time)))
             self._apply(live.tick(time.time()))
             self._count_updates(live)
             if self.consumer.uncommitted:
@@ -223,7 +232,9 @@ class LiveWorker:
                 decision.answerer,
                 extra={"online_version": decision.online_version,
                        "champion_version": decision.champion_version,
-                       "evidence": decision.evidence},
+                       "evidence": decision.evidence,
+                       "behind_label_s": None if self._label_time is None
+                       else round(time.time() - epoch(self._label_time), 3)},
             )  # fmt: skip
             self._answerer = decision.answerer
 

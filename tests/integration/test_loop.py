@@ -6,19 +6,27 @@ model name and a store of this test's own. An app with no model sends labelled e
 manual trigger brings the first model, then the app sends requests to serve over HTTP and the
 labels a second later (half through Kafka, half through ingest's HTTP endpoint) while the
 stream's concept switches. After the drift the trainer's online model answers first (the
-fast path), then the batch refit takes over.
+fast path), then the batch refit takes over. Last, an operator promotes the first model again,
+which is worse on the new concept: the loop rolls it back by itself.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import time
 from pathlib import Path
 
 from driftloop.demo import DEMO_SERVICES
+from driftloop.events import EventType, epoch
 from driftloop.loop.run import ClosedLoop, Plan, stored_request_ids
-from driftloop.loop.timeline import summarize
+from driftloop.loop.timeline import Timeline, summarize
+from driftloop.messaging import EventProducer
 from driftloop.online_snapshots import is_online_version
+from driftloop.registry import ModelRegistry
 from driftloop.settings import Settings
 from driftloop.store import ExampleStore
+from services.trainer.promotion import model_update_event
 
 MARGIN = 0.15  # accuracy after the swap beats the drifted model's by at least this much
 
@@ -32,9 +40,16 @@ PLAN = Plan(
     label_delay_s=0.5,
     budget_s=240.0,
     seed=11,
-    # contract_sample: the contract is inferred from the 800 bootstrap examples at once.
+    # contract_sample: the contract is inferred from the 800 bootstrap examples at once. No
+    # early recall: the worse version promoted at the end would be replaced by recalling the
+    # better one, and the rollback is what this run checks.
     services=DEMO_SERVICES
-    | {"ingest_flush_s": 0.5, "trainer_max_fit_s": 15.0, "contract_sample": 800},
+    | {
+        "ingest_flush_s": 0.5,
+        "trainer_max_fit_s": 15.0,
+        "contract_sample": 800,
+        "monitor_recall_examples": 0,
+    },
 )
 
 
@@ -48,6 +63,9 @@ def test_the_loop_recovers_from_a_drift_with_no_human_step(
         first = loop.bootstrap()
         timeline = loop.replay()
         stored = loop.settle(timeout=60)
+        ids = stored_request_ids(ExampleStore(str(loop.settings.store_uri)))
+        sent = list(loop.app.label_ids)
+        rollback = worse_promotion_is_rolled_back(loop, first)
     finally:
         loop.stop()
     log = "\n".join(lines)
@@ -83,9 +101,59 @@ def test_the_loop_recovers_from_a_drift_with_no_human_step(
     assert online_accuracy >= before_swap + MARGIN, (before_swap, online_accuracy, log)
 
     # Every label sent became exactly one stored example.
-    ids = stored_request_ids(ExampleStore(str(loop.settings.store_uri)))
-    sent = loop.app.label_ids
     assert len(sent) == len(set(sent)) == timeline.labels_sent + PLAN.bootstrap
     assert stored == len(ids)
     assert sorted(ids) == sorted(sent)
     assert loop.app.labels_by_kafka > 0 and loop.app.labels_by_http > 0
+
+    # The worse model promoted by hand was rolled back, and no request failed meanwhile; after
+    # the rollback it answered no more.
+    assert rollback.failed == 0, f"{rollback.failed} requests failed: {list(loop.app.errors)}"
+    assert all(row.version != first for row in rollback.served[-100:]), log
+
+
+def worse_promotion_is_rolled_back(loop: ClosedLoop, worse: str) -> Timeline:
+    """Promote ``worse`` by hand over the champion (the first model, which does not know the
+    new concept, over a refit that does), keep the app sending the new concept, and return
+    that phase's timeline once the loop has rolled back and served 300 more answers.
+
+    The trainer pairs the promoted version's answers with the previous champion's, which every
+    serve replica keeps scoring in shadow; evidently worse, it is rolled back with no human
+    step and no failed request.
+    """
+    settings, watcher = loop.settings, loop.watcher
+    assert watcher is not None
+    registry = ModelRegistry(settings.mlflow_tracking_uri)
+    name = settings.model_name
+    better = registry.champion(name)
+    assert better is not None and better != worse
+    previous = registry.promote(name, worse)
+    update = model_update_event(
+        name, worse, registry.run_id(name, worse), previous=previous, metrics={}
+    )
+    with EventProducer(settings, service="test-operator") as producer:
+        producer.send(EventType.MODEL_UPDATE, update).get(timeout=10)
+    phase = Timeline(started=time.time())
+    loop.app.timeline = phase
+    deadline = time.monotonic() + 120
+    resumed = max(row.index for row in loop.timeline.served) + 1
+
+    def rolled_back() -> list[dict]:
+        return [e for e in watcher.promoted() if e.get("reason") == "rollback"]
+
+    def stop() -> bool:
+        if time.monotonic() > deadline:
+            return True
+        done = rolled_back()
+        if not done:
+            return False
+        after = epoch(done[0]["event_time"]) + 2.0  # serve swapped back by then
+        return sum(row.t > after for row in phase.served) >= 300
+
+    asyncio.run(loop.app.replay(itertools.islice(loop.stream, resumed, None), stop=stop))
+    events = rolled_back()
+    assert len(events) == 1, f"rollbacks: {events}"
+    assert events[0]["model_version"] == better and events[0]["previous_version"] == worse
+    assert events[0]["evidence"]["previous_wins"] > events[0]["evidence"]["new_wins"]
+    assert registry.champion(name) == better
+    return phase

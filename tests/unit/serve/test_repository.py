@@ -149,6 +149,7 @@ def shadowed(
     events: list[dict[str, Any]],
     executor: Any,
     previous_s: float = 600.0,
+    previous_alias: list[str | None] | None = None,
 ) -> ModelRepository:
     """A repository that keeps the previous champion and follows the challenger alias."""
 
@@ -164,6 +165,7 @@ def shadowed(
         replica="r1",
         resolve_challenger=lambda: registry.challenger,
         previous_s=previous_s,
+        resolve_previous=None if previous_alias is None else lambda: previous_alias[0],
     )
 
 
@@ -282,3 +284,26 @@ async def test_a_challenger_that_fails_to_load_is_counted_and_never_scored() -> 
     assert failures() - before == 2
     assert registry.loads == ["1", "2", "3"]
     assert [e["outcome"] for e in events] == ["swapped"]  # a challenger is not a swap
+
+
+async def test_a_promotion_of_the_previous_version_puts_the_one_it_replaced_on_probation() -> None:
+    """By hand or by a recall, the version in shadow becomes champion again while the registry
+    keeps the replaced one as ``previous``: unlike after a rollback, that one stays in shadow,
+    the evidence the trainer's rollback rule needs."""
+    registry = Registry()
+    previous_alias: list[str | None] = [None]
+    registry.champion = "1"
+    with ThreadPoolExecutor(1) as executor:
+        repo = shadowed(registry, [], executor, previous_alias=previous_alias)
+        await repo.refresh()
+        registry.champion, previous_alias[0] = "2", "1"
+        await repo.refresh()
+        second = repo.current
+        registry.champion, previous_alias[0] = "1", "2"  # promoted, not rolled back
+        await repo.refresh()
+        assert in_shadow(repo) == [("previous", "2")]
+        assert second is not None and not second.batcher.closed  # type: ignore[attr-defined]
+        registry.champion, previous_alias[0] = "2", None  # now a rollback: the alias is gone
+        await repo.refresh()
+        assert in_shadow(repo) == []
+        assert registry.loads == ["1", "2"]  # neither was loaded twice
