@@ -14,7 +14,9 @@ Example:
 
 # No `from __future__ import annotations` here: TypedDict must see NotRequired[...] itself.
 import functools
+import itertools
 import math
+import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -130,6 +132,23 @@ def ahead_of_clock(event_time: str, now: float, allowed_s: float) -> SchemaViola
         f"event_time {event_time} is {ahead:.0f} s ahead of the consumer's clock; at most "
         f"{allowed_s:.0f} s is allowed (DRIFTLOOP_MAX_EVENT_AHEAD_S)",
     )
+
+
+_ID_PREFIX = os.urandom(8).hex()  # this process's, random: ids differ across processes
+_ID_COUNT = itertools.count()
+
+
+def new_request_id() -> str:
+    """A new request id, 32 hex digits: this process's random prefix and a count (unique
+    without a system call per request, which a random id costs). serve gives one to a request
+    that names none; an app may make its own with it (:mod:`driftloop.client`).
+
+    Example:
+        >>> first, second = new_request_id(), new_request_id()
+        >>> len(first), first[:16] == second[:16], first != second
+        (32, True, True)
+    """
+    return f"{_ID_PREFIX}{next(_ID_COUNT):016x}"
 
 
 def new_event(**fields: Any) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from driftloop.errors import ModelNotFound, ModelNotReady
-from driftloop.events import EventType
+from driftloop.events import EventType, new_request_id
 from services.serve.online import FALLBACKS, OnlineAnswers, OnlineModel
 from services.serve.protocol import (
     CHAMPION,
@@ -47,7 +47,6 @@ from services.serve.protocol import (
     decode_records,
     infer_response,
     model_metadata,
-    new_request_id,
     prediction_event,
     prediction_rows,
     records_response,

@@ -42,7 +42,6 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from collections.abc import Callable
@@ -554,16 +553,6 @@ def requested_outputs(document: dict[str, Any], available: tuple[str, ...]) -> s
 
 
 # --- encoding -------------------------------------------------------------------------------
-
-
-_ID_PREFIX = os.urandom(8).hex()  # this process's, random: ids differ across replicas
-_ID_COUNT = itertools.count()
-
-
-def new_request_id() -> str:
-    """A new id, 32 hex digits: this process's random prefix and a count (unique without a
-    system call per request, which a random id costs)."""
-    return f"{_ID_PREFIX}{next(_ID_COUNT):016x}"
 
 
 def row_ids(request_id: str, rows: int) -> list[str]:

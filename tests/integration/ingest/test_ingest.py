@@ -20,6 +20,7 @@ import pytest
 from aiokafka.partitioner import murmur2
 from kafka import KafkaConsumer, TopicPartition
 
+from driftloop.client import Client, Refused
 from driftloop.events import EventType, new_event
 from driftloop.messaging import EventConsumer, EventProducer, Received, kafka_admin
 from driftloop.store import ExampleStore
@@ -497,3 +498,36 @@ def test_http_labels_are_accepted_once_on_kafka_and_bad_ones_are_refused(
     metrics = ingest.read("/metrics/").decode()
     assert "driftloop_ingest_store_rows_total" in metrics
     assert ingest.stop() == 0
+
+
+def test_the_clients_labels_over_http_and_kafka_meet_their_predictions(
+    ingest: ServiceProcess,
+) -> None:
+    """An app's labels through :class:`driftloop.client.Client`: over HTTP, and over Kafka
+    keyed so that each lands on its prediction's partition; a prediction the app made itself;
+    a refused label names its field."""
+    s = ingest.settings
+    ingest.start()
+    with Client(
+        ingest_url=ingest.url,
+        bootstrap_servers=s.kafka_bootstrap_servers,
+        labels_topic=s.topic_labels,
+        source="client-test",
+        model_name="m",
+    ) as client:
+        client.send_label("c-http", 1)
+        client.send_label("c-kafka", 0, via="kafka")
+        # A prediction the app made itself (no model yet), then its label.
+        client.send_prediction("c-own", {"x": 2.0, "colour": "blue"}, 1)
+        client.send_label("c-own", 1, via="kafka")
+        client.flush(timeout_s=10)
+        with pytest.raises(Refused) as refused:
+            client.send_label("", 1)
+        assert refused.value.status == 422 and "request_id" in refused.value.reason
+    with EventProducer(s, service="test") as producer:
+        for request_id in ("c-http", "c-kafka"):
+            producer.send(EventType.PREDICTION, prediction(request_id))
+    deadline = time.monotonic() + 30
+    while len(stored_rows(s)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert sorted(stored_rows(s)) == ["c-http", "c-kafka", "c-own"]

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from driftloop.client import Client, Refused
 from driftloop.events import EventType
 from driftloop.messaging import ensure_topics
 from driftloop.model_card import FeatureSpec, ModelCard
@@ -457,3 +458,31 @@ def running(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_the_client_gets_answers_and_the_reason_it_is_refused(
+    serve_settings: ServeSettings, serve_process: Start
+) -> None:
+    """:class:`driftloop.client.Client` against serve: one record or several, the request id
+    each label must name, the version that answered; a refused record names its field."""
+    serve = serve_process(serve_settings)
+    with Client(serve.url) as client:
+        with pytest.raises(Refused) as refused:
+            client.infer(RECORD)
+        assert refused.value.status == 503 and "no model" in refused.value.reason
+        version = register(serve_settings)
+        promote(serve_settings, version)
+        serve.wait_until(lambda: serve.get("/v2/health/ready")[0] == 200, "ready")
+        one = client.infer(RECORD, request_id="order-1")
+        assert (one.model_name, one.model_version, one.online) == (
+            serve_settings.model_name, version, False
+        )  # fmt: skip
+        assert [p.request_id for p in one.predictions] == ["order-1"]
+        assert one.predictions[0].scores is not None
+        two = client.infer([RECORD, RECORD | {"age": 60.0}])
+        assert [p.request_id for p in two.predictions] == [
+            f"{two.request_id}-0", f"{two.request_id}-1"
+        ]  # fmt: skip
+        with pytest.raises(Refused) as refused:
+            client.infer(RECORD | {"age": "old"})
+        assert refused.value.status == 422 and "age" in refused.value.reason
