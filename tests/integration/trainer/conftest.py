@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import orjson
@@ -162,18 +162,42 @@ def updates(trainer_settings: TrainerSettings) -> Iterator[Events]:
     events.close()
 
 
+class Loop(Protocol):
+    def run(self, stop: threading.Event) -> None: ...
+    def close(self) -> None: ...
+
+
+L = TypeVar("L", bound=Loop)
+
+
 @contextmanager
-def running(settings: TrainerSettings) -> Iterator[TrainerWorker]:
-    worker = TrainerWorker(settings)
+def in_thread(worker: L, join_s: float = 120) -> Iterator[L]:
+    """``worker``'s loop in a thread until the block ends; what it raised fails the test."""
     stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run(stop)
+        except BaseException as error:  # surfaced by the test, not lost in the thread
+            failed.append(error)
+            raise
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
         yield worker
     finally:
         stop.set()
-        thread.join(timeout=120)
+        thread.join(timeout=join_s)
         worker.close()
+    assert not failed, failed
+
+
+@contextmanager
+def running(settings: TrainerSettings) -> Iterator[TrainerWorker]:
+    with in_thread(TrainerWorker(settings)) as worker:
+        yield worker
 
 
 def send(settings: TrainerSettings, *events: dict) -> None:

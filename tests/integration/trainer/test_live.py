@@ -4,7 +4,6 @@ judged on its shadow answers."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from services.trainer.settings import TrainerSettings
 from tests.integration.trainer.conftest import (
     Events,
     classification_rows,
+    in_thread,
     train_once,
     write_examples,
 )
@@ -35,26 +35,8 @@ pytestmark = pytest.mark.integration
 @contextmanager
 def live_running(settings: TrainerSettings) -> Iterator[LiveWorker]:
     """The loop in a thread, its group reading the test's topics from their start."""
-    worker = LiveWorker(settings, start_at="earliest")
-    stop = threading.Event()
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            worker.run(stop)
-        except BaseException as error:  # surfaced by the test, not lost in the thread
-            failed.append(error)
-            raise
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
+    with in_thread(LiveWorker(settings, start_at="earliest"), join_s=60) as worker:
         yield worker
-    finally:
-        stop.set()
-        thread.join(timeout=60)
-        worker.close()
-    assert not failed, failed
 
 
 def until(condition: Callable[[], bool], timeout: float = 90) -> None:
