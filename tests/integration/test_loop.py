@@ -13,12 +13,12 @@ which is worse on the new concept: the loop rolls it back by itself.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from pathlib import Path
 
 from driftloop.demo import DEMO_SERVICES
 from driftloop.events import EventType, epoch
+from driftloop.loop import streams
 from driftloop.loop.run import ClosedLoop, Plan, stored_request_ids
 from driftloop.loop.timeline import Timeline, summarize
 from driftloop.messaging import EventProducer
@@ -136,7 +136,11 @@ def worse_promotion_is_rolled_back(loop: ClosedLoop, worse: str) -> Timeline:
     phase = Timeline(started=time.time())
     loop.app.timeline = phase
     deadline = time.monotonic() + 120
-    resumed = max(row.index for row in loop.timeline.served) + 1
+    # The new concept afresh (the demo stream's second function), enough for the deadline:
+    # what is left of the run's own stream may run out before a slow swap is done.
+    new_concept = streams.abrupt(
+        n_events=int(120 * PLAN.rate), drift_at=(), functions=(2,), seed=PLAN.seed + 1
+    )
 
     def rolled_back() -> list[dict]:
         return [e for e in watcher.promoted() if e.get("reason") == "rollback"]
@@ -150,7 +154,7 @@ def worse_promotion_is_rolled_back(loop: ClosedLoop, worse: str) -> Timeline:
         after = epoch(done[0]["event_time"]) + 2.0  # serve swapped back by then
         return sum(row.t > after for row in phase.served) >= 300
 
-    asyncio.run(loop.app.replay(itertools.islice(loop.stream, resumed, None), stop=stop))
+    asyncio.run(loop.app.replay(new_concept, stop=stop))
     events = rolled_back()
     assert len(events) == 1, f"rollbacks: {events}"
     assert events[0]["model_version"] == better and events[0]["previous_version"] == worse
