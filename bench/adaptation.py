@@ -8,17 +8,19 @@ one run. The default scale is the issue's: 60,000 events a stream, periodic retr
 5,000 (eleven refits), so the loop may refit at most three times, once per abrupt drift.
 
 - **loop**: the real loop's cores, with the services' default settings. The monitor's
-  :class:`~services.monitor.monitor.DriftMonitor` sees every prediction and labelled example
+  :class:`~driftloop.services.monitor.monitor.DriftMonitor` sees every prediction and labelled
+  example
   (windows against the served version's reference, the error-stream detectors, the trigger
   policy: one trigger per episode, held until 2,000 labelled examples follow the onset and
   the error has settled); a trigger at event ``i`` cuts the
-  :class:`~services.trainer.window.TrainingWindow` the trigger's onset selects from the
+  :class:`~driftloop.services.trainer.window.TrainingWindow` the trigger's onset selects from the
   examples up to ``i`` (what the store holds then) and calls the function
-  :class:`services.trainer.trainer.Trainer` calls between its window and MLflow,
-  :func:`services.trainer.candidate.fit_candidate` (the card, the built-in Keras MLP,
-  :func:`~services.trainer.fit.fit`, the :class:`~services.trainer.gate.PromotionGate` on the
+  :class:`driftloop.services.trainer.trainer.Trainer` calls between its window and MLflow,
+  :func:`driftloop.services.trainer.candidate.fit_candidate` (the card, the built-in Keras MLP,
+  :func:`~driftloop.services.trainer.fit.fit`, the
+  :class:`~driftloop.services.trainer.gate.PromotionGate` on the
   same holdout as the champion); a recall trigger calls its
-  :func:`~services.trainer.candidate.judge_recall`. The verdict lands ``--block`` events
+  :func:`~driftloop.services.trainer.candidate.judge_recall`. The verdict lands ``--block`` events
   later (the time a real fit, registration and swap take); a promoted candidate serves from
   there and the monitor learns its reference (the sketch the trainer registers), a rejection
   reaches the monitor as the training-results topic brings it live.
@@ -73,7 +75,7 @@ from driftloop.loop.streams import DriftingStream
 
 if TYPE_CHECKING:
     from driftloop.model_card import ModelCard
-    from services.trainer.candidate import Candidate, Champion
+    from driftloop.services.trainer.candidate import Candidate, Champion
 
 MODEL = "bench-adaptation"
 # Agrawal (abrupt, gradual, recurring), real stationary data, and four other families.
@@ -119,14 +121,14 @@ class Served:
     candidate: Candidate | None = None
 
     def labels(self, frame: pd.DataFrame) -> np.ndarray:
-        from services.trainer.schema import model_inputs
+        from driftloop.services.trainer.schema import model_inputs
 
         outputs = np.asarray(self.model.predict_on_batch(model_inputs(self.card, frame)))
         return np.asarray(self.card.classes, dtype=object)[outputs.argmax(axis=1)]
 
     def champion(self) -> Champion:
         """This model as the trainer's functions take a champion."""
-        from services.trainer.candidate import Champion
+        from driftloop.services.trainer.candidate import Champion
 
         return Champion.of(str(self.version), self.model, self.card)
 
@@ -143,8 +145,8 @@ class Verdict:
 
 class TrainerCore:
     """The trainer without MLflow or a store: a window cut from the stream (as the store would
-    hold it) and the trainer's own :func:`~services.trainer.candidate.fit_candidate` and
-    :func:`~services.trainer.candidate.judge_recall` on it.
+    hold it) and the trainer's own :func:`~driftloop.services.trainer.candidate.fit_candidate` and
+    :func:`~driftloop.services.trainer.candidate.judge_recall` on it.
 
     Parameters:
         policy_kind: the window policy (the trainer's default, ``since_drift``, for the loop;
@@ -163,8 +165,8 @@ class TrainerCore:
     ) -> None:
         from dataclasses import replace
 
-        from services.trainer.settings import TrainerSettings
-        from services.trainer.window import WindowPolicy
+        from driftloop.services.trainer.settings import TrainerSettings
+        from driftloop.services.trainer.window import WindowPolicy
 
         self.settings = TrainerSettings(**{
             "model_name": MODEL,
@@ -183,8 +185,8 @@ class TrainerCore:
         self, frame: pd.DataFrame, onset: str | None, champion: Served | None, version: int
     ) -> Verdict:
         """The trainer's refit on the examples of ``frame`` (what the store holds then)."""
-        from services.trainer.candidate import fit_candidate
-        from services.trainer.window import TrainingWindow
+        from driftloop.services.trainer.candidate import fit_candidate
+        from driftloop.services.trainer.window import TrainingWindow
 
         started = time.perf_counter()
         window = TrainingWindow.split(frame, self.policy, onset)
@@ -205,7 +207,7 @@ class TrainerCore:
     ) -> Verdict | None:
         """A recall as the trainer answers it (:func:`judge_recall`) on the examples since
         ``onset``, the earlier champions newest first; the verdict when one is recalled."""
-        from services.trainer.candidate import judge_recall
+        from driftloop.services.trainer.candidate import judge_recall
 
         if onset is None or not earlier:
             return None
@@ -226,12 +228,12 @@ class TrainerCore:
 
 
 class MonitorCore:
-    """:class:`services.monitor.monitor.DriftMonitor` with the service's default settings,
+    """:class:`driftloop.services.monitor.monitor.DriftMonitor` with the service's default settings,
     references built as the trainer builds them (from the window's recent part)."""
 
     def __init__(self, overrides: dict[str, Any] | None = None) -> None:
-        from services.monitor.settings import MonitorSettings
-        from services.monitor.worker import build_monitor
+        from driftloop.services.monitor.settings import MonitorSettings
+        from driftloop.services.monitor.worker import build_monitor
 
         self._references: dict[str, Any] = {}
         settings = MonitorSettings(**{
@@ -243,7 +245,7 @@ class MonitorCore:
     def promote(self, served: Served, t: float, reason: str = "promotion") -> None:
         """Serve ``served``: its reference as the trainer registers it, the update event
         (``reason`` ``rollback`` for the trainer's rollback)."""
-        from services.monitor.monitor import ModelReference
+        from driftloop.services.monitor.monitor import ModelReference
 
         if str(served.version) not in self._references:
             if served.candidate is None:
@@ -278,7 +280,7 @@ class MonitorCore:
         version: int,
     ) -> list[tuple[int, dict[str, Any]]]:
         """Feed a block's predictions and examples; returns ``(row, trigger event)`` pairs."""
-        from services.monitor.monitor import TriggerDecision, is_drift_event
+        from driftloop.services.monitor.monitor import TriggerDecision, is_drift_event
 
         fired = []
         labels = frame["label"].to_numpy()
@@ -386,7 +388,8 @@ def run_loop(
     promoted candidate serves, ``block`` events later (a real fit, registration and swap).
 
     Two speeds: beside the batch champion the trainer's live evidence
-    (:class:`~services.trainer.live.LiveEvidence`, the service's core) learns online from every
+    (:class:`~driftloop.services.trainer.live.LiveEvidence`, the service's core) learns online from
+    every
     labelled example (the warm-up's too) and decides from both models' answers on the same
     examples which one answers; a switch reaches serve ``switch_delay`` events later (at the
     default rate, 2 s). After a promotion the replaced champion is scored in shadow for the
@@ -395,8 +398,8 @@ def run_loop(
     (``batch-loop``: the loop before the online model; its triggers and refits are the same).
     """
     from driftloop.events import is_recall
-    from services.trainer.live import LiveEvidence, OnlineDecision, Rollback
-    from services.trainer.window import onset_of
+    from driftloop.services.trainer.live import LiveEvidence, OnlineDecision, Rollback
+    from driftloop.services.trainer.window import onset_of
 
     started = time.perf_counter()
     # The services' own defaults (since_drift, the gate, the monitor's policy) unless --set.
@@ -538,7 +541,7 @@ def _refit(
     log: Callable[[str], None],
 ) -> Verdict:
     """The trainer answering ``trigger`` at event ``at``: the examples up to it, and no more."""
-    from services.trainer.window import onset_of
+    from driftloop.services.trainer.window import onset_of
 
     onset = onset_of(trigger)
     verdict = trainer.refit(frame.iloc[: at + 1], onset, champion, version)
@@ -554,7 +557,7 @@ def _refit(
 
 
 def run_arf(frame: pd.DataFrame, warmup: int, seed: int = 42) -> Run:
-    from services.trainer.online import OnlineLearner, adaptive_forest
+    from driftloop.services.trainer.online import OnlineLearner, adaptive_forest
 
     started = time.perf_counter()
     learner = OnlineLearner(lambda: adaptive_forest(seed))

@@ -46,7 +46,7 @@ from bench.report import write
 from driftloop.events import format_time
 from driftloop.model_card import FeatureSpec, ModelCard
 from driftloop.reference import ReferenceSketch
-from services.monitor.monitor import (
+from driftloop.services.monitor.monitor import (
     ConceptDrift,
     DriftMonitor,
     ModelReference,

@@ -44,15 +44,15 @@ from driftloop.events import EventType, new_event
 from driftloop.messaging import EventProducer, ensure_topics, kafka_admin
 from driftloop.runtime import tune_gc
 from driftloop.schemas import dumps
+from driftloop.services.ingest.guard import ContractGuard
+from driftloop.services.ingest.join import LabelJoin, labelled_example
+from driftloop.services.ingest.settings import IngestSettings
+from driftloop.services.ingest.worker import IngestWorker
 from driftloop.settings import as_environment
 from driftloop.stack import KafkaBroker
 from driftloop.stack.process import free_port
 from driftloop.stack.settings import LocalStackSettings
 from driftloop.store import ExampleStore
-from services.ingest.guard import ContractGuard
-from services.ingest.join import LabelJoin, labelled_example
-from services.ingest.settings import IngestSettings
-from services.ingest.worker import IngestWorker
 
 
 def features(i: int) -> dict[str, float | str]:

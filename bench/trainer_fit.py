@@ -30,16 +30,16 @@ import numpy as np
 
 from bench.report import write
 from driftloop.events import new_event
+from driftloop.services.trainer.coalesce import Refit
+from driftloop.services.trainer.fit import device
+from driftloop.services.trainer.gate import classification_scores
+from driftloop.services.trainer.settings import TrainerSettings
+from driftloop.services.trainer.trainer import NoContracts, Trainer
+from driftloop.services.trainer.window import TrainingWindow
 from driftloop.stack import MlflowServer
 from driftloop.stack.process import free_port
 from driftloop.stack.settings import LocalStackSettings
 from driftloop.store import ExampleStore
-from services.trainer.coalesce import Refit
-from services.trainer.fit import device
-from services.trainer.gate import classification_scores
-from services.trainer.settings import TrainerSettings
-from services.trainer.trainer import NoContracts, Trainer
-from services.trainer.window import TrainingWindow
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 STAGES = ("window", "fit", "evaluation", "logging", "registration")

@@ -80,7 +80,7 @@ def _stack(args: argparse.Namespace, settings: LocalStackSettings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    module = importlib.import_module(f"services.{args.service}.main")
+    module = importlib.import_module(f"driftloop.services.{args.service}.main")
     return int(module.main() or 0)
 
 
@@ -99,7 +99,7 @@ def _settings(args: argparse.Namespace, settings: LocalStackSettings) -> int:
 
 
 def _train(args: argparse.Namespace, settings: Settings) -> int:
-    from services.trainer.commands import request_training
+    from driftloop.services.trainer.commands import request_training
 
     trigger = request_training(settings, note=args.note)
     print(f"trigger {trigger['trigger_id']} sent for {settings.model_name}")
@@ -107,7 +107,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _rollback(args: argparse.Namespace, settings: Settings) -> int:
-    from services.trainer.commands import rollback
+    from driftloop.services.trainer.commands import rollback
 
     update = rollback(settings)
     print(
@@ -120,7 +120,7 @@ def _rollback(args: argparse.Namespace, settings: Settings) -> int:
 def _models(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import asdict
 
-    from services.trainer.commands import model_versions, versions_table
+    from driftloop.services.trainer.commands import model_versions, versions_table
 
     versions = model_versions(settings, args.limit)
     if args.json:

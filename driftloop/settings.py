@@ -247,7 +247,7 @@ def service_settings() -> dict[str, type[Settings]]:
     """
     found: dict[str, type[Settings]] = {}
     for service in SERVICES:
-        module = importlib.import_module(f"services.{service}.settings")
+        module = importlib.import_module(f"driftloop.services.{service}.settings")
         (cls,) = (
             value
             for value in vars(module).values()

@@ -29,8 +29,8 @@ from driftloop.async_messaging import AsyncEventProducer
 from driftloop.errors import BrokerUnavailable, InvalidInput, SchemaViolation
 from driftloop.events import EventType, ahead_of_clock, new_event
 from driftloop.http import error_response, parse_json, read_request
-from services.ingest.guard import ContractGuard
-from services.ingest.settings import IngestSettings
+from driftloop.services.ingest.guard import ContractGuard
+from driftloop.services.ingest.settings import IngestSettings
 
 ACK_TIMEOUT_S = 15.0
 

@@ -8,10 +8,10 @@ from driftloop.asgi import ServiceRunner
 from driftloop.async_messaging import AsyncEventProducer
 from driftloop.logs import configure_logging
 from driftloop.runtime import tune_gc
+from driftloop.services.ingest.http import create_app
+from driftloop.services.ingest.settings import IngestSettings
+from driftloop.services.ingest.worker import IngestWorker
 from driftloop.store import open_store
-from services.ingest.http import create_app
-from services.ingest.settings import IngestSettings
-from services.ingest.worker import IngestWorker
 
 
 def main() -> int:

@@ -4,7 +4,7 @@ Delivery is at-least-once with idempotent writes. The worker checkpoints every
 ``ingest_flush_rows`` examples or ``ingest_flush_s`` seconds, in this order:
 
 1. buffered examples are written to the store (durable on return; by a process of its own,
-   :class:`~services.ingest.writer.StoreWriter`), and sent to the examples topic;
+   :class:`~driftloop.services.ingest.writer.StoreWriter`), and sent to the examples topic;
 2. the join entries changed since the last checkpoint go to the compacted changelog topic;
 3. the examples topic, the changelog and the dead letters are flushed (``acks=all``);
 4. the consumed offsets are committed.
@@ -15,7 +15,8 @@ is sent as soon as its store write is durable, behind the previous checkpoint's 
 the previous commit. Commits go in checkpoint order. The changelog may thus run ahead of the
 committed offsets, never ahead of the store, which is what a restart relies on.
 
-Every event meets its model's contract first (:class:`~services.ingest.guard.ContractGuard`):
+Every event meets its model's contract first
+(:class:`~driftloop.services.ingest.guard.ContractGuard`):
 a prediction whose features break it, or an example whose label does, is dead-lettered with
 the rule it broke and the model's name, and never reaches the join, the examples topic or the
 store. A model without a contract has its first examples held while one is inferred from
@@ -29,7 +30,8 @@ their state; on assignment it rebuilds a partition's state from the changelog be
 any of its records.
 
 Each poll reads, of a partition's predictions and labels, the one behind in time first
-(:mod:`services.ingest.alignment`): on a backlog, a label is read soon after its prediction,
+(:mod:`driftloop.services.ingest.alignment`): on a backlog, a label is read soon after its
+prediction,
 so most requests are joined between two checkpoints and never reach the changelog.
 
 A crash anywhere re-reads the records since the last commit on top of the state of the last
@@ -71,12 +73,12 @@ from driftloop.errors import SchemaViolation
 from driftloop.events import EventType, ahead_of_clock
 from driftloop.messaging import Received, kafka_admin
 from driftloop.schemas import dumps
+from driftloop.services.ingest.alignment import Progress, behind_first
+from driftloop.services.ingest.guard import ADMIT, ContractGuard
+from driftloop.services.ingest.join import AHEAD_OF_CLOCK, LabelJoin
+from driftloop.services.ingest.settings import IngestSettings
+from driftloop.services.ingest.writer import StoreWriter
 from driftloop.store import ExampleStore, Manifest
-from services.ingest.alignment import Progress, behind_first
-from services.ingest.guard import ADMIT, ContractGuard
-from services.ingest.join import AHEAD_OF_CLOCK, LabelJoin
-from services.ingest.settings import IngestSettings
-from services.ingest.writer import StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +125,7 @@ class IngestWorker(ConsumerRebalanceListener):
     Parameters:
         settings: its topics, group, join and checkpoint settings.
         store: opens the example store, in the writer process (picklable; see
-            :class:`~services.ingest.writer.StoreWriter`).
+            :class:`~driftloop.services.ingest.writer.StoreWriter`).
     """
 
     def __init__(self, settings: IngestSettings, store: Callable[[], ExampleStore]) -> None:
@@ -314,7 +316,7 @@ class IngestWorker(ConsumerRebalanceListener):
 
     async def _behind_first(self) -> list[TopicPartition]:
         """The partitions to poll: of each prediction and label partition of one number, the
-        one behind in time (see :mod:`services.ingest.alignment`); [] for all of them."""
+        one behind in time (see :mod:`driftloop.services.ingest.alignment`); [] for all of them."""
         consumer = self.consumer
         assigned = consumer.assignment()
         if not self._aligned or not assigned or consumer.paused():

@@ -20,7 +20,7 @@ alarms per labelled example; KSWIN tests at every step, so its ``alpha`` is the 
 holdout CUSUM's threshold is set for an in-control run length of at least ``1 / alpha``
 examples [2]. That run length holds while the CUSUM's in-control error rate is at least the
 model's true one: it is an upper confidence bound (three standard errors), the holdout's, or
-the live stream's once that is tighter (:class:`~services.monitor.concept.HoldoutCusum`).
+the live stream's once that is tighter (:class:`~driftloop.services.monitor.concept.HoldoutCusum`).
 Each bound lies below the true rate with probability 0.13%: that much is left to chance at
 the holdout and at each of the live stream's few looks (1,000, 2,000, 4,000... examples).
 The live bound makes the CUSUM faster without a larger share of the budget.

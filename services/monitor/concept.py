@@ -222,7 +222,7 @@ class ErrorStreamDetector:
         method: ``adwin``, ``page_hinkley`` or ``kswin``.
         delta: ADWIN's confidence (its false-cut probability per step), KSWIN's ``alpha``
             and the CUSUM's false alarms per example; see
-            :class:`~services.monitor.budget.FalseAlarmBudget`.
+            :class:`~driftloop.services.monitor.budget.FalseAlarmBudget`.
         holdout_accuracy: the accuracy the version was promoted with; None turns the CUSUM
             off.
         holdout_examples: the size of that holdout.

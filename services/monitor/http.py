@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from driftloop.asgi import ServiceRunner, service_app
 from driftloop.errors import BrokerUnavailable, InvalidInput, NotFound
 from driftloop.http import parse_json
-from services.monitor.report import WindowReports
+from driftloop.services.monitor.report import WindowReports
 
 ACK_TIMEOUT_S = 15.0
 

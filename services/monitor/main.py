@@ -6,11 +6,11 @@ from driftloop.asgi import ServiceRunner
 from driftloop.logs import configure_logging
 from driftloop.registry import ModelRegistry
 from driftloop.runtime import tune_gc
+from driftloop.services.monitor.http import create_app
+from driftloop.services.monitor.report import WindowReports
+from driftloop.services.monitor.settings import MonitorSettings
+from driftloop.services.monitor.worker import MonitorWorker
 from driftloop.store import store_blobs
-from services.monitor.http import create_app
-from services.monitor.report import WindowReports
-from services.monitor.settings import MonitorSettings
-from services.monitor.worker import MonitorWorker
 
 
 def main() -> int:

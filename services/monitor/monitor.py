@@ -2,9 +2,9 @@
 
 The pure core of the monitor service, with no I/O: the worker feeds it events and turns what
 it returns into drift and trigger events, reports and metrics. Per model version it keeps a
-:class:`~services.monitor.windows.DriftWindow` of predictions and an
-:class:`~services.monitor.concept.ErrorStreamDetector` of labelled examples; per model a
-:class:`~services.monitor.triggers.TriggerPolicy`.
+:class:`~driftloop.services.monitor.windows.DriftWindow` of predictions and an
+:class:`~driftloop.services.monitor.concept.ErrorStreamDetector` of labelled examples; per model a
+:class:`~driftloop.services.monitor.triggers.TriggerPolicy`.
 
 Each closed window is compared with the reference of the version that made its predictions
 (``references(model_name, version)``, which the worker fills from the registry). A version
@@ -12,7 +12,7 @@ with no reference gets no verdict: the window is returned with the reason, and c
 nothing in the trigger policy. When serve swaps, predictions carry the new version, so they
 land in the new version's window and meet the new reference.
 
-While a model's data is degraded (:mod:`services.monitor.quality`) the worker holds its
+While a model's data is degraded (:mod:`driftloop.services.monitor.quality`) the worker holds its
 triggers (:meth:`DriftMonitor.hold`) and releases them when it recovers
 (:meth:`DriftMonitor.release`, which returns those due by then).
 
@@ -44,11 +44,21 @@ from typing import Any, Literal
 from driftloop.events import RECALL, epoch, format_time, new_event, scored_by
 from driftloop.model_card import ModelCard
 from driftloop.reference import ReferenceSketch
-from services.monitor.budget import AlertBudget, FalseAlarmBudget
-from services.monitor.concept import ConceptAlarm, DetectorName, ErrorStreamDetector, is_error
-from services.monitor.statistics import PREDICTION, Correction, FeatureTest, compare_window
-from services.monitor.triggers import TriggerPolicy
-from services.monitor.windows import ClosedWindow, DriftWindow, WindowKind
+from driftloop.services.monitor.budget import AlertBudget, FalseAlarmBudget
+from driftloop.services.monitor.concept import (
+    ConceptAlarm,
+    DetectorName,
+    ErrorStreamDetector,
+    is_error,
+)
+from driftloop.services.monitor.statistics import (
+    PREDICTION,
+    Correction,
+    FeatureTest,
+    compare_window,
+)
+from driftloop.services.monitor.triggers import TriggerPolicy
+from driftloop.services.monitor.windows import ClosedWindow, DriftWindow, WindowKind
 
 Severity = Literal["none", "low", "medium", "high"]
 MAX_VERSIONS = 4  # versions kept per model: during a swap two serve side by side
@@ -86,7 +96,7 @@ class WindowVerdict:
         tests: one test per feature (and the prediction), empty when there is no verdict.
         alpha: the family-wise level the window was tested at (its trigger level).
         alert_alpha: the family-wise level at which it raises a drift event (see
-            :class:`~services.monitor.budget.AlertBudget`).
+            :class:`~driftloop.services.monitor.budget.AlertBudget`).
         reason: why there is no verdict (no reference, too few events), else None.
         reason_code: the same as a metric label: ``not_loaded``, ``no_reference``,
             ``too_few_events``.
@@ -463,7 +473,8 @@ class DriftMonitor:
 
     def hold(self, name: str) -> None:
         """Hold every trigger of ``name`` (its data is degraded: see
-        :mod:`services.monitor.quality`) until :meth:`release`; windows, detectors, episodes
+        :mod:`driftloop.services.monitor.quality`) until :meth:`release`; windows, detectors,
+        episodes
         and counts go on meanwhile."""
         self.policy(name).suspend()
 

@@ -41,7 +41,8 @@ per window. The policy turns verdicts into *episodes*:
   to judge, not the thousands a fit needs. The held trigger still fires; a recalled version's
   promotion closes the episode before it does.
 - **held for data quality** (:meth:`suspend`, :meth:`resume`): while a model's data is
-  degraded (:mod:`services.monitor.quality`: a broken producer, not a new concept), no trigger
+  degraded (:mod:`driftloop.services.monitor.quality`: a broken producer, not a new concept), no
+  trigger
   goes out, a drift episode's, its recall and a data-arrival one alike; the state goes on
   (episodes open and close, examples are counted), and what is due when the hold ends fires
   then: the open episode's trigger through :meth:`held`, a data-arrival count already reached

@@ -2,10 +2,12 @@
 
 One consumer group reads predictions, labelled examples, model updates, training results
 (a rejected fit re-arms the drift episode) and dead letters; each batch is
-handed to :class:`~services.monitor.monitor.DriftMonitor` in order, after the references of
+handed to :class:`~driftloop.services.monitor.monitor.DriftMonitor` in order, after the references
+of
 any version it has not met are loaded from the registry (in a thread, cached per version;
 a version whose load failed is retried after ``REFERENCE_RETRY_S``). Predictions, examples
-and the dead letters that name a model go to :class:`~services.monitor.quality.DataQuality`
+and the dead letters that name a model go to
+:class:`~driftloop.services.monitor.quality.DataQuality`
 first: when a model's data becomes degraded, a data-quality event goes out and the model's
 triggers are held (drift, recall, data arrival, schedule; a person's manual trigger still goes
 out) until it recovers, when another goes out and the triggers due by then are sent. What the
@@ -15,7 +17,7 @@ core returns goes out as:
 - for each judged window, an Evidently report built in a thread (skipped while more than
   ``monitor_report_backlog`` wait, and for clean windows at most one per model each
   ``CLEAN_REPORT_INTERVAL_S``), then, for a window that raises an alert (its tests reject at
-  the drift events' own level, :class:`~services.monitor.budget.AlertBudget`), its drift
+  the drift events' own level, :class:`~driftloop.services.monitor.budget.AlertBudget`), its drift
   event linking to it;
 - metrics, and a line in :attr:`MonitorWorker.recent` for the HTTP page.
 
@@ -42,8 +44,8 @@ from driftloop.async_messaging import AsyncEventConsumer, AsyncEventProducer
 from driftloop.events import EventType, ahead_of_clock, epoch
 from driftloop.model_card import ModelCard
 from driftloop.registry import ModelRegistry
-from services.monitor.budget import AlertBudget, FalseAlarmBudget
-from services.monitor.monitor import (
+from driftloop.services.monitor.budget import AlertBudget, FalseAlarmBudget
+from driftloop.services.monitor.monitor import (
     ConceptDrift,
     DriftMonitor,
     ModelReference,
@@ -51,9 +53,9 @@ from services.monitor.monitor import (
     WindowVerdict,
     is_drift_event,
 )
-from services.monitor.quality import DataQuality, QualityChange
-from services.monitor.report import WindowReports
-from services.monitor.settings import MonitorSettings
+from driftloop.services.monitor.quality import DataQuality, QualityChange
+from driftloop.services.monitor.report import WindowReports
+from driftloop.services.monitor.settings import MonitorSettings
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from concurrent.futures import Executor
 
 import numpy as np
 
-from services.serve.loop_metrics import LoopHistogram
+from driftloop.services.serve.loop_metrics import LoopHistogram
 
 # Observed per model call, inline ones per request: lock-free (see loop_metrics).
 BATCH_ROWS = LoopHistogram(

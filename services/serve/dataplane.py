@@ -1,6 +1,6 @@
 """serve's handlers, whatever the transport: inference, model metadata, health.
 
-Every transport calls these: the REST adapter (:mod:`services.serve.http`) today, a Kafka
+Every transport calls these: the REST adapter (:mod:`driftloop.services.serve.http`) today, a Kafka
 consumer of inference requests next. An inference is two calls: ``begin_*`` checks the body
 against the serving version's card and takes that version once, so a request finishes on the
 version that started it even if a swap happens meanwhile; :meth:`DataPlane.infer` calls the
@@ -8,13 +8,14 @@ model, logs the predictions and returns the answer, which names that version. Er
 :mod:`driftloop.errors` classes; the transport maps them to its protocol's (for HTTP,
 :func:`driftloop.http.error_answer`).
 
-While the trainer's arbiter says the online model is better (:mod:`services.serve.online`), the
+While the trainer's arbiter says the online model is better
+(:mod:`driftloop.services.serve.online`), the
 online model's snapshot answers instead, taken once at ``begin_*`` like the version: the
 answer names its version (``online.<n>``), and the champion is scored in shadow. The
 champion's card still checks the body and shapes the answer. A request that names a version
 is answered by that version: the champion's, or the online model's. Whatever is in shadow
 (the champion then, the previous champion on probation, a challenger) is scored after the
-answer (:mod:`services.serve.shadow`); a request with nothing in shadow costs what it did
+answer (:mod:`driftloop.services.serve.shadow`); a request with nothing in shadow costs what it did
 before: its rows go straight to the outbox.
 
 Example:
@@ -36,8 +37,8 @@ from typing import Any
 
 from driftloop.errors import ModelNotFound, ModelNotReady
 from driftloop.events import EventType, new_request_id
-from services.serve.online import FALLBACKS, OnlineAnswers, OnlineModel
-from services.serve.protocol import (
+from driftloop.services.serve.online import FALLBACKS, OnlineAnswers, OnlineModel
+from driftloop.services.serve.protocol import (
     CHAMPION,
     ONLINE,
     OUTPUTS,
@@ -53,8 +54,8 @@ from services.serve.protocol import (
     requested_outputs,
     row_ids,
 )
-from services.serve.repository import ModelRepository, ServedModel
-from services.serve.shadow import ShadowScorer
+from driftloop.services.serve.repository import ModelRepository, ServedModel
+from driftloop.services.serve.shadow import ShadowScorer
 
 
 def _version() -> str:

@@ -7,9 +7,10 @@
     GET  /health/live, /health/ready, /metrics           what every service answers
     POST /v2/repository/models/{name}/load               admin: re-resolve the alias and swap
 
-Every path calls the :class:`~services.serve.dataplane.DataPlane`; this module only reads
+Every path calls the :class:`~driftloop.services.serve.dataplane.DataPlane`; this module only reads
 bodies, routes, and writes answers. The inference POSTs are routed by :class:`InferenceFront`,
-a bare ASGI callable (no validation layer of its own: :mod:`services.serve.protocol` checks
+a bare ASGI callable (no validation layer of its own: :mod:`driftloop.services.serve.protocol`
+checks
 bodies against the model card; Starlette's routing, request and response objects would cost
 about as much as the rest of a request); it hands everything else to the service's app
 (:func:`driftloop.asgi.service_app`). Errors are answered as every service answers them
@@ -43,10 +44,10 @@ from driftloop.errors import (
     Unauthorized,
 )
 from driftloop.http import error_answer, parse_json, read_body
-from services.serve.dataplane import DataPlane, Inference
-from services.serve.loop_metrics import LoopCounter, LoopHistogram
-from services.serve.protocol import ONLINE
-from services.serve.settings import ServeSettings
+from driftloop.services.serve.dataplane import DataPlane, Inference
+from driftloop.services.serve.loop_metrics import LoopCounter, LoopHistogram
+from driftloop.services.serve.protocol import ONLINE
+from driftloop.services.serve.settings import ServeSettings
 
 # Updated on every request: lock-free (see loop_metrics), exposed as usual.
 REQUESTS = LoopCounter(

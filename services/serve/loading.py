@@ -35,8 +35,8 @@ from driftloop.children import HelperProcess
 from driftloop.errors import ModelLoadFailed
 from driftloop.model_card import ModelCard
 from driftloop.registry import ModelRegistry, model_uri
-from services.serve.repository import LoadedVersion
-from services.serve.runtime import ModelRuntime, compile_model, tflite_runtime
+from driftloop.services.serve.repository import LoadedVersion
+from driftloop.services.serve.runtime import ModelRuntime, compile_model, tflite_runtime
 
 log = logging.getLogger(__name__)
 
@@ -134,14 +134,16 @@ def compile_elsewhere(
 
 
 class VersionLoader:
-    """Loads versions for :class:`~services.serve.repository.ModelRepository`, the heavy part
+    """Loads versions for :class:`~driftloop.services.serve.repository.ModelRepository`, the heavy
+    part
     in a loader process (see the module's docstring).
 
     Parameters:
         registry: where versions and their cards are.
         name: the registered model.
         max_batch_size: the largest batch a version is called with (timed, and checked).
-        path: ``auto`` or one call path (see :func:`~services.serve.runtime.compile_model`).
+        path: ``auto`` or one call path (see
+        :func:`~driftloop.services.serve.runtime.compile_model`).
         isolated: load in a loader process (False: in the calling thread, as
             :func:`load_version` does).
     """

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from driftloop.asgi import ServiceRunner
 from driftloop.logs import configure_logging
-from services.serve.settings import ServeSettings
+from driftloop.services.serve.settings import ServeSettings
 
 
 def main() -> int:
@@ -32,16 +32,16 @@ def main() -> int:
 
     from driftloop.online_snapshots import OnlineSnapshots
     from driftloop.registry import CHALLENGER, PREVIOUS, ModelRegistry
+    from driftloop.services.serve.batching import MicroBatcher
+    from driftloop.services.serve.dataplane import DataPlane
+    from driftloop.services.serve.http import create_app
+    from driftloop.services.serve.loading import VersionLoader
+    from driftloop.services.serve.online import OnlineAnswers
+    from driftloop.services.serve.outbox import EventOutbox
+    from driftloop.services.serve.repository import ModelRepository
+    from driftloop.services.serve.shadow import ShadowScorer
+    from driftloop.services.serve.worker import ChampionWatcher, OnlineWatcher
     from driftloop.store import store_blobs
-    from services.serve.batching import MicroBatcher
-    from services.serve.dataplane import DataPlane
-    from services.serve.http import create_app
-    from services.serve.loading import VersionLoader
-    from services.serve.online import OnlineAnswers
-    from services.serve.outbox import EventOutbox
-    from services.serve.repository import ModelRepository
-    from services.serve.shadow import ShadowScorer
-    from services.serve.worker import ChampionWatcher, OnlineWatcher
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)

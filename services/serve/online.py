@@ -6,12 +6,14 @@ again long before a refit is promoted. The trainer's arbiter compares their answ
 examples and publishes its decision as an ``online_model`` event (a compacted topic, keyed by
 model: the latest event is the decision), naming a snapshot of the online model while it
 answers. :class:`OnlineAnswers` holds that decision and the loaded snapshot; the watcher
-(:class:`services.serve.worker.OnlineWatcher`) feeds it the events; the data plane asks it which
+(:class:`driftloop.services.serve.worker.OnlineWatcher`) feeds it the events; the data plane asks
+it which
 model answers a request.
 
 The champion's card still decides which request bodies are valid and the answer's shape (its
 classes); :func:`online_predictions` turns the river model's class probabilities into the same
-:class:`~services.serve.protocol.Predictions` the champion's outputs decode to. A row the online
+:class:`~driftloop.services.serve.protocol.Predictions` the champion's outputs decode to. A row the
+online
 model cannot answer (it has learned nothing yet, or it fails) is answered by the champion: a
 request is never refused because of the online model.
 
@@ -41,7 +43,7 @@ from prometheus_client import Counter, Gauge
 
 from driftloop.model_card import ModelCard
 from driftloop.online_snapshots import StaleSnapshot, river_features
-from services.serve.protocol import ONLINE, FeatureBatch, Predictions
+from driftloop.services.serve.protocol import ONLINE, FeatureBatch, Predictions
 
 log = logging.getLogger(__name__)
 

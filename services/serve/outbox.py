@@ -51,7 +51,7 @@ from driftloop.events import EventType
 from driftloop.messaging import EVENTS_PRODUCED
 from driftloop.settings import Settings
 
-log = logging.getLogger("services.serve.outbox")  # also when run as __main__ (the sender)
+log = logging.getLogger("driftloop.services.serve.outbox")  # also when run as __main__ (the sender)
 
 LOGGED = Counter(
     "driftloop_serve_log_sent_total", "Events serve stored on Kafka, by event.", ["event"]
@@ -152,7 +152,7 @@ class EventOutbox:
         when it dies; then hand it the rest and give it its timeout to send them."""
         while True:
             try:
-                process = await start_piped("services.serve.outbox")
+                process = await start_piped("driftloop.services.serve.outbox")
             except OSError as error:
                 log.error("cannot start the event sender process", extra={"error": str(error)})
                 if await _stopped(stop, RESTART_S):

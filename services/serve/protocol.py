@@ -245,11 +245,11 @@ class FeatureBatch:
 
         Numeric and boolean features are float32 (a boolean 1.0 or 0.0), categorical ones
         strings; a null is 0.0 or ``""`` (the out-of-vocabulary bucket), as the trainer feeds
-        a missing value (:func:`services.trainer.schema.model_inputs`).
+        a missing value (:func:`driftloop.services.trainer.schema.model_inputs`).
 
         ``packed``: the numeric and boolean features side by side instead, one ``(rows,
         numeric features)`` float32 array under :data:`PACKED` (what a packed TFLite model
-        takes: see :func:`services.serve.runtime.pack`).
+        takes: see :func:`driftloop.services.serve.runtime.pack`).
         """
         features = layout(card)
         arrays: dict[str, np.ndarray] = {}

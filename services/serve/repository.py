@@ -2,7 +2,8 @@
 
 :class:`ModelRepository` holds one :class:`ServedModel` reference. :meth:`ModelRepository.refresh`
 resolves the champion alias; when it names another version, that version is loaded, compiled
-and warmed up beside the serving one (the loader, :mod:`services.serve.loading`, does the heavy
+and warmed up beside the serving one (the loader, :mod:`driftloop.services.serve.loading`, does the
+heavy
 part in a process of its own and is waited on from a worker thread), its features are checked
 against the serving one's, and only then does the reference move (one assignment: atomic for
 the event loop). A request takes the reference once, so it finishes on the model that started
@@ -13,7 +14,7 @@ Rollback is the alias moving back.
 
 A promotion is a bet on offline evidence; live evidence settles it. So the champion a swap
 replaces is not closed at once: it stays loaded as ``previous`` for ``previous_s`` (or until the
-next swap), scored in shadow on the same requests (:mod:`services.serve.shadow`), and a
+next swap), scored in shadow on the same requests (:mod:`driftloop.services.serve.shadow`), and a
 rollback to it (the trainer moving the alias back) swaps it in again without a load: instant.
 Likewise the version the ``challenger`` alias names (a candidate that passed the offline gate)
 is loaded beside the champion and scored in shadow, and swapped in without a second load if it
@@ -41,8 +42,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from driftloop.events import EventType, new_event
 from driftloop.model_card import ModelCard
-from services.serve.batching import MicroBatcher
-from services.serve.protocol import CHALLENGER, PREVIOUS, FeatureBatch
+from driftloop.services.serve.batching import MicroBatcher
+from driftloop.services.serve.protocol import CHALLENGER, PREVIOUS, FeatureBatch
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from driftloop.errors import ModelLoadFailed
 from driftloop.model_card import ModelCard
-from services.serve.protocol import PACKED, layout
+from driftloop.services.serve.protocol import PACKED, layout
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,8 @@ Live evidence decides what answers: the trainer's arbiter compares the online mo
 champion, and a promotion is judged against the champion it replaced. That evidence is the
 models' predictions on the same requests, which labels later score. So while the online model
 answers, the champion is scored in shadow; after a promotion, the previous champion; while a
-candidate waits, the challenger (see :mod:`services.serve.repository`). Their predictions go on
+candidate waits, the challenger (see :mod:`driftloop.services.serve.repository`). Their predictions
+go on
 the request's prediction events as ``shadows`` and never into an answer.
 
 A request is answered first: the data plane hands its prediction rows, its checked features
@@ -33,7 +34,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from driftloop.events import EventType
-from services.serve.protocol import (
+from driftloop.services.serve.protocol import (
     FeatureBatch,
     PredictionRow,
     Predictions,
@@ -41,7 +42,7 @@ from services.serve.protocol import (
     prediction_event,
     with_shadows,
 )
-from services.serve.repository import ServedModel
+from driftloop.services.serve.repository import ServedModel
 
 log = logging.getLogger(__name__)
 

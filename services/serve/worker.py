@@ -30,9 +30,9 @@ from driftloop.async_messaging import AsyncEventConsumer
 from driftloop.events import EventType
 from driftloop.messaging import Received
 from driftloop.online_snapshots import OnlineSnapshots
-from services.serve.online import OnlineAnswers
-from services.serve.repository import ModelRepository
-from services.serve.settings import ServeSettings
+from driftloop.services.serve.online import OnlineAnswers
+from driftloop.services.serve.repository import ModelRepository
+from driftloop.services.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ whether a new champion must give way to the one it replaced, decided by live evi
 
 :class:`PairedEvidence` holds two models' answers on the same examples; :class:`Arbiter` and
 :class:`RollbackRule` judge it with one test (and so does the live trial of a challenger,
-:mod:`services.trainer.live`).
+:mod:`driftloop.services.trainer.live`).
 
 Both models are scored on the same labelled examples: the champion's answer is the one the
 example carries (serve's answer, or its shadow while the online model answers), the online

@@ -13,7 +13,7 @@ preprocessing, so that what serve loads is exactly what was trained:
 A user's builder is named in settings as ``module:function``; it is called as
 ``function(card, frame)`` with the training frame (``feature.<name>`` columns, ``label``) and
 returns a *compiled* Keras model with the same contract (see :mod:`driftloop.model_card`). The
-loss must take what :func:`services.trainer.schema.targets` gives: class indexes for
+loss must take what :func:`driftloop.services.trainer.schema.targets` gives: class indexes for
 classification (``sparse_categorical_crossentropy``), float values for regression.
 
 Example:
@@ -35,7 +35,7 @@ import pandas as pd
 
 from driftloop.errors import TrainingError
 from driftloop.model_card import ModelCard
-from services.trainer.schema import model_inputs, targets
+from driftloop.services.trainer.schema import model_inputs, targets
 
 Builder = Callable[[ModelCard, pd.DataFrame], Any]
 # Above this many categories an Embedding is smaller than a one-hot block.

@@ -1,6 +1,7 @@
 """A refit's pure core: a training window in, a fitted candidate and the gate's verdict out.
 
-:func:`fit_candidate` is what :class:`~services.trainer.trainer.Trainer` does between reading
+:func:`fit_candidate` is what :class:`~driftloop.services.trainer.trainer.Trainer` does between
+reading
 a window and recording the verdict, and all of it: no MLflow, no store, no registry, no
 broker. The trainer wraps it with the window's read and the run's logging, registration and
 promotion; :mod:`bench.adaptation` calls it as it is, on windows cut from its streams, so that
@@ -9,14 +10,16 @@ the benchmark measures the service's own steps.
 1. **fit**: the window's contract (the one its rows were checked against; inferred from its
    rows when it has none), the card (the contract with the training rows' vocabularies), the
    model (the champion's weights for a warm start when its card allows, the user's builder,
-   or the built-in MLP) and :func:`~services.trainer.fit.fit`.
+   or the built-in MLP) and :func:`~driftloop.services.trainer.fit.fit`.
 2. **evaluation**: the candidate's holdout scores and sanity, the naive baseline, the
    champion's scores on the same holdout (none when there is none or its task differs), and
-   the :class:`~services.trainer.gate.PromotionGate`'s verdict against the champion, or the
+   the :class:`~driftloop.services.trainer.gate.PromotionGate`'s verdict against the champion, or
+   the
    baseline for a first model.
 
 :func:`judge_recall` is the same for a recall trigger: the earlier champions scored on the
-examples since a drift's onset, and the one :class:`~services.trainer.recall.ConceptRecall`
+examples since a drift's onset, and the one
+:class:`~driftloop.services.trainer.recall.ConceptRecall`
 chooses, if any.
 
 Example:
@@ -43,9 +46,9 @@ import pandas as pd
 from driftloop.errors import TrainingError
 from driftloop.model_card import ModelCard
 from driftloop.reference import ReferenceSketch
-from services.trainer.builder import build_model, load_builder
-from services.trainer.fit import FitConfig, FitReport, fit, predict
-from services.trainer.gate import (
+from driftloop.services.trainer.builder import build_model, load_builder
+from driftloop.services.trainer.fit import FitConfig, FitReport, fit, predict
+from driftloop.services.trainer.gate import (
     PromotionGate,
     Scores,
     Verdict,
@@ -56,8 +59,8 @@ from services.trainer.gate import (
     regression_scores,
     sanity_problem,
 )
-from services.trainer.recall import ConceptRecall, RecallCandidate, Recalled
-from services.trainer.schema import (
+from driftloop.services.trainer.recall import ConceptRecall, RecallCandidate, Recalled
+from driftloop.services.trainer.schema import (
     card_for,
     feature_rows,
     parse_features,
@@ -66,8 +69,8 @@ from services.trainer.schema import (
     targets,
     window_contract,
 )
-from services.trainer.settings import TrainerSettings
-from services.trainer.window import TrainingWindow
+from driftloop.services.trainer.settings import TrainerSettings
+from driftloop.services.trainer.window import TrainingWindow
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +171,7 @@ def fit_candidate(
 
     Parameters:
         window: the training window (:meth:`TrainingWindow.split`, or the trainer's
-            :meth:`~services.trainer.trainer.Trainer.window`).
+            :meth:`~driftloop.services.trainer.trainer.Trainer.window`).
         champion: the model to beat; None for a first model, judged against the baseline.
         settings: the trainer's settings: task, features, builder, model, fit and gate.
         trigger_id: the trigger answered, written in the card.

@@ -4,7 +4,7 @@
   trainer takes it like any other (coalesced, deduplicated, judged by the gate).
 - :func:`rollback` moves ``champion`` back to ``previous`` and publishes the model update that
   every serving replica swaps on (the CLI's, and the live evidence's: see
-  :mod:`services.trainer.live`).
+  :mod:`driftloop.services.trainer.live`).
 - :func:`model_versions` lists versions with their aliases, holdout metrics and triggers.
 
 Example:
@@ -20,9 +20,9 @@ from typing import Any, overload
 from driftloop.events import EventType, new_event
 from driftloop.messaging import EventProducer
 from driftloop.registry import ModelRegistry, ModelVersionInfo
+from driftloop.services.trainer import lineage
+from driftloop.services.trainer.promotion import registered_update
 from driftloop.settings import Settings
-from services.trainer import lineage
-from services.trainer.promotion import registered_update
 
 TIMEOUT_S = 30.0
 

@@ -40,8 +40,8 @@ import pandas as pd
 
 from driftloop.errors import FitInterrupted
 from driftloop.model_card import ModelCard
-from services.trainer.schema import model_inputs, targets
-from services.trainer.window import TrainingWindow
+from driftloop.services.trainer.schema import model_inputs, targets
+from driftloop.services.trainer.window import TrainingWindow
 
 
 @dataclass(frozen=True)

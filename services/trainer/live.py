@@ -3,14 +3,15 @@ a time; which model answers, whether to roll back, whether a challenger is promo
 
 :class:`LiveEvidence` is fed the examples topic's labelled examples (each carries the answer,
 who gave it, and the models scored in shadow: see :func:`driftloop.events.scored_by`) and the
-champion's moves, and returns what to do; :class:`~services.trainer.live_worker.LiveWorker`
+champion's moves, and returns what to do;
+:class:`~driftloop.services.trainer.live_worker.LiveWorker`
 does it against Kafka, the registry and the store. Three judgements, all on *paired* answers
 (two models' answers on the same examples) and the same sign test
-(:mod:`services.trainer.arbitration`), all with :func:`pair_outcome`:
+(:mod:`driftloop.services.trainer.arbitration`), all with :func:`pair_outcome`:
 
 - **which model answers**: the champion's answer (``scored_by(example, "champion")``) against
   the online learner's prequential answer (its own prediction of the example before it learns
-  from it). An :class:`~services.trainer.arbitration.Arbiter` switches; every switch is an
+  from it). An :class:`~driftloop.services.trainer.arbitration.Arbiter` switches; every switch is an
   :class:`OnlineDecision`, and while the online model answers, so is a fresh snapshot of it,
   at most every ``snapshot_s``.
 - **rollback**: after a promotion, the new champion against the previous one, scored in shadow
@@ -60,8 +61,8 @@ from typing import Any, Literal
 
 from driftloop.events import Scalar, new_event, scored_by
 from driftloop.online_snapshots import online_version
-from services.trainer.arbitration import Answerer, Arbiter, PairedEvidence, RollbackRule
-from services.trainer.online import OnlineLearner
+from driftloop.services.trainer.arbitration import Answerer, Arbiter, PairedEvidence, RollbackRule
+from driftloop.services.trainer.online import OnlineLearner
 
 Task = Literal["classification", "regression"]
 

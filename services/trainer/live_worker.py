@@ -1,5 +1,5 @@
 """LiveWorker: the trainer's second loop. Labelled examples and model updates from Kafka into
-:class:`~services.trainer.live.LiveEvidence`; its decisions to the store, the registry and
+:class:`~driftloop.services.trainer.live.LiveEvidence`; its decisions to the store, the registry and
 Kafka.
 
 - **online model**: every answerer change, and while the online model answers a snapshot at
@@ -9,9 +9,11 @@ Kafka.
   the state is announced as it stands: the champion answers until new evidence says otherwise
   (a trainer before this one may have left the online model answering with a snapshot this
   process cannot go on from).
-- **rollback**: :func:`services.trainer.commands.rollback`, compare-and-set on the champion that
+- **rollback**: :func:`driftloop.services.trainer.commands.rollback`, compare-and-set on the
+  champion that
   was judged, its model update carrying reason ``rollback`` and the evidence.
-- **challenger**: promoted with :func:`services.trainer.promotion.promote` (the same path a
+- **challenger**: promoted with :func:`driftloop.services.trainer.promotion.promote` (the same path
+  a
   promotion at once takes) and announced, or withdrawn; a training result says which.
 
 Offsets are committed once a batch's effects are on the broker (at-least-once: a redelivered
@@ -36,9 +38,8 @@ from driftloop.events import EventType, epoch
 from driftloop.messaging import EventConsumer, EventProducer
 from driftloop.online_snapshots import OnlineSnapshots
 from driftloop.registry import CHALLENGER, CHAMPION, PREVIOUS, ModelRegistry
-from driftloop.store import ExampleStore, open_store, store_blobs
-from services.trainer import commands
-from services.trainer.live import (
+from driftloop.services.trainer import commands
+from driftloop.services.trainer.live import (
     Action,
     ChallengerVerdict,
     LiveConfig,
@@ -46,10 +47,11 @@ from services.trainer.live import (
     OnlineDecision,
     Rollback,
 )
-from services.trainer.online import OnlineLearner
-from services.trainer.promotion import promote, registered_update, withdraw
-from services.trainer.schema import FEATURE_PREFIX
-from services.trainer.settings import TrainerSettings
+from driftloop.services.trainer.online import OnlineLearner
+from driftloop.services.trainer.promotion import promote, registered_update, withdraw
+from driftloop.services.trainer.schema import FEATURE_PREFIX
+from driftloop.services.trainer.settings import TrainerSettings
+from driftloop.store import ExampleStore, open_store, store_blobs
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +262,7 @@ class LiveWorker:
     def _settle(self, verdict: ChallengerVerdict) -> None:
         """Promote or withdraw the challenger, if the registry is still as it was judged."""
         # TensorFlow comes with the trainer's module: imported only when a verdict needs it.
-        from services.trainer.trainer import TrainingOutcome
+        from driftloop.services.trainer.trainer import TrainingOutcome
 
         registry, name, version = self.registry, self.name, verdict.version
         if registry.champion(name) != verdict.champion:

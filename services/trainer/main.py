@@ -3,7 +3,8 @@ thread, health and metrics over HTTP.
 
 The loops are kafka-python's, each on a thread of its own: a fit blocks for seconds to minutes,
 and the event loop must go on answering health checks meanwhile, and the live evidence (the
-online learner, rollbacks, challengers: :mod:`services.trainer.live_worker`) must go on while a
+online learner, rollbacks, challengers: :mod:`driftloop.services.trainer.live_worker`) must go on
+while a
 fit runs. SIGTERM or SIGINT stops the HTTP server, then the loops: a fit in progress is
 abandoned without a verdict and its trigger stays uncommitted, to be processed after the
 restart.
@@ -22,10 +23,10 @@ from driftloop.asgi import ServiceRunner, in_thread
 from driftloop.logs import configure_logging
 from driftloop.messaging import ensure_topics
 from driftloop.runtime import tune_gc
-from services.trainer.http import create_app
-from services.trainer.live_worker import LiveWorker
-from services.trainer.settings import TrainerSettings
-from services.trainer.worker import TrainerWorker
+from driftloop.services.trainer.http import create_app
+from driftloop.services.trainer.live_worker import LiveWorker
+from driftloop.services.trainer.settings import TrainerSettings
+from driftloop.services.trainer.worker import TrainerWorker
 
 
 def main() -> int:

@@ -4,7 +4,8 @@ The batch champion answers a new concept only after its trigger, a window of exa
 the onset, a fit and a swap: thousands of events. An online model has learned from each
 labelled example by the time the next request comes, so after a drift it is right again within
 hundreds of examples; it is usually a little less accurate than the batch model on a concept
-both know. :class:`~services.trainer.arbitration.Arbiter` decides which of the two answers,
+both know. :class:`~driftloop.services.trainer.arbitration.Arbiter` decides which of the two
+answers,
 from their answers on the same examples.
 
 The model is river's adaptive random forest (``ARFClassifier``: ten Hoeffding trees, each

@@ -4,7 +4,8 @@ live evidence, and the model-update events that announce an alias moving.
 With ``trainer_promotion_live_examples`` at 0 a candidate the gate (or a recall) chose is
 promoted at once, and so is the first model (there is nothing to judge it against live).
 Above 0 it is *offered*: it gets the ``challenger`` alias, serve scores it in
-shadow, and the live-evidence loop (:mod:`services.trainer.live`) promotes it after that many
+shadow, and the live-evidence loop (:mod:`driftloop.services.trainer.live`) promotes it after that
+many
 paired examples unless the champion was evidently better (then it is withdrawn). Both ways
 end in :func:`promote`, and every model update is built by :func:`model_update_event`.
 
@@ -27,7 +28,7 @@ from typing import Any, Literal
 
 from driftloop.events import new_event
 from driftloop.registry import CHALLENGER, CHAMPION, ModelRegistry
-from services.trainer import lineage
+from driftloop.services.trainer import lineage
 
 log = logging.getLogger(__name__)
 

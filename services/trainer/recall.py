@@ -16,7 +16,7 @@ the onset and promotes the best one that
 Nothing is fitted, so a recall is not a refit: it costs a few model loads and predictions.
 
 Example:
-    >>> from services.trainer.gate import PromotionGate
+    >>> from driftloop.services.trainer.gate import PromotionGate
     >>> gate = PromotionGate("classification", "accuracy", 0.01)
     >>> recall = ConceptRecall(gate, tolerance=0.5)
     >>> old = RecallCandidate("1", scores={"accuracy": 0.95}, trained={"accuracy": 0.96})
@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.trainer.gate import PromotionGate, Scores
+from driftloop.services.trainer.gate import PromotionGate, Scores
 
 
 @dataclass(frozen=True)

@@ -8,25 +8,25 @@ The steps, each timed (the benchmark reports them):
    and counted by rule, and the rest split by time (:class:`TrainingWindow`).
 2. **fit**: the card is the contract with the vocabularies of the training rows, the model
    built (the built-in builder, the user's, or the champion's weights for a warm start) and
-   fitted (:func:`services.trainer.fit.fit`).
+   fitted (:func:`driftloop.services.trainer.fit.fit`).
 3. **evaluation**: the candidate, the champion and the naive baseline on the same holdout;
-   the :class:`~services.trainer.gate.PromotionGate` decides.
+   the :class:`~driftloop.services.trainer.gate.PromotionGate` decides.
 4. **logging**: params, metrics (the rows left out among them: ``excluded_rows`` and one
    ``excluded.<rule>`` per rule, also in the training result's metrics), the data manifest
    and the reference sketch in the run.
 5. **registration**: the model is registered (every candidate, so that a rejected one can be
    inspected), and on promotion the ``champion`` alias moves (the old one keeps ``previous``);
    with ``trainer_promotion_live_examples`` set, the ``challenger`` alias moves instead and
-   live evidence decides (:mod:`services.trainer.promotion`).
+   live evidence decides (:mod:`driftloop.services.trainer.promotion`).
 
-Steps 2 and 3 are one pure function, :func:`services.trainer.candidate.fit_candidate` (no
+Steps 2 and 3 are one pure function, :func:`driftloop.services.trainer.candidate.fit_candidate` (no
 MLflow, no store, no registry): the trainer reads the window before it and records the verdict
 after it, and :mod:`bench.adaptation` calls the same function (as it calls
-:func:`~services.trainer.candidate.judge_recall`, the recall's judgement).
+:func:`~driftloop.services.trainer.candidate.judge_recall`, the recall's judgement).
 
 A *recall* trigger (``evidence.action`` ``recall``, sent early in a drift episode) fits
 nothing: the earlier champions are scored on the examples since the onset, and one that knows
-the concept is promoted again (:mod:`services.trainer.recall`); the answer is ``promoted``
+the concept is promoted again (:mod:`driftloop.services.trainer.recall`); the answer is ``promoted``
 (naming that version) or ``skipped``.
 
 Everything happens inside one MLflow run tagged with the trigger ids; the outcome tag is set
@@ -62,20 +62,19 @@ from driftloop.errors import FitInterrupted, TrainingError
 from driftloop.events import epoch, is_recall, new_event
 from driftloop.model_card import ModelCard
 from driftloop.registry import CHALLENGER, CHAMPION, ModelRegistry, model_uri, register_model
-from driftloop.store import ExampleStore
-from services.trainer import lineage
-from services.trainer.builder import load_builder
-from services.trainer.candidate import (
+from driftloop.services.trainer import lineage
+from driftloop.services.trainer.builder import load_builder
+from driftloop.services.trainer.candidate import (
     Candidate,
     Champion,
     fit_candidate,
     judge_recall,
 )
-from services.trainer.coalesce import Refit
-from services.trainer.fit import FitConfig, FitReport, device
-from services.trainer.gate import METRICS, Scores
-from services.trainer.promotion import Offer, model_update_event, offer
-from services.trainer.schema import (
+from driftloop.services.trainer.coalesce import Refit
+from driftloop.services.trainer.fit import FitConfig, FitReport, device
+from driftloop.services.trainer.gate import METRICS, Scores
+from driftloop.services.trainer.promotion import Offer, model_update_event, offer
+from driftloop.services.trainer.schema import (
     FEATURE_PREFIX,
     check_rows,
     exclusion_metrics,
@@ -83,14 +82,15 @@ from services.trainer.schema import (
     same_inputs,
     window_contract,
 )
-from services.trainer.settings import TrainerSettings
-from services.trainer.window import (
+from driftloop.services.trainer.settings import TrainerSettings
+from driftloop.services.trainer.window import (
     NotEnoughExamples,
     TrainingWindow,
     WindowPolicy,
     event_seconds,
     onset_of,
 )
+from driftloop.store import ExampleStore
 
 log = logging.getLogger(__name__)
 

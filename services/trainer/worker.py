@@ -36,10 +36,10 @@ from prometheus_client import Counter, Gauge
 from driftloop.events import EventType, new_event
 from driftloop.messaging import EventConsumer, EventProducer
 from driftloop.registry import CHALLENGER, CHAMPION, PREVIOUS
+from driftloop.services.trainer.coalesce import Refit, TriggerCoalescer
+from driftloop.services.trainer.settings import TrainerSettings
+from driftloop.services.trainer.trainer import OFFERED, Trainer, TrainingOutcome
 from driftloop.store import ExampleStore
-from services.trainer.coalesce import Refit, TriggerCoalescer
-from services.trainer.settings import TrainerSettings
-from services.trainer.trainer import OFFERED, Trainer, TrainingOutcome
 
 log = logging.getLogger(__name__)
 

@@ -299,7 +299,7 @@ def test_types_survive_bootstrap_serving_labels_and_three_refits(
     """int, float, string, boolean and nullable features through the whole loop, for every fit:
     what the app sends is what serve accepts, what the events carry, what the store holds and
     what the trainer reads."""
-    from services.trainer.commands import request_training
+    from driftloop.services.trainer.commands import request_training
 
     rng = random.Random(5)
     tag = uuid.uuid4().hex[:8]

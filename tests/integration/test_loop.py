@@ -24,9 +24,9 @@ from driftloop.loop.timeline import Timeline, summarize
 from driftloop.messaging import EventProducer
 from driftloop.online_snapshots import is_online_version
 from driftloop.registry import ModelRegistry
+from driftloop.services.trainer.promotion import model_update_event
 from driftloop.settings import Settings
 from driftloop.store import ExampleStore
-from services.trainer.promotion import model_update_event
 
 MARGIN = 0.15  # accuracy after the swap beats the drifted model's by at least this much
 

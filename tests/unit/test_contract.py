@@ -19,7 +19,7 @@ from driftloop.contract import (
     infer_contract,
 )
 from driftloop.contract_log import resolve
-from services.ingest.guard import ADMIT, ContractGuard
+from driftloop.services.ingest.guard import ADMIT, ContractGuard
 
 LOANS = FeatureContract(
     model_name="loans",

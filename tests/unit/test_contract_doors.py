@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from driftloop.contract import INT64_MAX, ContractCheck, FeatureSpec
 from driftloop.errors import InvalidInput
 from driftloop.model_card import ModelCard
-from services.ingest.guard import ContractGuard
-from services.serve import protocol
-from services.serve.protocol import (
+from driftloop.services.ingest.guard import ContractGuard
+from driftloop.services.serve import protocol
+from driftloop.services.serve.protocol import (
     PACKED,
     Predictions,
     decode_infer,

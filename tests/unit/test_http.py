@@ -169,8 +169,8 @@ async def test_a_service_app_answers_the_errors_its_routes_raise() -> None:
 
 
 async def test_ingest_refuses_bodies_through_the_shared_reader_and_answer() -> None:
-    from services.ingest.http import create_app
-    from services.ingest.settings import IngestSettings
+    from driftloop.services.ingest.http import create_app
+    from driftloop.services.ingest.settings import IngestSettings
 
     app = create_app(IngestSettings(ingest_max_body_bytes=LIMIT), producer=SimpleNamespace())
     for path in ("/v1/labels", "/v1/predictions"):
@@ -189,7 +189,7 @@ async def test_ingest_refuses_bodies_through_the_shared_reader_and_answer() -> N
 
 
 async def test_monitor_answers_its_errors_through_the_shared_answer() -> None:
-    from services.monitor.http import create_app
+    from driftloop.services.monitor.http import create_app
 
     def read(name: str) -> bytes:
         raise KeyError(name)
@@ -216,9 +216,9 @@ async def test_monitor_answers_its_errors_through_the_shared_answer() -> None:
 
 
 def serve_app(begin: Any) -> Any:
-    from services.serve.dataplane import DataPlane
-    from services.serve.http import create_app
-    from services.serve.settings import ServeSettings
+    from driftloop.services.serve.dataplane import DataPlane
+    from driftloop.services.serve.http import create_app
+    from driftloop.services.serve.settings import ServeSettings
 
     plane = SimpleNamespace(
         name="m",

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from driftloop.contract import FeatureContract, FeatureSpec, fits
+from driftloop.services.ingest.join import example_id
 from driftloop.store import CorruptWindow, ExampleStore
-from services.ingest.join import example_id
 
 
 def example(i: int, hour: int = 10, **features: Any) -> dict[str, Any]:

@@ -10,10 +10,10 @@ import pytest
 
 from driftloop.contract import FeatureContract, FeatureSpec
 from driftloop.messaging import ensure_topics
+from driftloop.services.ingest.settings import IngestSettings
 from driftloop.settings import Settings
 from driftloop.stack.process import free_port
 from driftloop.store import ExampleStore
-from services.ingest.settings import IngestSettings
 from tests.processes import ServiceProcess
 
 # The contract of the model these tests' events name ("m": x and colour, labels 0 and 1),

@@ -23,11 +23,11 @@ from kafka import KafkaConsumer, TopicPartition
 from driftloop.client import Client, Refused
 from driftloop.events import EventType, new_event
 from driftloop.messaging import EventConsumer, EventProducer, Received, kafka_admin
+from driftloop.services.ingest import worker as worker_module
+from driftloop.services.ingest.join import example_id
+from driftloop.services.ingest.settings import IngestSettings
+from driftloop.services.ingest.worker import IngestWorker
 from driftloop.store import ExampleStore
-from services.ingest import worker as worker_module
-from services.ingest.join import example_id
-from services.ingest.settings import IngestSettings
-from services.ingest.worker import IngestWorker
 from tests.integration.ingest.conftest import stored_rows
 from tests.processes import ServiceProcess
 

@@ -15,9 +15,9 @@ import pytest
 
 from driftloop.events import new_event
 from driftloop.schemas import dumps
+from driftloop.services.ingest.join import labelled_example
+from driftloop.services.ingest.writer import StoreWriter
 from driftloop.store import ExampleStore
-from services.ingest.join import labelled_example
-from services.ingest.writer import StoreWriter
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -85,7 +85,7 @@ def test_the_writer_process_dies_with_ingest_even_in_the_middle_of_a_write(
         "import asyncio, functools, sys\n"
         "from tests.integration.ingest.test_writer import SlowStore, examples\n"
         "from driftloop.schemas import dumps\n"
-        "from services.ingest.writer import StoreWriter\n"
+        "from driftloop.services.ingest.writer import StoreWriter\n"
         "async def main():\n"
         "    writer = StoreWriter(functools.partial(SlowStore, sys.argv[1], 3.0))\n"
         "    await writer.start()\n"

@@ -15,9 +15,9 @@ from driftloop.messaging import ensure_topics
 from driftloop.model_card import FeatureSpec, ModelCard
 from driftloop.reference import ReferenceSketch
 from driftloop.registry import log_model_card
+from driftloop.services.monitor.settings import MonitorSettings
 from driftloop.settings import Settings
 from driftloop.stack.process import free_port
-from services.monitor.settings import MonitorSettings
 from tests.processes import ServiceProcess
 
 CARD = ModelCard(

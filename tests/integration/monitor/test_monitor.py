@@ -13,7 +13,7 @@ import pytest
 
 from driftloop.events import EventType, new_event
 from driftloop.messaging import EventConsumer, EventProducer, Received
-from services.monitor.settings import MonitorSettings
+from driftloop.services.monitor.settings import MonitorSettings
 from tests.integration.monitor.conftest import features, register_version
 from tests.processes import ServiceProcess
 

@@ -15,10 +15,10 @@ from prometheus_client import REGISTRY
 from driftloop.events import EventType, new_event
 from driftloop.messaging import EventConsumer, EventProducer, Received
 from driftloop.registry import ModelRegistry
+from driftloop.services.monitor.report import WindowReports
+from driftloop.services.monitor.settings import MonitorSettings
+from driftloop.services.monitor.worker import MonitorWorker
 from driftloop.store import store_blobs
-from services.monitor.report import WindowReports
-from services.monitor.settings import MonitorSettings
-from services.monitor.worker import MonitorWorker
 from tests.integration.monitor.conftest import register_version
 from tests.integration.monitor.test_worker import example
 

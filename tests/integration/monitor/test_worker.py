@@ -11,10 +11,10 @@ import pytest
 from driftloop.events import EventType, new_event
 from driftloop.messaging import EventConsumer, EventProducer
 from driftloop.registry import ModelRegistry
+from driftloop.services.monitor.report import WindowReports
+from driftloop.services.monitor.settings import MonitorSettings
+from driftloop.services.monitor.worker import MonitorWorker
 from driftloop.store import store_blobs
-from services.monitor.report import WindowReports
-from services.monitor.settings import MonitorSettings
-from services.monitor.worker import MonitorWorker
 from tests.integration.monitor.conftest import features, register_version
 
 pytestmark = pytest.mark.integration

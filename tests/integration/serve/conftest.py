@@ -20,9 +20,9 @@ from driftloop.events import EventType, new_event
 from driftloop.messaging import EventConsumer, EventProducer, ensure_topics
 from driftloop.model_card import FeatureSpec, ModelCard
 from driftloop.reference import FeatureSketch, ReferenceSketch
+from driftloop.services.serve.settings import ServeSettings
 from driftloop.settings import Settings
 from driftloop.stack.process import free_port
-from services.serve.settings import ServeSettings
 from tests.processes import ServiceProcess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

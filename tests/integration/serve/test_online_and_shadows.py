@@ -14,8 +14,8 @@ import pytest
 from driftloop.events import EventType, new_event
 from driftloop.messaging import EventProducer
 from driftloop.online_snapshots import OnlineSnapshots
+from driftloop.services.serve.settings import ServeSettings
 from driftloop.store import store_blobs
-from services.serve.settings import ServeSettings
 from tests.integration.serve.conftest import (
     RECORD,
     Load,

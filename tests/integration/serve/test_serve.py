@@ -16,8 +16,8 @@ from driftloop.client import Client, Refused
 from driftloop.events import EventType
 from driftloop.messaging import ensure_topics
 from driftloop.model_card import FeatureSpec, ModelCard
+from driftloop.services.serve.settings import ServeSettings
 from driftloop.stack import KafkaBroker
-from services.serve.settings import ServeSettings
 from tests.conftest import local_settings
 from tests.integration.serve.conftest import (
     ADMIN_TOKEN,

@@ -18,13 +18,13 @@ from kafka import KafkaConsumer
 
 from driftloop.events import EventType, new_event
 from driftloop.messaging import EventProducer, ensure_topics
+from driftloop.services.trainer.coalesce import Refit
+from driftloop.services.trainer.settings import TrainerSettings
+from driftloop.services.trainer.trainer import Trainer, TrainingOutcome
+from driftloop.services.trainer.worker import TrainerWorker
 from driftloop.settings import Settings
 from driftloop.stack.process import free_port
 from driftloop.store import ExampleStore
-from services.trainer.coalesce import Refit
-from services.trainer.settings import TrainerSettings
-from services.trainer.trainer import Trainer, TrainingOutcome
-from services.trainer.worker import TrainerWorker
 
 START = datetime(2026, 11, 22, tzinfo=UTC)
 TOPICS = (

@@ -17,12 +17,12 @@ from driftloop.contract_log import ContractLog
 from driftloop.events import EventType
 from driftloop.registry import ModelRegistry, model_uri
 from driftloop.schemas import EventSchemas, dumps
+from driftloop.services.trainer.coalesce import Refit
+from driftloop.services.trainer.fit import predict
+from driftloop.services.trainer.settings import TrainerSettings
+from driftloop.services.trainer.trainer import DATA_MANIFEST_PATH, Trainer
 from driftloop.stack.process import free_port
 from driftloop.store import ExampleStore
-from services.trainer.coalesce import Refit
-from services.trainer.fit import predict
-from services.trainer.settings import TrainerSettings
-from services.trainer.trainer import DATA_MANIFEST_PATH, Trainer
 from tests.integration.trainer.conftest import (
     Events,
     classification_rows,

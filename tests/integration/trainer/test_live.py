@@ -17,10 +17,10 @@ from driftloop.events import EventType
 from driftloop.messaging import EventProducer
 from driftloop.online_snapshots import OnlineSnapshots
 from driftloop.registry import CHALLENGER, ModelRegistry
+from driftloop.services.trainer.lineage import OUTCOME
+from driftloop.services.trainer.live_worker import LiveWorker
+from driftloop.services.trainer.settings import TrainerSettings
 from driftloop.store import store_blobs
-from services.trainer.lineage import OUTCOME
-from services.trainer.live_worker import LiveWorker
-from services.trainer.settings import TrainerSettings
 from tests.integration.trainer.conftest import (
     Events,
     classification_rows,

@@ -8,9 +8,9 @@ import pytest
 
 from driftloop.events import RECALL
 from driftloop.registry import PREVIOUS, ModelRegistry
-from services.trainer.coalesce import Refit
-from services.trainer.settings import TrainerSettings
-from services.trainer.trainer import Trainer
+from driftloop.services.trainer.coalesce import Refit
+from driftloop.services.trainer.settings import TrainerSettings
+from driftloop.services.trainer.trainer import Trainer
 from tests.integration.trainer.conftest import (
     Events,
     classification_rows,

@@ -12,12 +12,12 @@ import pytest
 
 from driftloop.model_card import ModelCard
 from driftloop.registry import PREVIOUS, ModelRegistry, model_uri
-from services.trainer.coalesce import Refit
-from services.trainer.fit import predict
-from services.trainer.lineage import OUTCOME, TRIGGER_KEY, trigger_key
-from services.trainer.schema import model_inputs
-from services.trainer.settings import TrainerSettings
-from services.trainer.trainer import DATA_MANIFEST_PATH, Trainer
+from driftloop.services.trainer.coalesce import Refit
+from driftloop.services.trainer.fit import predict
+from driftloop.services.trainer.lineage import OUTCOME, TRIGGER_KEY, trigger_key
+from driftloop.services.trainer.schema import model_inputs
+from driftloop.services.trainer.settings import TrainerSettings
+from driftloop.services.trainer.trainer import DATA_MANIFEST_PATH, Trainer
 from tests.integration.trainer.conftest import (
     classification_rows,
     regression_rows,

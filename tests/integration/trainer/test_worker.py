@@ -11,9 +11,9 @@ import pytest
 
 from driftloop.cli import main as cli
 from driftloop.registry import PREVIOUS, ModelRegistry
+from driftloop.services.trainer.lineage import TRIGGER_KEY, Lineage, trigger_key
+from driftloop.services.trainer.settings import TrainerSettings
 from driftloop.settings import as_environment
-from services.trainer.lineage import TRIGGER_KEY, Lineage, trigger_key
-from services.trainer.settings import TrainerSettings
 from tests.integration.trainer.conftest import (
     Events,
     classification_rows,

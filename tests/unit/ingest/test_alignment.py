@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.ingest.alignment import Progress, behind_first
+from driftloop.services.ingest.alignment import Progress, behind_first
 
 
 def pair(

@@ -11,7 +11,7 @@ import pytest
 
 from driftloop.events import EventType, ahead_of_clock
 from driftloop.schemas import EventSchemas
-from services.ingest.join import EXAMPLE_NAMESPACE, LabelJoin, example_id, later
+from driftloop.services.ingest.join import EXAMPLE_NAMESPACE, LabelJoin, example_id, later
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 

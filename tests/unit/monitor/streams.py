@@ -10,7 +10,7 @@ import numpy as np
 from driftloop.events import format_time
 from driftloop.model_card import FeatureSpec, ModelCard
 from driftloop.reference import ReferenceSketch
-from services.monitor.monitor import ModelReference
+from driftloop.services.monitor.monitor import ModelReference
 
 CARD = ModelCard(
     task="classification",

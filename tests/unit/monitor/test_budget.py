@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.monitor.budget import MAX_ALPHA, AlertBudget, FalseAlarmBudget
+from driftloop.services.monitor.budget import MAX_ALPHA, AlertBudget, FalseAlarmBudget
 
 
 def test_window_level_spends_the_data_share_of_the_budget() -> None:

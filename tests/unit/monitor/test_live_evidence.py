@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from services.monitor.monitor import DriftMonitor, TriggerDecision
-from services.monitor.triggers import TriggerPolicy
+from driftloop.services.monitor.monitor import DriftMonitor, TriggerDecision
+from driftloop.services.monitor.triggers import TriggerPolicy
 from tests.unit.monitor.streams import examples, predictions, reference
 
 REFERENCES = {("m", "1"): reference(seed=1)}

@@ -8,16 +8,16 @@ import numpy as np
 
 from driftloop.events import EventType, epoch, format_time
 from driftloop.schemas import EventSchemas
-from services.monitor.concept import ErrorStreamDetector, HoldoutCusum
-from services.monitor.monitor import (
+from driftloop.services.monitor.concept import ErrorStreamDetector, HoldoutCusum
+from driftloop.services.monitor.monitor import (
     ConceptDrift,
     DriftMonitor,
     ModelReference,
     Outcome,
     TriggerDecision,
 )
-from services.monitor.triggers import TriggerPolicy
-from services.trainer.window import onset_of
+from driftloop.services.monitor.triggers import TriggerPolicy
+from driftloop.services.trainer.window import onset_of
 from tests.unit.monitor.streams import START, examples, predictions, reference
 
 REFERENCES = {("m", "1"): reference(seed=1), ("m", "2"): reference(seed=1)}

@@ -10,9 +10,9 @@ import pytest
 
 from driftloop.events import EventType, format_time
 from driftloop.schemas import EventSchemas
-from services.monitor.budget import AlertBudget, FalseAlarmBudget
-from services.monitor.concept import HoldoutCusum, cusum_threshold
-from services.monitor.monitor import (
+from driftloop.services.monitor.budget import AlertBudget, FalseAlarmBudget
+from driftloop.services.monitor.concept import HoldoutCusum, cusum_threshold
+from driftloop.services.monitor.monitor import (
     DriftMonitor,
     ModelReference,
     Outcome,

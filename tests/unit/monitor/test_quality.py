@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from driftloop.events import EventType
 from driftloop.model_card import FeatureSpec, ModelCard
 from driftloop.schemas import EventSchemas
-from services.monitor.quality import RECOVER_FRACTION, DataQuality, QualityChange
+from driftloop.services.monitor.quality import RECOVER_FRACTION, DataQuality, QualityChange
 from tests.unit.monitor.streams import CARD, predictions
 
 NULLABLE = ModelCard(

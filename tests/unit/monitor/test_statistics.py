@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from driftloop.reference import FeatureSketch
-from services.monitor.statistics import (
+from driftloop.services.monitor.statistics import (
     categorical_test,
     compare_window,
     numeric_test,

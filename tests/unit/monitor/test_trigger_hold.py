@@ -12,9 +12,14 @@ from typing import Any
 
 from driftloop.events import EventType, epoch, is_recall
 from driftloop.schemas import EventSchemas
-from services.monitor.monitor import DriftMonitor, ModelReference, Outcome, TriggerDecision
-from services.monitor.triggers import MAX_HOLD, TriggerPolicy
-from services.trainer.window import onset_of
+from driftloop.services.monitor.monitor import (
+    DriftMonitor,
+    ModelReference,
+    Outcome,
+    TriggerDecision,
+)
+from driftloop.services.monitor.triggers import MAX_HOLD, TriggerPolicy
+from driftloop.services.trainer.window import onset_of
 from tests.unit.monitor.streams import START, examples, predictions, reference
 
 REFERENCES = {("m", "1"): reference(seed=1), ("m", "2"): reference(seed=1)}

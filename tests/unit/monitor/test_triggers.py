@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from services.monitor.triggers import TriggerPolicy
+from driftloop.services.monitor.triggers import TriggerPolicy
 
 
 def run(policy: TriggerPolicy, verdicts: str, spacing: float = 1.0) -> list[int]:

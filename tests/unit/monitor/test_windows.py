@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.monitor.windows import DriftWindow
+from driftloop.services.monitor.windows import DriftWindow
 
 
 def feed(window: DriftWindow, times: list[float]) -> list[list[float]]:

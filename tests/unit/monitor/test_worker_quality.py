@@ -10,8 +10,8 @@ from typing import Any
 from driftloop.events import EventType, new_event
 from driftloop.messaging import Received
 from driftloop.schemas import EventSchemas
-from services.monitor.settings import MonitorSettings
-from services.monitor.worker import MonitorWorker
+from driftloop.services.monitor.settings import MonitorSettings
+from driftloop.services.monitor.worker import MonitorWorker
 
 
 class Wire:

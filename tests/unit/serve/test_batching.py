@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from services.serve.batching import MicroBatcher
+from driftloop.services.serve.batching import MicroBatcher
 
 
 class Model:

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from driftloop.errors import MalformedRequest
 from driftloop.http import parse_json
-from services.serve.http import InferenceFront
+from driftloop.services.serve.http import InferenceFront
 
 
 def front(events: list[str]) -> InferenceFront:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from services.serve.loop_metrics import LoopCounter, LoopHistogram
+from driftloop.services.serve.loop_metrics import LoopCounter, LoopHistogram
 
 
 def exposition(registry: CollectorRegistry) -> list[str]:

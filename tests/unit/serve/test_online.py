@@ -11,10 +11,10 @@ from river import forest
 from driftloop.messaging import Received
 from driftloop.model_card import FeatureSpec, ModelCard
 from driftloop.online_snapshots import StaleSnapshot
-from services.serve.online import OnlineAnswers, OnlineModel, online_predictions
-from services.serve.protocol import FeatureBatch
-from services.serve.settings import ServeSettings
-from services.serve.worker import OnlineWatcher
+from driftloop.services.serve.online import OnlineAnswers, OnlineModel, online_predictions
+from driftloop.services.serve.protocol import FeatureBatch
+from driftloop.services.serve.settings import ServeSettings
+from driftloop.services.serve.worker import OnlineWatcher
 
 CARD = ModelCard(
     task="classification",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 
 from driftloop.events import EventType
+from driftloop.services.serve.outbox import EventOutbox
 from driftloop.settings import Settings
-from services.serve.outbox import EventOutbox
 
 
 def dropped() -> float:

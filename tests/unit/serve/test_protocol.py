@@ -11,7 +11,7 @@ from driftloop.errors import InvalidInput, MalformedRequest
 from driftloop.events import EventType
 from driftloop.model_card import FeatureSpec, ModelCard
 from driftloop.schemas import EventSchemas
-from services.serve.protocol import (
+from driftloop.services.serve.protocol import (
     PACKED,
     Predictions,
     decode_infer,

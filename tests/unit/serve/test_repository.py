@@ -12,9 +12,9 @@ import numpy as np
 from driftloop.errors import ModelLoadFailed
 from driftloop.events import EventType
 from driftloop.model_card import FeatureSpec, ModelCard
-from services.serve.batching import MicroBatcher
-from services.serve.protocol import decode_records
-from services.serve.repository import LoadedVersion, ModelRepository
+from driftloop.services.serve.batching import MicroBatcher
+from driftloop.services.serve.protocol import decode_records
+from driftloop.services.serve.repository import LoadedVersion, ModelRepository
 
 CARD = ModelCard(task="regression", features=[FeatureSpec(name="x")])
 OTHER = ModelCard(task="regression", features=[FeatureSpec(name="y")])

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from driftloop.model_card import FeatureSpec, ModelCard
-from services.serve.protocol import PACKED, decode_records
-from services.serve.runtime import compile_model, pack, probe_inputs
+from driftloop.services.serve.protocol import PACKED, decode_records
+from driftloop.services.serve.runtime import compile_model, pack, probe_inputs
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

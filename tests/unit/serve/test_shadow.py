@@ -18,12 +18,12 @@ from driftloop.errors import ModelNotFound
 from driftloop.events import EventType
 from driftloop.model_card import FeatureSpec, ModelCard
 from driftloop.schemas import EventSchemas
-from services.serve.batching import MicroBatcher
-from services.serve.dataplane import DataPlane
-from services.serve.online import OnlineAnswers, OnlineModel
-from services.serve.protocol import PredictionRow, prediction_event
-from services.serve.repository import LoadedVersion, ModelRepository
-from services.serve.shadow import ShadowScorer
+from driftloop.services.serve.batching import MicroBatcher
+from driftloop.services.serve.dataplane import DataPlane
+from driftloop.services.serve.online import OnlineAnswers, OnlineModel
+from driftloop.services.serve.protocol import PredictionRow, prediction_event
+from driftloop.services.serve.repository import LoadedVersion, ModelRepository
+from driftloop.services.serve.shadow import ShadowScorer
 
 CARD = ModelCard(
     task="classification",

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.trainer.arbitration import Arbiter, RollbackRule
+from driftloop.services.trainer.arbitration import Arbiter, RollbackRule
 
 
 def feed(arbiter: Arbiter, champion: np.ndarray, online: np.ndarray) -> list[tuple[int, str]]:

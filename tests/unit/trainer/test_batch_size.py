@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from services.trainer.fit import FitConfig, batch_size_for
+from driftloop.services.trainer.fit import FitConfig, batch_size_for
 
 
 def test_the_batch_follows_the_window_between_32_and_256() -> None:

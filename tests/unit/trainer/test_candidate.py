@@ -12,16 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from services.trainer.candidate import (
+from driftloop.services.trainer.candidate import (
     RECALL_MIN_EXAMPLES,
     Candidate,
     Champion,
     fit_candidate,
     judge_recall,
 )
-from services.trainer.gate import PromotionGate
-from services.trainer.settings import TrainerSettings
-from services.trainer.window import TrainingWindow, WindowPolicy
+from driftloop.services.trainer.gate import PromotionGate
+from driftloop.services.trainer.settings import TrainerSettings
+from driftloop.services.trainer.window import TrainingWindow, WindowPolicy
 
 ROWS = 600
 POLICY = WindowPolicy(kind="last_n", size=ROWS, min_examples=50)
@@ -198,7 +198,7 @@ def test_an_earlier_champion_that_knows_the_concept_is_recalled(
 
 def test_the_refit_core_needs_no_mlflow_kafka_or_registry() -> None:
     code = (
-        "import sys, services.trainer.candidate; "
+        "import sys, driftloop.services.trainer.candidate; "
         "print(sorted(m for m in ('mlflow', 'kafka', 'driftloop.registry', "
         "'driftloop.messaging') if m in sys.modules))"
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.trainer.coalesce import Refit, TriggerCoalescer
+from driftloop.services.trainer.coalesce import Refit, TriggerCoalescer
 
 
 def trigger(trigger_id: str, model: str = "m") -> dict[str, str]:

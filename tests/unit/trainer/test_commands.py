@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from driftloop.registry import ModelVersionInfo
-from services.trainer import lineage
-from services.trainer.commands import versions_table
+from driftloop.services.trainer import lineage
+from driftloop.services.trainer.commands import versions_table
 
 
 def test_the_table_names_each_versions_contract_and_the_rows_it_left_out() -> None:

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from services.trainer.fit import FitConfig, fit
-from services.trainer.schema import infer_card
-from services.trainer.settings import TrainerSettings
-from services.trainer.window import TrainingWindow, WindowPolicy
+from driftloop.services.trainer.fit import FitConfig, fit
+from driftloop.services.trainer.schema import infer_card
+from driftloop.services.trainer.settings import TrainerSettings
+from driftloop.services.trainer.window import TrainingWindow, WindowPolicy
 
 
 def noise_window(rows: int = 400) -> TrainingWindow:
@@ -23,7 +23,7 @@ def noise_window(rows: int = 400) -> TrainingWindow:
 
 
 def learning_rate_after(config: FitConfig) -> float:
-    from services.trainer.builder import build_model
+    from driftloop.services.trainer.builder import build_model
 
     window = noise_window()
     card = infer_card(window.everything)

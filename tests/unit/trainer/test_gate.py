@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.trainer.gate import (
+from driftloop.services.trainer.gate import (
     PromotionGate,
     classification_scores,
     naive_classification,

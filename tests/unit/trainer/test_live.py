@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from driftloop.online_snapshots import snapshot_number
-from driftloop.store import ExampleStore
-from services.trainer.live import (
+from driftloop.services.trainer.live import (
     ChallengerVerdict,
     LiveConfig,
     LiveEvidence,
@@ -18,8 +17,9 @@ from services.trainer.live import (
     Rollback,
     pair_outcome,
 )
-from services.trainer.live_worker import warm_up
-from services.trainer.online import OnlineLearner
+from driftloop.services.trainer.live_worker import warm_up
+from driftloop.services.trainer.online import OnlineLearner
+from driftloop.store import ExampleStore
 
 QUICK = LiveConfig(windows=(100,), min_discordant=10, probation=500, live_examples=0)
 

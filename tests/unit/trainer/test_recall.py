@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.trainer.gate import PromotionGate
-from services.trainer.recall import ConceptRecall, RecallCandidate
+from driftloop.services.trainer.gate import PromotionGate
+from driftloop.services.trainer.recall import ConceptRecall, RecallCandidate
 
 
 def candidate(version: str, now: float, trained: float) -> RecallCandidate:

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from driftloop.contract import ContractCheck, FeatureContract, FeatureSpec
+from driftloop.services.trainer.schema import check_rows, exclusion_metrics
 from driftloop.store import ExampleStore
-from services.trainer.schema import check_rows, exclusion_metrics
 
 CONTRACT = FeatureContract(
     model_name="m", version=1, task="classification", classes=[0, 1],

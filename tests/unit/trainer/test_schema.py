@@ -10,7 +10,7 @@ import pytest
 from driftloop.contract import FeatureContract, FeatureSpec
 from driftloop.errors import TrainingError
 from driftloop.model_card import ModelCard
-from services.trainer.schema import (
+from driftloop.services.trainer.schema import (
     card_for,
     infer_card,
     model_inputs,

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftloop.store import Manifest
-from services.trainer.window import (
+from driftloop.services.trainer.window import (
     NotEnoughExamples,
     TrainingWindow,
     WindowPolicy,
     onset_of,
 )
+from driftloop.store import Manifest
 
 START = datetime(2026, 11, 22, tzinfo=UTC)
 
