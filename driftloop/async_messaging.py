@@ -375,11 +375,16 @@ class AsyncEventConsumer(StartsAndStops):
         ranges, self._ranges = self._ranges, {}
         return {f"{tp.topic}:{tp.partition}": span for tp, span in ranges.items()}
 
+    async def flush_dead_letters(self) -> None:
+        """Wait until the dead letters sent so far are stored (before offsets past them are
+        committed some other way: in a producer's transaction)."""
+        await self._dead_letters.flush()
+
     async def commit(self, positions: dict[TopicPartition, int] | None = None) -> None:
         """Commit ``positions`` (by default, everything polled), once dead letters are stored."""
         if positions is None:
             positions = self.take_positions()
-        await self._dead_letters.flush()
+        await self.flush_dead_letters()
         if self._grouped and positions:
             await self.client.commit(positions)
 

@@ -61,13 +61,16 @@ class InvalidInput(DriftloopError):
         field: where the problem is (``inputs.age``, ``records[3].region``), or ``$`` for the
             whole body.
         message: a sentence for a person; it names the field.
+        rule: the contract's rule it broke (``feature_type``, ``unknown_feature``...), or
+            ``invalid_input`` for the request's shape: what a dead letter names.
     """
 
     http_status = 422
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, rule: str = "invalid_input") -> None:
         super().__init__(message)
         self.field = field
+        self.rule = rule
 
 
 class MalformedRequest(DriftloopError):

@@ -177,6 +177,7 @@ class InferenceRequest(Envelope):
     model_name: str
     features: dict[str, Scalar]
     source: NotRequired[str]
+    reply_to: NotRequired[str]
 
 
 class Shadow(TypedDict):

@@ -1,7 +1,8 @@
 """serve's handlers, whatever the transport: inference, model metadata, health.
 
-Every transport calls these: the REST adapter (:mod:`driftloop.services.serve.http`) today, a Kafka
-consumer of inference requests next. An inference is two calls: ``begin_*`` checks the body
+Every transport calls these: the REST adapter (:mod:`driftloop.services.serve.http`) and the
+Kafka consumer of inference requests (:mod:`driftloop.services.serve.kafka_inference`). An
+inference is two calls: ``begin_*`` checks the body
 against the serving version's card and takes that version once, so a request finishes on the
 version that started it even if a swap happens meanwhile; :meth:`DataPlane.infer` calls the
 model, logs the predictions and returns the answer, which names that version. Errors are
@@ -55,7 +56,7 @@ from driftloop.services.serve.protocol import (
     row_ids,
 )
 from driftloop.services.serve.repository import ModelRepository, ServedModel
-from driftloop.services.serve.shadow import ShadowScorer
+from driftloop.services.serve.shadow import ShadowRequest, ShadowScorer
 
 
 def _version() -> str:
@@ -236,7 +237,9 @@ class DataPlane:
         shadowed = self.repository.shadows.scored
         if online is not None:  # the champion is scored on what the online model answered
             shadowed = ((CHAMPION, model), *shadowed)
-        if shadowed and self.scorer is not None:
+        if inference.log is not None:  # the transport logs them with its answer
+            inference.log.append(ShadowRequest(rows, batch, shadowed))
+        elif shadowed and self.scorer is not None:
             self.scorer.submit(rows, batch, shadowed)
         else:
             self.publish(EventType.PREDICTION, rows, prediction_event)
@@ -261,6 +264,9 @@ class Inference:
         request_id: the caller's or a new one.
         outputs: the OIP outputs asked for (None: all), or :data:`RECORDS` for plain records.
         online: the online model's snapshot that answers it (None: the champion answers).
+        log: where its prediction rows go, with the models to score in shadow, for a
+            transport that logs them with its answer (Kafka: in one transaction); None: to
+            the scorer or the outbox.
     """
 
     model: ServedModel
@@ -268,3 +274,4 @@ class Inference:
     request_id: str
     outputs: set[str] | str | None
     online: OnlineModel | None = None
+    log: list[ShadowRequest] | None = None

@@ -1,5 +1,5 @@
-"""`driftloop run serve`: the HTTP server, the hot-swap and online-model watchers, the shadow
-scorer and the prediction log."""
+"""`driftloop run serve`: the HTTP server, Kafka inference, the hot-swap and online-model
+watchers, the shadow scorer and the prediction log."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def main() -> int:
     from driftloop.services.serve.batching import MicroBatcher
     from driftloop.services.serve.dataplane import DataPlane
     from driftloop.services.serve.http import create_app
+    from driftloop.services.serve.kafka_inference import KafkaInference
     from driftloop.services.serve.loading import VersionLoader
     from driftloop.services.serve.online import OnlineAnswers
     from driftloop.services.serve.outbox import EventOutbox
@@ -79,6 +80,8 @@ def main() -> int:
         "serve-shadows": scorer.run,
         "serve-watcher": watcher.run,
     }
+    if settings.serve_kafka_inference:
+        run["serve-kafka-inference"] = KafkaInference(settings, plane).run
     if settings.serve_online_answers:
         snapshots = OnlineSnapshots(store_blobs(settings), name)
         run["serve-online"] = OnlineWatcher(settings, online, snapshots).run

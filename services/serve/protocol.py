@@ -296,7 +296,7 @@ def _invalid(violation: SchemaViolation, prefix: str, where: str = "") -> Invali
     message = violation.message
     if message.startswith(violation.field):
         message = field + message[len(violation.field) :]
-    return InvalidInput(field, f"{message} ({where}rule: {violation.rule})")
+    return InvalidInput(field, f"{message} ({where}rule: {violation.rule})", violation.rule)
 
 
 def _request_id(value: Any, field: str) -> str | None:

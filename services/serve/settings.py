@@ -84,3 +84,30 @@ class ServeSettings(Settings):
         description="Most predictions waiting to be scored by the models in shadow; past it "
         "they are logged without shadows and counted.",
     )
+    serve_kafka_inference: bool = Field(
+        True,
+        description="Answer the inference requests on the inference-requests topic (a consumer "
+        "group shared by the replicas), each with a prediction event, in Kafka transactions.",
+    )
+    serve_kafka_group_id: str = Field(
+        "driftloop-serve-inference",
+        description="Consumer group of the replicas that answer inference requests over Kafka.",
+    )
+    serve_kafka_max_batch: int = Field(
+        500,
+        ge=1,
+        description="Most inference requests answered in one Kafka transaction.",
+    )
+    serve_kafka_transaction_timeout_ms: int = Field(
+        10_000,
+        ge=1_000,
+        description="How long the broker keeps a dead replica's open transaction before it "
+        "aborts it; until then readers of the predictions topic wait. A replica restarted "
+        "under the same `SERVE_REPLICA_ID` aborts it at once.",
+    )
+    serve_kafka_reply_prefix: str = Field(
+        "driftloop.replies.",
+        min_length=1,
+        description="A request's `reply_to` topic must start with this: a request cannot have "
+        "serve write into any other topic (the loop's own among them).",
+    )

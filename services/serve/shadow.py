@@ -66,7 +66,9 @@ Shadowed = Sequence[tuple[str, ServedModel]]
 
 
 @dataclass(slots=True)
-class _Request:
+class ShadowRequest:
+    """An answered request's prediction rows, its checked features, and its models in shadow."""
+
     rows: list[PredictionRow]
     batch: FeatureBatch
     shadowed: Shadowed
@@ -83,7 +85,7 @@ class ShadowScorer:
     def __init__(self, publish: Callable[..., Any], capacity: int = 10_000) -> None:
         self.publish = publish
         self.capacity = capacity
-        self._queue: list[_Request] = []
+        self._queue: list[ShadowRequest] = []
         self._rows = 0  # rows in the queue
         self._arrived = asyncio.Event()
         self._stopping = False
@@ -98,7 +100,7 @@ class ShadowScorer:
             SKIPPED.inc(len(rows))
             self.publish(EventType.PREDICTION, rows, prediction_event)
             return
-        self._queue.append(_Request(rows, batch, shadowed))
+        self._queue.append(ShadowRequest(rows, batch, shadowed))
         self._rows += len(rows)
         self._arrived.set()
 
@@ -124,10 +126,17 @@ class ShadowScorer:
             self._queue, self._rows = [], 0
             self.finished.set()
 
-    async def score(self, requests: list[_Request]) -> None:
+    async def score(self, requests: list[ShadowRequest]) -> None:
         """Score each request's models in shadow, all at once, and log its rows with them."""
+        for rows in await self.scored(requests):
+            self.publish(EventType.PREDICTION, rows, prediction_event)
+
+    async def scored(self, requests: list[ShadowRequest]) -> list[list[PredictionRow]]:
+        """Each request's rows with its models' predictions in shadow, all scored at once (a
+        model that fails is left out of the rows, counted and logged)."""
         calls = [_values(model, r.batch) for r in requests for _, model in r.shadowed]
         results = iter(await asyncio.gather(*calls, return_exceptions=True))
+        answered = []
         for request in requests:
             shadows: list[list[ShadowScore]] = [[] for _ in request.rows]
             for role, model in request.shadowed:
@@ -139,11 +148,13 @@ class ShadowScorer:
                 for row_shadows, value in zip(shadows, values, strict=True):
                     row_shadows.append((role, model.version, value))
                 SCORED.labels(role).inc(len(request.rows))
-            rows = [
-                with_shadows(row, row_shadows)
-                for row, row_shadows in zip(request.rows, shadows, strict=True)
-            ]
-            self.publish(EventType.PREDICTION, rows, prediction_event)
+            answered.append(
+                [
+                    with_shadows(row, row_shadows)
+                    for row, row_shadows in zip(request.rows, shadows, strict=True)
+                ]
+            )
+        return answered
 
     def _failed(self, role: str, model: ServedModel, error: BaseException) -> None:
         now = time.monotonic()

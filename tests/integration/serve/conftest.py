@@ -48,7 +48,14 @@ def serve_settings(settings: Settings) -> ServeSettings:
         settings.model_dump()
         | {
             f"topic_{name}": f"test-{tag}.{name}"
-            for name in ("predictions", "model_updates", "swaps", "dead_letters", "online_models")
+            for name in (
+                "predictions",
+                "model_updates",
+                "swaps",
+                "dead_letters",
+                "online_models",
+                "inference_requests",
+            )
         }
         | {
             "model_name": f"serve-{tag}",
@@ -57,6 +64,7 @@ def serve_settings(settings: Settings) -> ServeSettings:
             "serve_max_body_bytes": 4096,
             "serve_admin_token": ADMIN_TOKEN,
             "serve_replica_id": f"replica-{tag}",
+            "serve_kafka_group_id": f"serve-inference-{tag}",
         }
     )
     ensure_topics(private)
