@@ -41,9 +41,12 @@ RUN python -m venv /opt/venv \
 FROM deps-${VARIANT} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# driftloop/services and driftloop/event_schemas are links to services/ and schemas/; COPY keeps
+# them links, so their targets come too. The wheel built from here carries the files themselves
+# (the schemas as package data), and bench/ is not part of it.
 COPY driftloop ./driftloop
 COPY services ./services
-COPY bench ./bench
+COPY schemas ./schemas
 # hadolint ignore=DL3042
 RUN pip install --no-deps --no-build-isolation .
 
@@ -74,12 +77,10 @@ LABEL org.opencontainers.image.title="driftloop" \
 RUN groupadd --system --gid 10001 driftloop \
  && useradd --system --uid 10001 --gid driftloop --home-dir /var/lib/driftloop \
       --create-home --shell /usr/sbin/nologin driftloop
+# The event schemas come inside the package (driftloop/event_schemas in site-packages).
 COPY --from=build /opt/venv /opt/venv
-# The schemas are data the contracts package reads at run time; they live beside the code.
-COPY schemas /opt/driftloop/schemas
 COPY docker/healthcheck.py docker/bootstrap.py /opt/driftloop/bin/
-ENV DRIFTLOOP_SCHEMAS_DIR=/opt/driftloop/schemas \
-    DRIFTLOOP_STATE_DIR=/var/lib/driftloop/state \
+ENV DRIFTLOOP_STATE_DIR=/var/lib/driftloop/state \
     DRIFTLOOP_CACHE_DIR=/var/lib/driftloop/cache \
     DRIFTLOOP_LOG_FORMAT=json \
     HOME=/var/lib/driftloop \

@@ -1,5 +1,10 @@
 """Validation of events against the JSON Schemas in ``schemas/``.
 
+The schemas travel with the package: ``driftloop/event_schemas`` links to the repo's
+``schemas/``, the wheel carries them as package data, and they are read with
+:mod:`importlib.resources` (:func:`packaged_schemas`), so an installed driftloop validates from
+any folder. ``DRIFTLOOP_SCHEMAS_DIR`` points at another folder instead.
+
 Each schema is compiled once, on first use, to Python code (fastjsonschema), which checks a
 typical event in a few microseconds. A failure becomes a :class:`SchemaViolation` naming the
 field and the rule, so that a dead letter or an HTTP 422 tells the sender what to fix.
@@ -23,7 +28,10 @@ References:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -33,28 +41,41 @@ import orjson
 from driftloop.errors import SchemaViolation
 from driftloop.events import EventType
 from driftloop.schema_types import fast_decoder, is_date_time
-from driftloop.settings import REPO_ROOT
 
 Validator = Callable[[Any], Any]
+# The schemas' folder inside the package: a link to the repo's schemas/, a copy in the wheel.
+PACKAGED_SCHEMAS = "event_schemas"
+
+
+def packaged_schemas() -> Traversable:
+    """The event schemas installed with driftloop, wherever it is installed."""
+    return files("driftloop").joinpath(PACKAGED_SCHEMAS)
 
 
 class EventSchemas:
     """The event schemas of one folder, compiled lazily and kept.
 
     Parameters:
-        directory: folder with one ``<event type>.schema.json`` per event type.
+        directory: folder with one ``<event type>.schema.json`` per event type; by default (or
+            ``None``, an unset ``DRIFTLOOP_SCHEMAS_DIR``) the schemas packaged with driftloop.
     """
 
-    def __init__(self, directory: Path = REPO_ROOT / "schemas") -> None:
-        self.directory = Path(directory)
+    def __init__(self, directory: str | os.PathLike[str] | Traversable | None = None) -> None:
+        self.directory: Traversable
+        if directory is None:
+            self.directory = packaged_schemas()
+        elif isinstance(directory, Traversable):
+            self.directory = directory
+        else:
+            self.directory = Path(directory)
         self._validators: dict[EventType, Validator] = {}
         self._decoders: dict[EventType, Callable[[bytes], dict[str, Any]]] = {}
 
     def schema(self, event_type: EventType) -> dict[str, Any]:
-        """The schema document of ``event_type``, as loaded from disk."""
-        path = self.directory / f"{event_type.schema_name}.schema.json"
+        """The schema document of ``event_type``, as loaded from its folder."""
+        path = self.directory.joinpath(f"{event_type.schema_name}.schema.json")
         try:
-            return dict(json.loads(path.read_text()))
+            return dict(json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             raise FileNotFoundError(f"no schema for {event_type.schema_name} at {path}") from None
 

@@ -74,10 +74,10 @@ class Settings(BaseSettings):
         "deploy tests' tools.",
         json_schema_extra={"shown_default": "~/.cache/driftloop"},
     )
-    schemas_dir: Path = Field(
-        REPO_ROOT / "schemas",
-        description="Folder holding the event JSON Schemas.",
-        json_schema_extra={"shown_default": "<repo>/schemas"},
+    schemas_dir: Path | None = Field(
+        None,
+        description="Folder holding the event JSON Schemas; unset, those installed with the "
+        "package (the repo's `schemas/`).",
     )
 
     # Logging
