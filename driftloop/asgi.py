@@ -8,7 +8,8 @@ resumes from the last commit). :class:`ServiceServer` is the uvicorn server unde
 by SIGTERM or SIGINT, it returns instead of re-raising the signal (uvicorn's default, which
 kills the process before the caller's ``finally`` runs: a service must still checkpoint and
 close its Kafka clients). :func:`service_app` is the app every service starts from:
-``/health/live``, ``/health/ready``, ``/metrics`` and the errors answered alike.
+``/health/live``, ``/health/ready``, ``/metrics``, the errors answered alike, and the API's
+documents: ``/openapi.json`` (OpenAPI 3.1), ``/docs`` (Swagger UI) and ``/redoc``.
 
 Example:
     >>> import asyncio
@@ -45,16 +46,36 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
+from starlette.routing import Router
 
+from driftloop import __version__
 from driftloop.errors import DriftloopError, NotReady
 from driftloop.http import answer_error, error_response
 from driftloop.metrics import metrics_app
+from driftloop.openapi import ApiDocument, error_responses
 
 log = logging.getLogger(__name__)
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 Part = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+# /metrics is a mounted app, not a route: described here.
+METRICS_PATH = {
+    "/metrics": {
+        "get": {
+            "summary": "Metrics",
+            "description": "The service's metrics, in Prometheus' text format.",
+            "operationId": "metrics",
+            "responses": {
+                "200": {
+                    "description": "The metrics.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    }
+}
 
 
 class ServiceServer(uvicorn.Server):
@@ -192,22 +213,34 @@ def service_app(service: str, not_ready: str, runner: ServiceRunner | None = Non
 
     A :class:`~driftloop.errors.DriftloopError` a route raises is answered with its
     ``http_status`` and the body every service answers (:func:`driftloop.http.error_answer`).
+    The API is described at ``/openapi.json``, ``/docs`` and ``/redoc``
+    (``app.state.api_document``, a :class:`~driftloop.openapi.ApiDocument`, adds what the
+    routes cannot declare).
     """
     app = FastAPI(
         title=f"driftloop {service}",
-        docs_url=None,
-        redoc_url=None,
+        version=__version__,
+        docs_url="/docs",
+        redoc_url="/redoc",
         lifespan=None if runner is None else runner.lifespan,
     )
+    # The documents' routes are tried last, after every route of the service (added later)
+    # has not matched: a request to the service's own paths never pays for them.
+    pages = {app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url}
+    documents = [route for route in app.router.routes if getattr(route, "path", "") in pages]
+    app.router.routes = [route for route in app.router.routes if route not in documents]
+    app.router.default = Router(documents, default=app.router.default)
     app.add_exception_handler(DriftloopError, answer_error)
     app.mount("/metrics", metrics_app())
     app.state.ready = (lambda: True) if runner is None else runner.ready
+    app.state.api_document = ApiDocument(app)
+    app.state.api_document.add(paths=METRICS_PATH)
 
     @app.get("/health/live")
     async def live() -> dict[str, str]:
         return {"status": "live"}
 
-    @app.get("/health/ready")
+    @app.get("/health/ready", responses=error_responses({503: not_ready}))
     async def ready() -> Response:
         if app.state.ready():
             return JSONResponse({"status": "ready"})

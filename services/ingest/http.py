@@ -13,12 +13,16 @@ Errors, in the body every service answers (:func:`driftloop.http.error_answer`):
 JSON), 413 (body too large), 422 (names the event's index, field and rule), 503 (Kafka did not
 take them all in time: the caller retries; a label that did get through the first time then
 counts as a duplicate and changes nothing).
+
+The bodies are described in the OpenAPI document (``/openapi.json``, ``/docs``) by the events'
+JSON Schemas (``Label``, ``Prediction``: the envelope may be left out).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
@@ -29,10 +33,51 @@ from driftloop.async_messaging import AsyncEventProducer
 from driftloop.errors import BrokerUnavailable, InvalidInput, SchemaViolation
 from driftloop.events import EventType, ahead_of_clock, new_event
 from driftloop.http import error_response, parse_json, read_request
+from driftloop.openapi import (
+    api_document,
+    error_responses,
+    json_answer,
+    json_body,
+    one_or_many,
+    ref,
+    sent_event,
+)
+from driftloop.schemas import EventSchemas
 from driftloop.services.ingest.guard import ContractGuard
 from driftloop.services.ingest.settings import IngestSettings
 
 ACK_TIMEOUT_S = 15.0
+
+# What the intake answers, as the OpenAPI document describes it.
+ACCEPTED = json_answer(
+    {
+        "type": "object",
+        "required": ["accepted", "event_ids"],
+        "properties": {
+            "accepted": {"type": "integer"},
+            "event_ids": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "Every event of the body is on Kafka; their ids, in the body's order.",
+)
+INTAKE_ERRORS = error_responses(
+    {
+        400: "The body is not JSON.",
+        413: "The body is over `INGEST_MAX_BODY_BYTES`.",
+        422: "An event does not fit its schema (or its model's contract): `index`, `field` and "
+        "`rule` say which and why. Nothing of the body was taken.",
+        503: "Kafka did not take the events in time: retry them.",
+    }
+)
+
+
+def intake_doc(schema_name: str, plural: str) -> dict[str, Any]:
+    """A route's ``openapi_extra``: its body, one event or a batch of ``schema_name``."""
+    return json_body(
+        one_or_many(ref(schema_name), plural),
+        f'One event, a list of them, or `{{"{plural}": [...]}}`: all taken, or none. '
+        "`schema_version`, `event_id` and `event_time` are filled in when absent.",
+    )
 
 
 def create_app(
@@ -44,6 +89,13 @@ def create_app(
     """The intake app; ``runner`` runs what runs beside it (the worker), whose ``guard`` holds
     the contracts in force."""
     app = service_app("ingest", "the consumer is not running", runner)
+    schemas = EventSchemas(settings.schemas_dir)
+    api_document(app).add(
+        schemas=lambda: {
+            "Label": sent_event(schemas.schema(EventType.LABEL)),
+            "Prediction": sent_event(schemas.schema(EventType.PREDICTION)),
+        }
+    )
 
     async def intake(request: Request, event_type: EventType, plural: str) -> Response:
         document = parse_json(await read_request(request, settings.ingest_max_body_bytes))
@@ -86,11 +138,21 @@ def create_app(
         ids = [event["event_id"] for event in events]
         return JSONResponse({"accepted": len(events), "event_ids": ids}, status_code=202)
 
-    @app.post("/v1/labels")
+    @app.post(
+        "/v1/labels",
+        status_code=202,
+        openapi_extra=intake_doc("Label", "labels"),
+        responses={202: ACCEPTED, **INTAKE_ERRORS},
+    )
     async def labels(request: Request) -> Response:
         return await intake(request, EventType.LABEL, "labels")
 
-    @app.post("/v1/predictions")
+    @app.post(
+        "/v1/predictions",
+        status_code=202,
+        openapi_extra=intake_doc("Prediction", "predictions"),
+        responses={202: ACCEPTED, **INTAKE_ERRORS},
+    )
     async def predictions(request: Request) -> Response:
         return await intake(request, EventType.PREDICTION, "predictions")
 

@@ -11,6 +11,9 @@ GET /health/live, /health/ready, /metrics
 Errors, in the body every service answers (:func:`driftloop.http.error_answer`): 400 (not
 JSON), 404 (no such report), 422 (a field of the wrong type, named), 503 (Kafka did not take
 the trigger in time: the caller retries).
+
+The manual trigger's body is described in the OpenAPI document (``/openapi.json``, ``/docs``)
+by the trigger event's JSON Schema (its ``model_name`` and ``evidence``).
 """
 
 from __future__ import annotations
@@ -26,10 +29,48 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from driftloop.asgi import ServiceRunner, service_app
 from driftloop.errors import BrokerUnavailable, InvalidInput, NotFound
+from driftloop.events import EventType
 from driftloop.http import parse_json
+from driftloop.openapi import api_document, error_responses, json_answer, json_body, ref
+from driftloop.schemas import EventSchemas
 from driftloop.services.monitor.report import WindowReports
 
 ACK_TIMEOUT_S = 15.0
+
+# The body of a manual trigger, from the trigger event's schema: the fields a person gives.
+MANUAL_FIELDS = ("model_name", "evidence")
+TRIGGER_DOC = json_body(
+    ref("ManualTrigger"),
+    "The model to refit (the configured one when left out) and why; an empty body will do.",
+    required=False,
+)
+TRIGGER_ANSWERS = {
+    202: json_answer(
+        {
+            "type": "object",
+            "required": ["trigger_id"],
+            "properties": {"trigger_id": {"type": "string"}},
+        },
+        "The trigger is on the triggers topic.",
+    ),
+    **error_responses(
+        {
+            400: "The body is not JSON.",
+            422: "A field of the wrong type: `field` names it.",
+            503: "Kafka did not take the trigger in time: retry it.",
+        }
+    ),
+}
+
+
+def manual_trigger_schema(trigger: dict[str, Any]) -> dict[str, Any]:
+    """The manual trigger's body: the trigger event's ``model_name`` and ``evidence``."""
+    return {
+        "title": "Manual trigger",
+        "description": "A person's request to refit a model.",
+        "type": "object",
+        "properties": {name: trigger["properties"][name] for name in MANUAL_FIELDS},
+    }
 
 
 def create_app(
@@ -48,6 +89,10 @@ def create_app(
         runner: runs what runs beside the app (the worker).
     """
     app = service_app("monitor", "the consumer is not running", runner)
+    schemas = EventSchemas()
+    api_document(app).add(
+        schemas=lambda: {"ManualTrigger": manual_trigger_schema(schemas.schema(EventType.TRIGGER))}
+    )
 
     @app.get("/v1/windows")
     async def recent() -> dict[str, Any]:
@@ -57,7 +102,7 @@ def create_app(
     async def page() -> str:
         return render(windows())
 
-    @app.get("/reports/{name}")
+    @app.get("/reports/{name}", responses=error_responses({404: "No report of that name."}))
     async def report(name: str) -> Response:
         try:
             body = reports.read(name)
@@ -66,7 +111,7 @@ def create_app(
         kind = "text/html" if name.endswith(".html") else "application/json"
         return Response(body, media_type=kind)
 
-    @app.post("/v1/triggers")
+    @app.post("/v1/triggers", status_code=202, openapi_extra=TRIGGER_DOC, responses=TRIGGER_ANSWERS)
     async def trigger(request: Request) -> Response:
         document = parse_json(await request.body() or b"{}")
         if not isinstance(document, dict):

@@ -19,6 +19,9 @@ about as much as the rest of a request); it hands everything else to the service
 admin off), 405 an inference path with a method other than POST, 413 body too large, 422 input
 that does not fit the model (the body names the field), 500 the model failed, 503 no model
 loaded yet.
+
+The API is described at ``/openapi.json`` (OpenAPI 3.1), ``/docs`` and ``/redoc``; the inference
+POSTs, which no FastAPI route answers, by :mod:`driftloop.services.serve.openapi`.
 """
 
 from __future__ import annotations
@@ -44,8 +47,10 @@ from driftloop.errors import (
     Unauthorized,
 )
 from driftloop.http import error_answer, parse_json, read_body
+from driftloop.openapi import api_document
 from driftloop.services.serve.dataplane import DataPlane, Inference
 from driftloop.services.serve.loop_metrics import LoopCounter, LoopHistogram
+from driftloop.services.serve.openapi import describe
 from driftloop.services.serve.protocol import ONLINE
 from driftloop.services.serve.settings import ServeSettings
 
@@ -195,6 +200,7 @@ def create_app(
 
     app = service_app("serve", "no model is loaded, or serve's background work stopped", runner)
     app.state.ready = model_ready
+    describe(api_document(app))  # the inference POSTs are no routes of the app
 
     @app.get("/v2/health/live")
     async def live() -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import keras
@@ -54,3 +55,21 @@ def test_a_registered_version_carries_its_card_and_reference(settings: Settings)
     inputs = {"x": np.array([[3.0], [4.0]], dtype="float32"), "c": np.array([["a"], ["z"]])}
     loaded = mlflow.tensorflow.load_model(model_uri(name, version))
     np.testing.assert_allclose(loaded(inputs), model(inputs), rtol=1e-6)
+
+    # Logged with the contract's signature (given: MLflow did not run the model to infer it)
+    # and one typical row of the reference as its input example.
+    uri = model_uri(name, version)
+    info = mlflow.models.get_model_info(uri)
+    assert info.signature is not None
+    signature = info.signature.to_dict()
+    assert json.loads(signature["inputs"]) == [
+        {"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 1]}, "name": "x"},
+        {"type": "tensor", "tensor-spec": {"dtype": "str", "shape": [-1, 1]}, "name": "c"},
+    ]
+    assert json.loads(signature["outputs"]) == [
+        {"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, len(CARD.classes)]}}
+    ]
+    assert info.saved_input_example_info is not None
+    example = mlflow.models.Model.load(uri).load_input_example(uri)
+    assert {k: v.tolist() for k, v in example.items()} == {"x": [[19.5]], "c": [["a"]]}
+    np.testing.assert_allclose(loaded(example), model(example), rtol=1e-6)  # the model takes it
