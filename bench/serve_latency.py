@@ -44,7 +44,7 @@ from typing import Any
 import orjson
 
 from bench.report import write
-from driftloop.settings import Settings
+from driftloop.settings import Settings, as_environment
 from driftloop.stack.process import free_port
 
 FEATURES = [f"f{i}" for i in range(9)]
@@ -284,8 +284,7 @@ def log_counts(port: int) -> dict[str, float]:
 
 
 def environment(settings: Settings, **extra: Any) -> dict[str, str]:
-    env = {f"DRIFTLOOP_{k.upper()}": str(v) for k, v in settings.model_dump(mode="json").items()}
-    env |= {f"DRIFTLOOP_{k.upper()}": str(v) for k, v in extra.items()}
+    env = as_environment(settings) | as_environment(extra)
     return os.environ | env | {"TF_CPP_MIN_LOG_LEVEL": "3", "DRIFTLOOP_LOG_FORMAT": "text"}
 
 

@@ -175,7 +175,8 @@ class Envelope(TypedDict):
 class InferenceRequest(Envelope):
     request_id: str
     model_name: str
-    features: dict[str, Scalar]
+    features: NotRequired[dict[str, Scalar]]  # one record, or
+    records: NotRequired[list[dict[str, Scalar]]]  # several
     source: NotRequired[str]
     reply_to: NotRequired[str]
 

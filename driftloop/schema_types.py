@@ -88,35 +88,69 @@ class Unsupported(Exception):
 
 
 class FastCheck:
-    """A schema's msgspec decoder, and the top-level ``date-time`` fields it leaves to
+    """A schema's msgspec decoders (one per variant of a root ``oneOf``: the first that
+    accepts decides), and the top-level ``date-time`` fields they leave to
     :func:`is_date_time` (checked after the parse: cheaper than a pattern in it)."""
 
-    def __init__(self, decoder: msgspec.json.Decoder[Any], times: list[str]) -> None:
-        self.decoder = decoder
+    def __init__(self, decoders: list[msgspec.json.Decoder[Any]], times: list[str]) -> None:
+        self.decoders = decoders
         self.times = times
 
     def accept(self, payload: bytes) -> dict[str, Any] | None:
         """The document as a dict if it certainly matches the schema; else None (the full
         check decides). Fields the document leaves out are left out of the dict."""
-        try:
-            event = msgspec.to_builtins(self.decoder.decode(payload))
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            return None
-        if not isinstance(event, dict):
-            return None
-        for field in self.times:
-            if field in event and not is_date_time(event[field]):
+        for decoder in self.decoders:
+            try:
+                event = msgspec.to_builtins(decoder.decode(payload))
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                continue
+            if not isinstance(event, dict):
                 return None
-        return event
+            for field in self.times:
+                if field in event and not is_date_time(event[field]):
+                    return None
+            return event
+        return None
 
 
 def fast_decoder(schema: Mapping[str, Any]) -> FastCheck | None:
-    """A check that accepts only documents ``schema`` accepts; None when there is none."""
+    """A check that accepts only documents ``schema`` accepts; None when there is none.
+
+    A root ``oneOf`` is understood in one form: an object that allows no other properties,
+    each member only ``required``, the members' properties disjoint (one of ``features`` and
+    ``records``). Each member is a variant of its own, with its properties required and the
+    other members' left out: a document matches exactly one member if a variant accepts it.
+    """
     times: list[str] = []
     try:
-        return FastCheck(msgspec.json.Decoder(schema_type(schema, "Event", times)), times)
+        variants = [
+            schema_type(variant, "Event", times if not index else [])
+            for index, variant in enumerate(_variants(schema))
+        ]
+        return FastCheck([msgspec.json.Decoder(variant) for variant in variants], times)
     except (Unsupported, TypeError, ValueError):  # TypeError: a union msgspec refuses
         return None
+
+
+def _variants(schema: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    members = schema.get("oneOf")
+    if members is None:
+        return [schema]
+    required = [set(member.get("required", ())) for member in members]
+    if (
+        schema.get("additionalProperties") is not False
+        or any(set(member) != {"required"} for member in members)
+        or sum(map(len, required)) != len(set().union(*required))
+    ):
+        raise Unsupported("a oneOf other than of disjoint required properties")
+    base = {key: value for key, value in schema.items() if key != "oneOf"}
+    variants: list[Mapping[str, Any]] = []
+    for own in required:
+        others = set().union(*required) - own
+        properties = {k: v for k, v in base["properties"].items() if k not in others}
+        wanted = [*base.get("required", ()), *sorted(own)]
+        variants.append(base | {"properties": properties, "required": wanted})
+    return variants
 
 
 def schema_type(node: Mapping[str, Any], name: str, times: list[str] | None = None) -> Any:
