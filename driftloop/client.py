@@ -9,7 +9,11 @@ river.
   returns an :class:`Answer`: the model and version that answered (``online.<n>`` when the
   online model did), and one :class:`Prediction` per record with the request id its label
   must name. A request id of the app's own goes with the request (:func:`new_request_id`
-  makes them as serve does); otherwise serve makes one.
+  makes them as serve does); otherwise serve makes one. ``via="kafka"`` sends the request
+  to the inference-requests topic naming the client's ``reply_topic`` instead, and waits for
+  serve's answer there (committed answers only: exactly one per request).
+- :meth:`Client.send_request` sends an inference request over Kafka and returns at once: an
+  app that reads the predictions topic (or its reply topic) itself.
 - :meth:`Client.send_prediction` logs a prediction the app made itself (its fallback while
   serve has no model yet) with ingest, so that its label becomes training data too.
 - :meth:`Client.send_label` sends a label over HTTP (ingest's ``/v1/labels``) or to the labels
@@ -30,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -40,7 +45,18 @@ import httpx
 from driftloop.events import Scalar, new_event, new_request_id
 
 DEFAULT_LABELS_TOPIC = "driftloop.labels"
-__all__ = ["Answer", "Client", "Prediction", "Refused", "label_event", "new_request_id"]
+DEFAULT_REQUESTS_TOPIC = "driftloop.inference-requests"
+UNCLAIMED_REPLIES = 10_000  # replies read for requests nobody waits on (yet) that are kept
+__all__ = [
+    "Answer",
+    "Client",
+    "Prediction",
+    "Refused",
+    "answer_of",
+    "label_event",
+    "new_request_id",
+    "request_event",
+]
 
 
 class Refused(Exception):
@@ -84,6 +100,51 @@ def label_event(request_id: str, label: Scalar, source: str | None = None) -> di
     return new_event(**fields)
 
 
+def request_event(
+    model_name: str,
+    records: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    request_id: str,
+    reply_to: str | None = None,
+    source: str | None = None,
+) -> dict[str, Any]:
+    """The inference-request event (schemas/inference_request.schema.json): ``features`` for
+    one record, ``records`` for a list.
+
+    Example:
+        >>> event = request_event("m", [{"x": 1.0}, {"x": 2.0}], "r-1", "driftloop.replies.a")
+        >>> event["records"], event["reply_to"]
+        ([{'x': 1.0}, {'x': 2.0}], 'driftloop.replies.a')
+    """
+    fields: dict[str, Any] = {"request_id": request_id, "model_name": model_name}
+    if isinstance(records, Mapping):
+        fields["features"] = dict(records)
+    else:
+        fields["records"] = [dict(record) for record in records]
+    if reply_to is not None:
+        fields["reply_to"] = reply_to
+    if source:
+        fields["source"] = source
+    return new_event(**fields)
+
+
+def answer_of(request_id: str, events: Sequence[Mapping[str, Any]]) -> Answer:
+    """An :class:`Answer` from the prediction events serve wrote for one Kafka request (one per
+    record, in the records' order).
+
+    Example:
+        >>> answer_of("r-1", [{"model_name": "m", "model_version": "3", "request_id": "r-1",
+        ...                    "prediction": "yes", "scores": {"yes": 0.9, "no": 0.1}}])
+        Answer(model_name='m', model_version='3', request_id='r-1', predictions=[Prediction(request_id='r-1', prediction='yes', scores={'yes': 0.9, 'no': 0.1})])
+    """  # noqa: E501
+    first = events[0]
+    return Answer(
+        str(first["model_name"]),
+        str(first["model_version"]),
+        request_id,
+        [Prediction(str(e["request_id"]), e["prediction"], e.get("scores")) for e in events],
+    )
+
+
 def parse_answer(document: Any) -> Answer:
     """An :class:`Answer` from serve's plain-records response."""
     try:
@@ -110,8 +171,12 @@ class Client:
         labels_topic: the labels topic (``DRIFTLOOP_TOPIC_LABELS``).
         source: names the app in the label events it sends.
         model_name: the registered model, named in predictions the app made itself.
-        timeout_s: each HTTP request's limit.
-        kafka: more kafka-python producer settings (security, for instance).
+        timeout_s: each HTTP request's limit, and how long a Kafka request waits for its
+            answer.
+        kafka: more kafka-python client settings (security, for instance).
+        requests_topic: the inference-requests topic (``DRIFTLOOP_TOPIC_INFERENCE_REQUESTS``).
+        reply_topic: where serve answers this client's Kafka requests; it must exist and start
+            with serve's ``SERVE_KAFKA_REPLY_PREFIX`` (``driftloop.replies.`` by default).
     """
 
     def __init__(
@@ -125,6 +190,8 @@ class Client:
         model_name: str = "driftloop-model",
         timeout_s: float = 10.0,
         kafka: Mapping[str, Any] | None = None,
+        requests_topic: str = DEFAULT_REQUESTS_TOPIC,
+        reply_topic: str | None = None,
     ) -> None:
         self.serve_url = serve_url.rstrip("/")
         self.ingest_url = ingest_url.rstrip("/")
@@ -133,19 +200,44 @@ class Client:
         self.source = source
         self.model_name = model_name
         self.kafka = dict(kafka or {})
+        self.requests_topic = requests_topic
+        self.reply_topic = reply_topic
+        self.timeout_s = timeout_s
         self._http = httpx.Client(timeout=timeout_s)
         self._producer: Any = None  # a kafka-python KafkaProducer, made on first use
+        self._replies: Any = None  # a kafka-python KafkaConsumer of reply_topic, likewise
+        self._unclaimed: dict[str, list[dict[str, Any]]] = {}  # replies by request id
 
     def infer(
         self,
         records: Mapping[str, Any] | Sequence[Mapping[str, Any]],
         request_id: str | None = None,
+        *,
+        via: Literal["http", "kafka"] = "http",
     ) -> Answer:
-        """Predictions for one record or a list of them; raises :class:`Refused`."""
+        """Predictions for one record or a list of them; raises :class:`Refused` (HTTP), or
+        ``TimeoutError`` when no answer came over Kafka in ``timeout_s``."""
+        if via == "kafka":
+            return self._infer_over_kafka(records, request_id or new_request_id())
         body: Any = dict(records) if isinstance(records, Mapping) else {"records": list(records)}
         if request_id is not None:
             body = dict(body, request_id=request_id)
         return parse_answer(self._post(f"{self.serve_url}/v1/predict", body))
+
+    def send_request(
+        self,
+        records: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        request_id: str | None = None,
+        reply_to: str | None = None,
+    ) -> str:
+        """Send an inference request over Kafka, keyed by its id; returns the id at once.
+        serve answers it on the predictions topic, and on ``reply_to`` if given."""
+        request_id = request_id or new_request_id()
+        event = request_event(self.model_name, records, request_id, reply_to, self.source)
+        self.producer().send(
+            self.requests_topic, key=request_id.encode(), value=json.dumps(event).encode()
+        )
+        return request_id
 
     def send_label(
         self, request_id: str, label: Scalar, *, via: Literal["http", "kafka"] = "http"
@@ -182,10 +274,11 @@ class Client:
         self._post(f"{self.ingest_url}/v1/predictions", {"predictions": [record]})
 
     def producer(self) -> Any:
-        """The Kafka producer labels go through (kafka-python, made on first use)."""
+        """The Kafka producer labels and requests go through (kafka-python, made on first
+        use)."""
         if self._producer is None:
             if self.bootstrap_servers is None:
-                raise ValueError("labels over Kafka need bootstrap_servers")
+                raise ValueError("sending over Kafka needs bootstrap_servers")
             from kafka import KafkaProducer  # only an app that sends over Kafka needs it
 
             self._producer = KafkaProducer(
@@ -202,6 +295,8 @@ class Client:
         self.flush()
         if self._producer is not None:
             self._producer.close()
+        if self._replies is not None:
+            self._replies.close()
         self._http.close()
 
     def __enter__(self) -> Self:
@@ -214,6 +309,58 @@ class Client:
         trace: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _infer_over_kafka(
+        self, records: Mapping[str, Any] | Sequence[Mapping[str, Any]], request_id: str
+    ) -> Answer:
+        if self.reply_topic is None:
+            raise ValueError("inference over Kafka needs a reply_topic")
+        replies = self._reply_consumer()  # at the topic's end before the request goes
+        self.send_request(records, request_id, self.reply_topic)
+        self.producer().flush(timeout=self.timeout_s)
+        rows = 1 if isinstance(records, Mapping) else len(records)
+        ids = [request_id] if rows == 1 else [f"{request_id}-{i}" for i in range(rows)]
+        deadline = time.monotonic() + self.timeout_s
+        while not all(i in self._unclaimed for i in ids):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(
+                    f"no answer to request {request_id} on {self.reply_topic} in "
+                    f"{self.timeout_s} s: serve may be down, or it dead-lettered the request "
+                    "(see the dead-letter topic for the field and rule it broke)"
+                )
+            for batch in replies.poll(timeout_ms=int(min(left, 0.5) * 1000)).values():
+                for message in batch:
+                    event = json.loads(message.value)
+                    self._unclaimed.setdefault(event["request_id"], []).append(event)
+            while len(self._unclaimed) > UNCLAIMED_REPLIES:  # nobody waits on the oldest
+                del self._unclaimed[next(iter(self._unclaimed))]
+        return answer_of(request_id, [self._unclaimed.pop(i)[0] for i in ids])
+
+    def _reply_consumer(self) -> Any:
+        """A consumer of every partition of ``reply_topic``, from its end (made once)."""
+        if self._replies is None:
+            if self.bootstrap_servers is None:
+                raise ValueError("inference over Kafka needs bootstrap_servers")
+            from kafka import KafkaConsumer, TopicPartition
+
+            consumer = KafkaConsumer(
+                bootstrap_servers=self.bootstrap_servers,
+                isolation_level="read_committed",  # serve's answers are transactional
+                enable_auto_commit=False,
+                **self.kafka,
+            )
+            found = consumer.partitions_for_topic(self.reply_topic)
+            if not found:
+                consumer.close()
+                raise ValueError(f"the reply topic {self.reply_topic} does not exist")
+            partitions = [TopicPartition(self.reply_topic, p) for p in sorted(found)]
+            consumer.assign(partitions)
+            consumer.seek_to_end(*partitions)
+            for partition in partitions:
+                consumer.position(partition)  # resolved now, not after the answer came
+            self._replies = consumer
+        return self._replies
 
     def _post(self, url: str, body: Any) -> Any:
         response = self._http.post(url, json=body)

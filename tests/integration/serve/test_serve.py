@@ -11,10 +11,11 @@ from typing import Any
 
 import orjson
 import pytest
+from kafka.admin import NewTopic
 
 from driftloop.client import Client, Refused
 from driftloop.events import EventType
-from driftloop.messaging import ensure_topics
+from driftloop.messaging import ensure_topics, kafka_admin
 from driftloop.model_card import FeatureSpec, ModelCard
 from driftloop.services.serve.settings import ServeSettings
 from driftloop.stack import KafkaBroker
@@ -486,3 +487,48 @@ def test_the_client_gets_answers_and_the_reason_it_is_refused(
         with pytest.raises(Refused) as refused:
             client.infer(RECORD | {"age": "old"})
         assert refused.value.status == 422 and "age" in refused.value.reason
+
+
+def test_the_client_infers_over_kafka_and_waits_for_its_reply(
+    serve_settings: ServeSettings, serve_process: Start
+) -> None:
+    """:meth:`Client.infer` with ``via="kafka"``: the request goes to the inference-requests
+    topic naming the client's reply topic; the answer comes back there, one record or
+    several; a request serve dead-letters times out with the reason where to look."""
+    settings = serve_settings
+    reply_topic = f"{settings.serve_kafka_reply_prefix}{settings.model_name}"
+    admin = kafka_admin(settings)
+    try:
+        admin.create_topics([NewTopic(reply_topic, 2, 1)])
+    finally:
+        admin.close()
+    version = register(settings)
+    promote(settings, version)
+    serve = serve_process(settings)
+    serve.wait_until(lambda: serve.get("/v2/health/ready")[0] == 200, "ready")
+    client = Client(
+        serve.url,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        model_name=settings.model_name,
+        requests_topic=settings.topic_inference_requests,
+        reply_topic=reply_topic,
+        timeout_s=60,
+    )
+    with client:
+        one = client.infer(RECORD, request_id="kafka-1", via="kafka")
+        assert (one.model_name, one.model_version, one.request_id) == (
+            settings.model_name, version, "kafka-1"
+        )  # fmt: skip
+        assert one.predictions[0].prediction in ("no", "yes") and one.predictions[0].scores
+        many = client.infer([RECORD, RECORD | {"age": 70.0}, RECORD], via="kafka")
+        assert [p.request_id for p in many.predictions] == [
+            f"{many.request_id}-{i}" for i in range(3)
+        ]
+        # The same records over HTTP get the same answers.
+        over_http = client.infer([RECORD, RECORD | {"age": 70.0}, RECORD])
+        assert [p.prediction for p in over_http.predictions] == [
+            p.prediction for p in many.predictions
+        ]
+        client.timeout_s = 5
+        with pytest.raises(TimeoutError, match="dead-letter"):
+            client.infer(RECORD | {"age": "old"}, via="kafka")
