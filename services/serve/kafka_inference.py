@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +53,7 @@ from driftloop.errors import (
     ModelNotReady,
     SchemaViolation,
 )
-from driftloop.events import EventType, RecordOrigin
+from driftloop.events import EventType
 from driftloop.messaging import Received
 from driftloop.schemas import dumps
 from driftloop.services.serve.dataplane import DataPlane, Inference
@@ -83,8 +82,6 @@ NOT_READY_S = 0.5
 POLL_MS = 100
 REPLY_METADATA_S = 5.0  # how long a reply topic's partitions are waited for
 
-PartitionsFor = Callable[[str], Awaitable[set[int]]]  # a topic's partitions, from the brokers
-
 
 @dataclass
 class Answers:
@@ -93,9 +90,6 @@ class Answers:
     predictions: list[dict[str, Any]] = field(default_factory=list)
     replies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (topic, event)
     rejected: list[tuple[Received, SchemaViolation]] = field(default_factory=list)
-    # the request record each prediction answers, by the prediction's event_id (a reply is
-    # the same event)
-    origins: dict[str, RecordOrigin] = field(default_factory=dict)
 
 
 class KafkaInference:
@@ -104,22 +98,13 @@ class KafkaInference:
     Parameters:
         settings: the brokers, topics, group, batch size and reply prefix.
         plane: the data plane that answers (the REST transport's).
-        partitions_for: how a reply topic's partitions are asked for; by default, through the
-            session's producer (another transport that answers through :meth:`answer` gives
-            its own).
     """
 
-    def __init__(
-        self,
-        settings: ServeSettings,
-        plane: DataPlane,
-        partitions_for: PartitionsFor | None = None,
-    ) -> None:
+    def __init__(self, settings: ServeSettings, plane: DataPlane) -> None:
         self.settings = settings
         self.plane = plane
         self._reply_topics: set[str] = set()  # reply topics known to exist
         self._producer: AsyncEventProducer | None = None  # the session's
-        self._partitions_for = partitions_for or self._session_partitions
 
     async def run(self, stop: asyncio.Event) -> None:
         """Answer requests until ``stop``: a session per connection to Kafka."""
@@ -188,6 +173,7 @@ class KafkaInference:
         """Answer ``batch`` and commit the answers with ``positions`` in one transaction."""
         answers = await self.answer(batch)
         for received, violation in answers.rejected:
+            REJECTED.labels(violation.rule).inc()
             await consumer.reject(received, violation, model_name=received.event["model_name"])
         await consumer.flush_dead_letters()
         client = producer.client
@@ -201,8 +187,8 @@ class KafkaInference:
 
     async def answer(self, batch: list[Received]) -> Answers:
         """The prediction events for ``batch``'s valid requests, the reply copies, and the
-        requests rejected with their rule (counted). Raises :class:`ModelNotReady` when no
-        version is loaded (the batch is answered later)."""
+        requests rejected with their rule. Raises :class:`ModelNotReady` when no version is
+        loaded (the batch is answered later)."""
         answers = Answers()
         accepted: list[tuple[Received, Inference, str | None]] = []
         for received in batch:
@@ -220,7 +206,7 @@ class KafkaInference:
             *(self.plane.infer(inference) for _, inference, _ in accepted),
             return_exceptions=True,
         )
-        answered: list[tuple[ShadowRequest, str | None, Received]] = []
+        answered: list[tuple[ShadowRequest, str | None]] = []
         for (received, inference, reply), outcome in zip(accepted, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 message = f"the model failed on this request: {outcome!r}"
@@ -228,19 +214,13 @@ class KafkaInference:
                 answers.rejected.append((received, violation))
                 continue
             assert inference.log is not None
-            answered += [(logged, reply, received) for logged in inference.log]
-        requests = [logged for logged, _, _ in answered]
-        for rows, (_, reply, received) in zip(
-            await self._shadowed(requests), answered, strict=True
-        ):
+            answered += [(logged, reply) for logged in inference.log]
+        requests = [logged for logged, _ in answered]
+        for rows, (_, reply) in zip(await self._shadowed(requests), answered, strict=True):
             events = [prediction_event(row) for row in rows]
             answers.predictions += events
-            for event in events:
-                answers.origins[event["event_id"]] = received.origin
             if reply is not None:
                 answers.replies += [(reply, event) for event in events]
-        for _, violation in answers.rejected:
-            REJECTED.labels(violation.rule).inc()
         return answers
 
     def _begin(self, received: Received) -> Inference:
@@ -267,19 +247,17 @@ class KafkaInference:
             raise SchemaViolation(
                 "reply_to", "reply_to", f"reply_to must be a topic starting with {prefix!r}"
             )
+        assert self._producer is not None
         try:
-            partitions = await asyncio.wait_for(self._partitions_for(topic), REPLY_METADATA_S)
+            partitions = await asyncio.wait_for(
+                self._producer.client.partitions_for(topic), REPLY_METADATA_S
+            )
         except (TimeoutError, KafkaError):
             partitions = None
         if not partitions:
             raise SchemaViolation("reply_to", "reply_to", f"reply topic {topic!r} does not exist")
         self._reply_topics.add(topic)
         return topic
-
-    async def _session_partitions(self, topic: str) -> set[int]:
-        assert self._producer is not None
-        partitions: set[int] = await self._producer.client.partitions_for(topic)
-        return partitions
 
     async def _shadowed(self, requests: list[ShadowRequest]) -> list[list[PredictionRow]]:
         """Each answered request's rows, with its models' predictions in shadow."""

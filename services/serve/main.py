@@ -80,11 +80,7 @@ def main() -> int:
         "serve-shadows": scorer.run,
         "serve-watcher": watcher.run,
     }
-    if settings.serve_kafka_inference and settings.serve_kafka_transport == "faust":
-        from driftloop.services.serve.faust_inference import FaustInference
-
-        run["serve-kafka-inference"] = FaustInference(settings, plane).run
-    elif settings.serve_kafka_inference:
+    if settings.serve_kafka_inference:
         run["serve-kafka-inference"] = KafkaInference(settings, plane).run
     if settings.serve_online_answers:
         snapshots = OnlineSnapshots(store_blobs(settings), name)

@@ -89,12 +89,6 @@ class ServeSettings(Settings):
         description="Answer the inference requests on the inference-requests topic (a consumer "
         "group shared by the replicas), each with a prediction event, in Kafka transactions.",
     )
-    serve_kafka_transport: str = Field(
-        "aiokafka",
-        pattern="^(aiokafka|faust)$",
-        description="What consumes the inference requests: `aiokafka` (the project's "
-        "consumer) or `faust` (faust-streaming's agents); the same data plane answers.",
-    )
     serve_kafka_group_id: str = Field(
         "driftloop-serve-inference",
         description="Consumer group of the replicas that answer inference requests over Kafka.",
