@@ -9,8 +9,7 @@ one run. The default scale is the issue's: 60,000 events a stream, periodic retr
 
 - **loop**: the real loop's cores, with the services' default settings. The monitor's
   :class:`~driftloop.services.monitor.monitor.DriftMonitor` sees every prediction and labelled
-  example
-  (windows against the served version's reference, the error-stream detectors, the trigger
+  example (windows against the served version's reference, the error-stream detectors, the trigger
   policy: one trigger per episode, held until 2,000 labelled examples follow the onset and
   the error has settled); a trigger at event ``i`` cuts the
   :class:`~driftloop.services.trainer.window.TrainingWindow` the trigger's onset selects from the
@@ -18,12 +17,11 @@ one run. The default scale is the issue's: 60,000 events a stream, periodic retr
   :class:`driftloop.services.trainer.trainer.Trainer` calls between its window and MLflow,
   :func:`driftloop.services.trainer.candidate.fit_candidate` (the card, the built-in Keras MLP,
   :func:`~driftloop.services.trainer.fit.fit`, the
-  :class:`~driftloop.services.trainer.gate.PromotionGate` on the
-  same holdout as the champion); a recall trigger calls its
-  :func:`~driftloop.services.trainer.candidate.judge_recall`. The verdict lands ``--block`` events
-  later (the time a real fit, registration and swap take); a promoted candidate serves from
-  there and the monitor learns its reference (the sketch the trainer registers), a rejection
-  reaches the monitor as the training-results topic brings it live.
+  :class:`~driftloop.services.trainer.gate.PromotionGate` on the same holdout as the champion); a
+  recall trigger calls its :func:`~driftloop.services.trainer.candidate.judge_recall`. The verdict
+  lands ``--block`` events later (the time a real fit, registration and swap take); a promoted
+  candidate serves from there and the monitor learns its reference (the sketch the trainer
+  registers), a rejection reaches the monitor as the training-results topic brings it live.
 - **static**: the first model (the same fit on the first ``--warmup`` events), never refit.
 - **periodic**: the same trainer on a cron: every ``--every`` events a fit on the last
   ``--every`` examples, swapped in without a gate ``--block`` events later (the same delay).
@@ -389,8 +387,7 @@ def run_loop(
 
     Two speeds: beside the batch champion the trainer's live evidence
     (:class:`~driftloop.services.trainer.live.LiveEvidence`, the service's core) learns online from
-    every
-    labelled example (the warm-up's too) and decides from both models' answers on the same
+    every labelled example (the warm-up's too) and decides from both models' answers on the same
     examples which one answers; a switch reaches serve ``switch_delay`` events later (at the
     default rate, 2 s). After a promotion the replaced champion is scored in shadow for the
     probation, and a rollback the live evidence calls for restores it ``switch_delay`` events

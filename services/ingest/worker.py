@@ -16,14 +16,13 @@ the previous commit. Commits go in checkpoint order. The changelog may thus run 
 committed offsets, never ahead of the store, which is what a restart relies on.
 
 Every event meets its model's contract first
-(:class:`~driftloop.services.ingest.guard.ContractGuard`):
-a prediction whose features break it, or an example whose label does, is dead-lettered with
-the rule it broke and the model's name, and never reaches the join, the examples topic or the
-store. A model without a contract has its first examples held while one is inferred from
-them; the worker publishes it on the contracts topic (:class:`~driftloop.contract_log.
-ContractLog`: the first version there wins, whichever replica wrote it), checks the held
-examples against the contract in force, and only then checkpoints again (a crash before that
-re-reads them).
+(:class:`~driftloop.services.ingest.guard.ContractGuard`): a prediction whose features break it, or
+an example whose label does, is dead-lettered with the rule it broke and the model's name, and never
+reaches the join, the examples topic or the store. A model without a contract has its first examples
+held while one is inferred from them; the worker publishes it on the contracts topic
+(:class:`~driftloop.contract_log. ContractLog`: the first version there wins, whichever replica
+wrote it), checks the held examples against the contract in force, and only then checkpoints again
+(a crash before that re-reads them).
 
 It also checkpoints when partitions are revoked (a rebalance or a shutdown), then forgets
 their state; on assignment it rebuilds a partition's state from the changelog before reading
@@ -31,8 +30,7 @@ any of its records.
 
 Each poll reads, of a partition's predictions and labels, the one behind in time first
 (:mod:`driftloop.services.ingest.alignment`): on a backlog, a label is read soon after its
-prediction,
-so most requests are joined between two checkpoints and never reach the changelog.
+prediction, so most requests are joined between two checkpoints and never reach the changelog.
 
 A crash anywhere re-reads the records since the last commit on top of the state of the last
 checkpoint (or a newer one): re-made examples carry the same ``event_id`` and the store drops

@@ -474,8 +474,7 @@ class DriftMonitor:
     def hold(self, name: str) -> None:
         """Hold every trigger of ``name`` (its data is degraded: see
         :mod:`driftloop.services.monitor.quality`) until :meth:`release`; windows, detectors,
-        episodes
-        and counts go on meanwhile."""
+        episodes and counts go on meanwhile."""
         self.policy(name).suspend()
 
     def release(self, name: str, time: float | None = None) -> list[Outcome]:

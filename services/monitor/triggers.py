@@ -42,8 +42,7 @@ per window. The policy turns verdicts into *episodes*:
   promotion closes the episode before it does.
 - **held for data quality** (:meth:`suspend`, :meth:`resume`): while a model's data is
   degraded (:mod:`driftloop.services.monitor.quality`: a broken producer, not a new concept), no
-  trigger
-  goes out, a drift episode's, its recall and a data-arrival one alike; the state goes on
+  trigger goes out, a drift episode's, its recall and a data-arrival one alike; the state goes on
   (episodes open and close, examples are counted), and what is due when the hold ends fires
   then: the open episode's trigger through :meth:`held`, a data-arrival count already reached
   through :meth:`arrival`. :attr:`withheld` names the reasons held since the hold began.

@@ -3,15 +3,13 @@
 One consumer group reads predictions, labelled examples, model updates, training results
 (a rejected fit re-arms the drift episode) and dead letters; each batch is
 handed to :class:`~driftloop.services.monitor.monitor.DriftMonitor` in order, after the references
-of
-any version it has not met are loaded from the registry (in a thread, cached per version;
+of any version it has not met are loaded from the registry (in a thread, cached per version;
 a version whose load failed is retried after ``REFERENCE_RETRY_S``). Predictions, examples
 and the dead letters that name a model go to
-:class:`~driftloop.services.monitor.quality.DataQuality`
-first: when a model's data becomes degraded, a data-quality event goes out and the model's
-triggers are held (drift, recall, data arrival, schedule; a person's manual trigger still goes
-out) until it recovers, when another goes out and the triggers due by then are sent. What the
-core returns goes out as:
+:class:`~driftloop.services.monitor.quality.DataQuality` first: when a model's data becomes
+degraded, a data-quality event goes out and the model's triggers are held (drift, recall, data
+arrival, schedule; a person's manual trigger still goes out) until it recovers, when another goes
+out and the triggers due by then are sent. What the core returns goes out as:
 
 - trigger events, at once (``acks=all``; offsets commit after they are stored);
 - for each judged window, an Evidently report built in a thread (skipped while more than

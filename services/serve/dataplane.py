@@ -10,12 +10,11 @@ model, logs the predictions and returns the answer, which names that version. Er
 :func:`driftloop.http.error_answer`).
 
 While the trainer's arbiter says the online model is better
-(:mod:`driftloop.services.serve.online`), the
-online model's snapshot answers instead, taken once at ``begin_*`` like the version: the
-answer names its version (``online.<n>``), and the champion is scored in shadow. The
-champion's card still checks the body and shapes the answer. A request that names a version
-is answered by that version: the champion's, or the online model's. Whatever is in shadow
-(the champion then, the previous champion on probation, a challenger) is scored after the
+(:mod:`driftloop.services.serve.online`), the online model's snapshot answers instead, taken once at
+``begin_*`` like the version: the answer names its version (``online.<n>``), and the champion is
+scored in shadow. The champion's card still checks the body and shapes the answer. A request that
+names a version is answered by that version: the champion's, or the online model's. Whatever is in
+shadow (the champion then, the previous champion on probation, a challenger) is scored after the
 answer (:mod:`driftloop.services.serve.shadow`); a request with nothing in shadow costs what it did
 before: its rows go straight to the outbox.
 

@@ -10,8 +10,7 @@
 Every path calls the :class:`~driftloop.services.serve.dataplane.DataPlane`; this module only reads
 bodies, routes, and writes answers. The inference POSTs are routed by :class:`InferenceFront`,
 a bare ASGI callable (no validation layer of its own: :mod:`driftloop.services.serve.protocol`
-checks
-bodies against the model card; Starlette's routing, request and response objects would cost
+checks bodies against the model card; Starlette's routing, request and response objects would cost
 about as much as the rest of a request); it hands everything else to the service's app
 (:func:`driftloop.asgi.service_app`). Errors are answered as every service answers them
 (:func:`driftloop.http.error_answer`: the error's status, the protocol's error body

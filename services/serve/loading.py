@@ -135,17 +135,15 @@ def compile_elsewhere(
 
 class VersionLoader:
     """Loads versions for :class:`~driftloop.services.serve.repository.ModelRepository`, the heavy
-    part
-    in a loader process (see the module's docstring).
+    part in a loader process (see the module's docstring).
 
     Parameters:
         registry: where versions and their cards are.
         name: the registered model.
         max_batch_size: the largest batch a version is called with (timed, and checked).
         path: ``auto`` or one call path (see
-        :func:`~driftloop.services.serve.runtime.compile_model`).
-        isolated: load in a loader process (False: in the calling thread, as
-            :func:`load_version` does).
+        :func:`~driftloop.services.serve.runtime.compile_model`). isolated: load in a loader process
+            (False: in the calling thread, as :func:`load_version` does).
     """
 
     def __init__(

@@ -7,14 +7,12 @@ examples and publishes its decision as an ``online_model`` event (a compacted to
 model: the latest event is the decision), naming a snapshot of the online model while it
 answers. :class:`OnlineAnswers` holds that decision and the loaded snapshot; the watcher
 (:class:`driftloop.services.serve.worker.OnlineWatcher`) feeds it the events; the data plane asks
-it which
-model answers a request.
+it which model answers a request.
 
 The champion's card still decides which request bodies are valid and the answer's shape (its
 classes); :func:`online_predictions` turns the river model's class probabilities into the same
 :class:`~driftloop.services.serve.protocol.Predictions` the champion's outputs decode to. A row the
-online
-model cannot answer (it has learned nothing yet, or it fails) is answered by the champion: a
+online model cannot answer (it has learned nothing yet, or it fails) is answered by the champion: a
 request is never refused because of the online model.
 
 Example:

@@ -3,8 +3,7 @@
 :class:`ModelRepository` holds one :class:`ServedModel` reference. :meth:`ModelRepository.refresh`
 resolves the champion alias; when it names another version, that version is loaded, compiled
 and warmed up beside the serving one (the loader, :mod:`driftloop.services.serve.loading`, does the
-heavy
-part in a process of its own and is waited on from a worker thread), its features are checked
+heavy part in a process of its own and is waited on from a worker thread), its features are checked
 against the serving one's, and only then does the reference move (one assignment: atomic for
 the event loop). A request takes the reference once, so it finishes on the model that started
 it. A version that fails anywhere on the way is never swapped in: the old one keeps serving, and

@@ -5,8 +5,7 @@ champion, and a promotion is judged against the champion it replaced. That evide
 models' predictions on the same requests, which labels later score. So while the online model
 answers, the champion is scored in shadow; after a promotion, the previous champion; while a
 candidate waits, the challenger (see :mod:`driftloop.services.serve.repository`). Their predictions
-go on
-the request's prediction events as ``shadows`` and never into an answer.
+go on the request's prediction events as ``shadows`` and never into an answer.
 
 A request is answered first: the data plane hands its prediction rows, its checked features
 and the models in shadow to :meth:`ShadowScorer.submit`, which never waits. The scorer's task

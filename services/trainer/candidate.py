@@ -1,8 +1,7 @@
 """A refit's pure core: a training window in, a fitted candidate and the gate's verdict out.
 
 :func:`fit_candidate` is what :class:`~driftloop.services.trainer.trainer.Trainer` does between
-reading
-a window and recording the verdict, and all of it: no MLflow, no store, no registry, no
+reading a window and recording the verdict, and all of it: no MLflow, no store, no registry, no
 broker. The trainer wraps it with the window's read and the run's logging, registration and
 promotion; :mod:`bench.adaptation` calls it as it is, on windows cut from its streams, so that
 the benchmark measures the service's own steps.
@@ -14,13 +13,11 @@ the benchmark measures the service's own steps.
 2. **evaluation**: the candidate's holdout scores and sanity, the naive baseline, the
    champion's scores on the same holdout (none when there is none or its task differs), and
    the :class:`~driftloop.services.trainer.gate.PromotionGate`'s verdict against the champion, or
-   the
-   baseline for a first model.
+   the baseline for a first model.
 
 :func:`judge_recall` is the same for a recall trigger: the earlier champions scored on the
 examples since a drift's onset, and the one
-:class:`~driftloop.services.trainer.recall.ConceptRecall`
-chooses, if any.
+:class:`~driftloop.services.trainer.recall.ConceptRecall` chooses, if any.
 
 Example:
     >>> result = fit_candidate(window, None, TrainerSettings())  # doctest: +SKIP

@@ -4,8 +4,7 @@ thread, health and metrics over HTTP.
 The loops are kafka-python's, each on a thread of its own: a fit blocks for seconds to minutes,
 and the event loop must go on answering health checks meanwhile, and the live evidence (the
 online learner, rollbacks, challengers: :mod:`driftloop.services.trainer.live_worker`) must go on
-while a
-fit runs. SIGTERM or SIGINT stops the HTTP server, then the loops: a fit in progress is
+while a fit runs. SIGTERM or SIGINT stops the HTTP server, then the loops: a fit in progress is
 abandoned without a verdict and its trigger stays uncommitted, to be processed after the
 restart.
 """

@@ -5,8 +5,7 @@ the onset, a fit and a swap: thousands of events. An online model has learned fr
 labelled example by the time the next request comes, so after a drift it is right again within
 hundreds of examples; it is usually a little less accurate than the batch model on a concept
 both know. :class:`~driftloop.services.trainer.arbitration.Arbiter` decides which of the two
-answers,
-from their answers on the same examples.
+answers, from their answers on the same examples.
 
 The model is river's adaptive random forest (``ARFClassifier``: ten Hoeffding trees, each
 replaced when an ADWIN detector sees its error rise), which handles numeric and categorical

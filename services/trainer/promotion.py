@@ -5,8 +5,7 @@ With ``trainer_promotion_live_examples`` at 0 a candidate the gate (or a recall)
 promoted at once, and so is the first model (there is nothing to judge it against live).
 Above 0 it is *offered*: it gets the ``challenger`` alias, serve scores it in
 shadow, and the live-evidence loop (:mod:`driftloop.services.trainer.live`) promotes it after that
-many
-paired examples unless the champion was evidently better (then it is withdrawn). Both ways
+many paired examples unless the champion was evidently better (then it is withdrawn). Both ways
 end in :func:`promote`, and every model update is built by :func:`model_update_event`.
 
 The versions' ``driftloop.outcome`` tag follows: ``challenger`` while a fresh candidate waits,
