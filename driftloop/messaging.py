@@ -22,14 +22,14 @@ import base64
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.producer.future import FutureRecordMetadata
-from kafka.structs import TopicPartition
+from kafka.structs import OffsetAndMetadata, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from driftloop.errors import BrokerUnavailable, SchemaViolation
@@ -381,6 +381,51 @@ class EventConsumer(ClosesOnExit):
 
     def resume(self, *partitions: TopicPartition) -> None:
         self._consumer.resume(*partitions)
+
+    def assigned(self, topic: str) -> list[TopicPartition]:
+        """The partitions of ``topic`` this consumer reads now (none before the group assigns
+        them); the assignment changes only inside :meth:`poll`."""
+        return [p for p in self._consumer.assignment() or () if p.topic == topic]
+
+    def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """Each partition's end: the offset the next record written there gets (a round trip
+        to the broker)."""
+        wanted = list(partitions)
+        return dict(self._consumer.end_offsets(wanted)) if wanted else {}
+
+    def offsets_for_time(
+        self, partitions: Iterable[TopicPartition], timestamp_ms: int
+    ) -> dict[TopicPartition, int | None]:
+        """Per partition, the offset of its first record written at or after ``timestamp_ms``
+        (the record's timestamp: milliseconds since the epoch); None where there is none yet.
+        A round trip to the broker."""
+        wanted = {partition: timestamp_ms for partition in partitions}
+        found = self._consumer.offsets_for_times(dict(wanted)) if wanted else {}
+        return {p: None if found.get(p) is None else int(found[p].offset) for p in wanted}
+
+    def position(self, partition: TopicPartition) -> int | None:
+        """The offset of the next record :meth:`poll` returns from the assigned ``partition``
+        (every record before it has been returned); None while unknown."""
+        position = self._consumer.position(partition)
+        return None if position is None else int(position)
+
+    def commit_before(self, limits: Mapping[TopicPartition, int]) -> None:
+        """:meth:`commit`, but no partition in ``limits`` past its offset there: a record read
+        but not acted on yet (held) is read again after a restart."""
+        if not limits:
+            self.commit()
+            return
+        self._dead_letters.flush()
+        if self._grouped:
+            offsets = {}
+            for partition in self._consumer.assignment() or ():
+                position = self.position(partition)
+                if position is not None:
+                    offset = min(position, limits.get(partition, position))
+                    offsets[partition] = OffsetAndMetadata(offset, "", -1)
+            if offsets:
+                self._consumer.commit(offsets)
+        self.uncommitted = 0
 
     def run(
         self,

@@ -4,10 +4,9 @@ a time; which model answers, whether to roll back, whether a challenger is promo
 :class:`LiveEvidence` is fed the examples topic's labelled examples (each carries the answer,
 who gave it, and the models scored in shadow: see :func:`driftloop.events.scored_by`) and the
 champion's moves, and returns what to do;
-:class:`~driftloop.services.trainer.live_worker.LiveWorker`
-does it against Kafka, the registry and the store. Three judgements, all on *paired* answers
-(two models' answers on the same examples) and the same sign test
-(:mod:`driftloop.services.trainer.arbitration`), all with :func:`pair_outcome`:
+:class:`~driftloop.services.trainer.live_worker.LiveWorker` does it against Kafka, the registry and
+the store. Three judgements, all on *paired* answers (two models' answers on the same examples) and
+the same sign test (:mod:`driftloop.services.trainer.arbitration`), all with :func:`pair_outcome`:
 
 - **which model answers**: the champion's answer (``scored_by(example, "champion")``) against
   the online learner's prequential answer (its own prediction of the example before it learns
@@ -65,6 +64,11 @@ from driftloop.services.trainer.arbitration import Answerer, Arbiter, PairedEvid
 from driftloop.services.trainer.online import OnlineLearner
 
 Task = Literal["classification", "regression"]
+
+# A snapshot (a forest of several MB pickled: 0.5 to 1 s on a busy 2-core host) keeps the
+# worker from the examples; snapshots are spaced so that they take at most this share of its
+# time. At one a second they took 60-90% of it and the worker fell minutes behind the labels.
+SNAPSHOT_SHARE = 0.2
 
 
 def pair_outcome(task: str, label: Any, first: Any, second: Any) -> tuple[bool, bool]:
@@ -263,6 +267,7 @@ class LiveEvidence:
     _number: int = field(init=False, default=0)
     _snapshot_at: float = field(init=False, default=-math.inf)
     _snapshot_updates: int = field(init=False, default=0)
+    _snapshot_cost_s: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         config = self.config
@@ -300,16 +305,23 @@ class LiveEvidence:
 
     def tick(self, now: float) -> list[Action]:
         """A snapshot, when the online model answers, has learned since the last one, and
-        ``snapshot_s`` has passed."""
+        ``snapshot_s`` has passed (or longer, when snapshots take long: see
+        :meth:`snapshot_took`)."""
         learner = self.learner
+        spacing = max(self.config.snapshot_s, self._snapshot_cost_s / SNAPSHOT_SHARE)
         if (
             self.arbiter.answerer == "online"
             and learner is not None
             and learner.updates > self._snapshot_updates
-            and now - self._snapshot_at >= self.config.snapshot_s
+            and now - self._snapshot_at >= spacing
         ):
             return [self._decision(now)]
         return []
+
+    def snapshot_took(self, seconds: float) -> None:
+        """The last snapshot took ``seconds`` to write: the next one comes no sooner than
+        ``seconds / SNAPSHOT_SHARE`` after it started."""
+        self._snapshot_cost_s = seconds
 
     def champion_changed(
         self,

@@ -10,14 +10,18 @@ Kafka.
   (a trainer before this one may have left the online model answering with a snapshot this
   process cannot go on from).
 - **rollback**: :func:`driftloop.services.trainer.commands.rollback`, compare-and-set on the
-  champion that
-  was judged, its model update carrying reason ``rollback`` and the evidence.
+  champion that was judged, its model update carrying reason ``rollback`` and the evidence.
 - **challenger**: promoted with :func:`driftloop.services.trainer.promotion.promote` (the same path
-  a
-  promotion at once takes) and announced, or withdrawn; a training result says which.
+  a promotion at once takes) and announced, or withdrawn; a training result says which.
+- **order**: one consumer reads the examples and the model updates, and when it runs behind on
+  the examples Kafka hands it the few updates long before the examples written before them. A
+  model update is therefore held (:class:`UpdateBarrier`) until the examples written before it
+  (record timestamps before its ``event_time``) have been judged: otherwise the champion would
+  move on before its predecessor's answers are judged, and those would pair with nothing.
 
 Offsets are committed once a batch's effects are on the broker (at-least-once: a redelivered
-example is learned twice, which an online learner takes in its stride). A new consumer group
+example is learned twice, which an online learner takes in its stride), but a partition with a
+held model update only up to before it: it was read, not applied. A new consumer group
 starts at the topics' ends: the online learner is warmed from the store's most recent labelled
 examples instead (``trainer_online_warmup_examples``), and the champion, its previous version
 and a challenger are read from the registry (their probation and trial start afresh).
@@ -28,14 +32,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import pandas as pd
+from kafka.structs import TopicPartition
 from prometheus_client import Counter, Gauge
 
 from driftloop.errors import RegistryError
 from driftloop.events import EventType, epoch
-from driftloop.messaging import EventConsumer, EventProducer
+from driftloop.messaging import EventConsumer, EventProducer, Received
 from driftloop.online_snapshots import OnlineSnapshots
 from driftloop.registry import CHALLENGER, CHAMPION, PREVIOUS, ModelRegistry
 from driftloop.services.trainer import commands
@@ -84,6 +92,75 @@ CHALLENGERS = Counter(
 )
 
 
+@dataclass(frozen=True)
+class _Held:
+    event: dict[str, Any]
+    partition: TopicPartition  # where the update was read
+    offset: int
+    ends: dict[TopicPartition, int]  # per examples partition, the first example written after it
+
+
+class UpdateBarrier:
+    """Model updates held until the labelled examples written before each have been judged;
+    released in the order they were read.
+
+    One consumer reads both topics: running behind on the examples, it gets the few updates
+    long before the examples written before them. Applied at once, the champion would move on
+    (v1 to v2 to v3) before the examples v2 answered are judged, and those would pair with
+    nothing (:meth:`~driftloop.services.trainer.live.LiveEvidence.observe` pairs only the
+    current champion's answers).
+    """
+
+    def __init__(self) -> None:
+        self._held: deque[_Held] = deque()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def hold(
+        self,
+        event: dict[str, Any],
+        partition: TopicPartition,
+        offset: int,
+        ends: Mapping[TopicPartition, int],
+    ) -> None:
+        """Hold ``event``, read at ``offset`` of ``partition``, until each examples partition
+        in ``ends`` has been read up to the offset there (the first example written after the
+        update)."""
+        self._held.append(_Held(event, partition, offset, dict(ends)))
+
+    def release(self, positions: Mapping[TopicPartition, int | None]) -> list[dict[str, Any]]:
+        """The held updates, oldest first, whose examples have all been judged.
+
+        ``positions``: each examples partition assigned now, with the offset of the next
+        example to be read from it (None: unknown yet). A partition no longer assigned is not
+        waited for: its examples are another consumer's now.
+        """
+        released: list[dict[str, Any]] = []
+        while self._held and self._reached(self._held[0], positions):
+            released.append(self._held.popleft().event)
+        return released
+
+    def commit_limits(self) -> dict[TopicPartition, int]:
+        """Per updates partition, the offset of its oldest held update: offsets are committed
+        no further, so that a restart reads the held updates again (they were read, not
+        applied)."""
+        limits: dict[TopicPartition, int] = {}
+        for held in self._held:
+            limits.setdefault(held.partition, held.offset)
+        return limits
+
+    @staticmethod
+    def _reached(held: _Held, positions: Mapping[TopicPartition, int | None]) -> bool:
+        for partition, end in held.ends.items():
+            if partition not in positions:
+                continue  # revoked
+            position = positions[partition]
+            if position is None or position < end:
+                return False
+        return True
+
+
 class LiveWorker:
     """The live-evidence loop: :meth:`run` until ``stop`` is set.
 
@@ -113,6 +190,8 @@ class LiveWorker:
             auto_offset_reset=start_at,
         )
         self.producer = EventProducer(settings, service="trainer-live")
+        self.barrier = UpdateBarrier()
+        self._examples_topic = settings.topic_for(EventType.LABELLED_EXAMPLE)
         self.live: LiveEvidence | None = None  # set by run: the registry is read there
         self._answerer = "champion"
         self._counted_updates = 0
@@ -127,18 +206,20 @@ class LiveWorker:
             batch = self.consumer.poll(timeout_ms=500)
             for received in batch:
                 if received.event_type is EventType.MODEL_UPDATE:
-                    actions = self._model_update(live, received.event)
-                else:
-                    actions = live.observe(received.event, time.time())
-                    self._label_time = received.event.get("label_time") or self._label_time
-                self._apply(actions)
+                    self._hold(received)
+                    continue
+                self._apply(live.observe(received.event, time.time()))
+                self._label_time = received.event.get("label_time") or self._label_time
+            released = self._release(live)  # after the whole batch: positions are past it
             if self._label_time is not None:
                 LAG.set(max(0.0, time.time() - epoch(self._label_time)))
             self._apply(live.tick(time.time()))
             self._count_updates(live)
-            if self.consumer.uncommitted:
+            if self.consumer.uncommitted or released:
                 self.producer.flush()
-                self.consumer.commit()
+                # Held updates' partitions no further than the oldest held one; the rest all
+                # (examples are judged, dead letters sent): a restart reads the held ones again.
+                self.consumer.commit_before(self.barrier.commit_limits())
 
     def close(self) -> None:
         self.consumer.close()
@@ -168,6 +249,39 @@ class LiveWorker:
 
     def _task(self, version: str | None) -> str | None:
         return None if version is None else self.registry.model_card(self.name, version).task
+
+    def _hold(self, received: Received) -> None:
+        """Hold a model update of this model until the examples written before it are judged.
+
+        Before it: the examples' record timestamps (when ingest wrote them) are before the
+        update's ``event_time``; where every example is, up to the partition's end now. Not the
+        ends at the time the update is read: Kafka hands it over late, too, when the consumer
+        has much of the examples buffered, and the examples the new champion answered by then
+        would be judged against the old one.
+        """
+        event = received.event
+        if event["model_name"] != self.name:
+            return
+        examples = self.consumer.assigned(self._examples_topic)
+        written = self.consumer.offsets_for_time(examples, int(epoch(event["event_time"]) * 1000))
+        ends = {p: offset for p, offset in written.items() if offset is not None}
+        ends |= self.consumer.end_offsets(p for p, offset in written.items() if offset is None)
+        origin = received.origin
+        partition = TopicPartition(origin["topic"], origin["partition"])
+        self.barrier.hold(event, partition, origin["offset"], ends)
+
+    def _release(self, live: LiveEvidence) -> int:
+        """Apply the held updates whose examples have been judged; how many."""
+        if not self.barrier:
+            return 0
+        positions = {
+            partition: self.consumer.position(partition)
+            for partition in self.consumer.assigned(self._examples_topic)
+        }
+        released = self.barrier.release(positions)
+        for event in released:
+            self._apply(self._model_update(live, event))
+        return len(released)
 
     def _model_update(self, live: LiveEvidence, event: dict[str, Any]) -> list[Action]:
         if event["model_name"] != self.name:
@@ -224,7 +338,9 @@ class LiveWorker:
         key = None
         if decision.snapshot:
             assert self.live is not None and self.live.learner is not None
+            started = time.perf_counter()
             key = self.snapshots.put(decision.online_version, self.live.learner.model)
+            self.live.snapshot_took(time.perf_counter() - started)
         self.producer.send(EventType.ONLINE_MODEL, decision.event(self.name, key))
         ONLINE_ANSWERING.set(int(decision.answerer == "online"))
         if decision.answerer != self._answerer:

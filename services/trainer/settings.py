@@ -164,7 +164,8 @@ class TrainerSettings(Settings):
         1.0,
         ge=0.01,
         description="While the online model answers, at most one snapshot of it (and one "
-        "online-model event) per this many seconds; none while the champion answers.",
+        "online-model event) per this many seconds, and further apart when writing one takes "
+        "over a fifth of that; none while the champion answers.",
     )
     trainer_online_windows: str = Field(
         "500,2000",

@@ -296,3 +296,21 @@ def test_the_online_learner_warms_up_on_the_stores_latest_examples(tmp_path: Pat
 def test_a_config_without_windows_is_refused(windows: tuple[int, ...]) -> None:
     with pytest.raises(ValueError):
         LiveEvidence("m", LiveConfig(windows=windows))
+
+
+def test_snapshots_are_spaced_by_what_they_cost() -> None:
+    """A snapshot that takes 1 s to write: the next comes 5 s after it, not 1 s; a cheap one
+    again after ``snapshot_s``."""
+    live = LiveEvidence("m", LiveConfig(snapshot_s=1.0), champion="1", task="classification")
+    live.arbiter.answerer = "online"
+    assert live.learner is not None
+    live.learner.learn({"x": 1.0}, "a")
+    [first] = live.tick(now=100.0)
+    assert first.snapshot
+    live.snapshot_took(1.0)
+    live.learner.learn({"x": 2.0}, "b")
+    assert live.tick(now=101.5) == [] and live.tick(now=104.9) == []
+    [second] = live.tick(now=105.0)
+    live.snapshot_took(0.01)
+    live.learner.learn({"x": 3.0}, "a")
+    assert second.snapshot and live.tick(now=105.9) == [] and live.tick(now=106.0)
